@@ -1,0 +1,211 @@
+"""Letters → leads: which visitor (and so which source) wrote each letter.
+
+Attribution time is the letter's arrival (`received_at`); the Date header is
+shown, never used for matching.
+"""
+
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from mailbox_sync.models import Letter
+from substitution.models import Address, Lease
+from tracker.models import Channel, Session, Site
+
+from .models import Lead, MatchKind
+
+AUTO_SUBMITTED_OK = {"", "no"}
+BULK_PRECEDENCE = {"bulk", "list", "junk", "auto_reply"}
+DAEMON_SENDERS = ("mailer-daemon@", "postmaster@", "noreply-dmarc", "mail-daemon@")
+
+
+def not_lead_reason(letter: Letter, own_addresses: set[str]) -> str:
+    """Why a letter is not an enquiry, or "" when it is one."""
+    if letter.not_lead_reason:
+        return letter.not_lead_reason
+    headers = {k.lower(): v.strip().lower() for k, v in (letter.headers or {}).items()}
+    if headers.get("x-spam-flag", "") == "yes":
+        return "spam (X-Spam-Flag)"
+    if headers.get("auto-submitted", "") not in AUTO_SUBMITTED_OK:
+        return "auto-reply (Auto-Submitted)"
+    if headers.get("x-autoreply") or headers.get("x-autorespond"):
+        return "auto-reply"
+    if headers.get("precedence", "") in BULK_PRECEDENCE:
+        return "mailing list or bulk (Precedence)"
+    if headers.get("list-id"):
+        return "mailing list (List-Id)"
+    sender = letter.sender_email.lower()
+    if sender.startswith(DAEMON_SENDERS):
+        return "bounce (mailer daemon)"
+    if sender and sender in own_addresses:
+        return "the project's own address"
+    return ""
+
+
+def _own_addresses(project_id: int) -> set[str]:
+    own = set(Address.objects.filter(pool__project_id=project_id).values_list("email", flat=True))
+    own |= {e.lower() for e in Site.objects.filter(project_id=project_id).values_list("original_email", flat=True)}
+    from mailbox_sync.models import Mailbox
+
+    own |= {u.lower() for u in Mailbox.objects.filter(project_id=project_id).values_list("username", flat=True)}
+    return own
+
+
+def tracked_recipient(letter: Letter, project_id: int) -> tuple[Address | None, str]:
+    """The first tracked address among Delivered-To / X-Original-To, then To,
+    then Cc; with none, the first recipient (for display)."""
+    recipients = letter.recipients or {}
+    ordered = list(
+        dict.fromkeys(recipients.get("delivered_to", []) + recipients.get("to", []) + recipients.get("cc", []))
+    )
+    if not ordered:
+        return None, ""
+    found = {
+        a.email: a
+        for a in Address.objects.filter(pool__project_id=project_id, email__in=ordered).select_related("pool")
+    }
+    for email in ordered:
+        if email in found:
+            return found[email], email
+    return None, ordered[0]
+
+
+def lease_at(address: Address, at: datetime) -> tuple[Lease | None, str]:
+    """The lease that held the address at `at` ("live lease"), else the last
+    one that started before it ("after hold", or "reused since" when another
+    visitor has held the address after the letter arrived)."""
+    live = (
+        Lease.objects.filter(address=address, started_at__lte=at)
+        .filter(Q(released_at__isnull=True, expires_at__gt=at) | Q(released_at__gt=at))
+        .order_by("-started_at")
+        .first()
+    )
+    if live is not None:
+        return live, MatchKind.LIVE_LEASE
+    previous = Lease.objects.filter(address=address, started_at__lte=at).order_by("-started_at").first()
+    if previous is None:
+        return None, MatchKind.UNKNOWN
+    reused = Lease.objects.filter(address=address, started_at__gt=at).exclude(visitor_id=previous.visitor_id).exists()
+    return previous, MatchKind.REUSED_SINCE if reused else MatchKind.AFTER_HOLD
+
+
+def session_at(visitor_id: int, at: datetime) -> Session | None:
+    """The visitor's session current at `at`: the last one started by then."""
+    sessions = Session.objects.filter(visitor_id=visitor_id)
+    return (
+        sessions.filter(started_at__lte=at).order_by("-started_at").first() or sessions.order_by("started_at").first()
+    )
+
+
+def _existing_lead(letter: Letter, project_id: int, recipient: str) -> Lead | None:
+    """A thread reply joins its letter's lead; otherwise a letter from the same
+    sender to the same address within the repeat period joins that lead."""
+    thread_ids = [i for i in [letter.in_reply_to, *letter.references] if i]
+    if thread_ids:
+        parent = (
+            Letter.objects.filter(mailbox__project_id=project_id, message_id__in=thread_ids, lead__isnull=False)
+            .exclude(pk=letter.pk)
+            .select_related("lead")
+            .order_by("-received_at")
+            .first()
+        )
+        if parent is not None:
+            return parent.lead
+    if not letter.sender_email:
+        return None
+    period = letter.mailbox.repeat_period
+    nearby = (
+        Letter.objects.filter(
+            mailbox__project_id=project_id,
+            sender_email=letter.sender_email,
+            lead__recipient=recipient,
+            received_at__gt=letter.received_at - period,
+            received_at__lt=letter.received_at + period,
+        )
+        .exclude(pk=letter.pk)
+        .select_related("lead")
+        .order_by("received_at")
+    )
+    for other in nearby:
+        return other.lead
+    return None
+
+
+def _source_fields(session: Session | None) -> dict:
+    if session is None:
+        return {}
+    return {
+        "channel": session.channel,
+        "source": session.source,
+        "medium": session.utm_medium,
+        "campaign": session.utm_campaign,
+        "term": session.utm_term,
+        "content": session.utm_content,
+        "keyword": session.keyword,
+        "landing_url": session.landing_url,
+        "referrer": session.referrer,
+        "device_type": session.device_type,
+        "country": session.country,
+        "city": session.city,
+    }
+
+
+@transaction.atomic
+def attribute_letter(letter_id: int) -> Lead | None:
+    """Make or join the lead of one stored letter. Idempotent: a letter already
+    attributed is left as it is, so one letter never makes two leads."""
+    letter = Letter.objects.select_for_update().select_related("mailbox").get(pk=letter_id)
+    if letter.attributed_at is not None:
+        return letter.lead
+    mailbox = letter.mailbox
+    project_id = mailbox.project_id
+    now = timezone.now()
+
+    reason = not_lead_reason(letter, _own_addresses(project_id))
+    address, recipient = tracked_recipient(letter, project_id)
+    if not reason and address is None and mailbox.tracked_only:
+        reason = "sent to an untracked address"
+    if reason:
+        Letter.objects.filter(pk=letter.pk).update(not_lead_reason=reason, attributed_at=now, attribution_error="")
+        return None
+
+    lead = _existing_lead(letter, project_id, recipient)
+    if lead is not None:
+        if letter.received_at > lead.last_letter_at:
+            Lead.objects.filter(pk=lead.pk).update(last_letter_at=letter.received_at)
+        Letter.objects.filter(pk=letter.pk).update(lead=lead, attributed_at=now, attribution_error="")
+        return lead
+
+    lease, kind, session = None, MatchKind.UNKNOWN, None
+    if address is not None:
+        lease, kind = lease_at(address, letter.received_at)
+        if lease is not None:
+            session = session_at(lease.visitor_id, letter.received_at)
+    fields = _source_fields(session) or {"channel": Channel.UNKNOWN}
+    first_contact = not Letter.objects.filter(
+        mailbox__project_id=project_id,
+        sender_email=letter.sender_email,
+        received_at__lt=letter.received_at,
+        lead__isnull=False,
+    ).exists()
+    lead = Lead.objects.create(
+        project_id=project_id,
+        created_at=letter.received_at,
+        last_letter_at=letter.received_at,
+        sender_email=letter.sender_email,
+        sender_name=letter.sender_name,
+        subject=letter.subject,
+        recipient=recipient,
+        match_kind=kind,
+        first_contact=first_contact,
+        address=address,
+        lease=lease,
+        visitor_id=lease.visitor_id if lease else None,
+        session=session,
+        site_id=session.visitor.site_id if session else None,
+        **fields,
+    )
+    Letter.objects.filter(pk=letter.pk).update(lead=lead, attributed_at=now, attribution_error="")
+    return lead

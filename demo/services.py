@@ -1,0 +1,91 @@
+"""Demo mode (DEBUG only): a demo project and a page that can send itself a letter."""
+
+import secrets
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.utils import timezone
+
+from mailbox_sync.models import Letter, Mailbox
+from mailbox_sync.services import ingest_raw, mailbox_set_password
+from projects.models import Membership, Project
+from substitution.models import Address, Block, Pool, Rule
+from substitution.services import pool_fill
+from tracker.models import Site, SiteDomain
+
+DEMO_PROJECT = "Demo project"
+DEMO_EMAIL = "hello@demo-shop.test"
+DEMO_ADMIN = "demo"
+
+
+def require_demo_mode():
+    if not (settings.DEBUG and settings.DEMO):
+        raise PermissionDenied("Demo mode needs DEBUG=1 and DEMO=1.")
+
+
+@transaction.atomic
+def demo_setup() -> tuple[Site, str]:
+    """Create (once) the demo project, site, pool, block, rule and mailbox, and
+    give the demo admin a fresh password. Returns the site and that password."""
+    require_demo_mode()
+    project, _ = Project.objects.get_or_create(name=DEMO_PROJECT, defaults={"time_zone": "Europe/Moscow"})
+    site, _ = Site.objects.get_or_create(project=project, name="Demo shop", defaults={"original_email": DEMO_EMAIL})
+    for domain in ("localhost", "127.0.0.1"):
+        SiteDomain.objects.get_or_create(site=site, domain=domain)
+    pool, _ = Pool.objects.get_or_create(
+        project=project, name="Demo pool", defaults={"base_email": DEMO_EMAIL, "size": 10}
+    )
+    pool_fill(pool)
+    block, _ = Block.objects.get_or_create(project=project, name="Email in the page")
+    rule, created = Rule.objects.get_or_create(project=project, name="Every visitor", defaults={"pool": pool})
+    if created:
+        rule.sites.add(site)
+        rule.blocks.add(block)
+    if not Mailbox.objects.filter(project=project).exists():
+        mailbox = Mailbox(
+            project=project,
+            name="Demo inbox (letters from the demo page)",
+            host="demo.invalid",
+            port=993,
+            username=DEMO_EMAIL,
+            active=False,
+        )
+        mailbox_set_password(mailbox, secrets.token_urlsafe(16))
+        mailbox.save()
+    password = secrets.token_urlsafe(12)
+    user, _ = get_user_model().objects.get_or_create(username=DEMO_ADMIN, defaults={"email": "demo@demo-shop.test"})
+    user.is_staff = user.is_superuser = True
+    user.set_password(password)
+    user.save()
+    Membership.objects.get_or_create(project=project, user=user, defaults={"role": Membership.Role.MANAGER})
+    return site, password
+
+
+def demo_site() -> Site | None:
+    return Site.objects.filter(project__name=DEMO_PROJECT).first()
+
+
+def send_test_letter(*, site: Site, to: str, sender: str, subject: str, body: str) -> Letter:
+    """A letter to the address the demo page shows, through the same pipeline
+    as a letter read over IMAP (arrival time: now)."""
+    require_demo_mode()
+    to = to.strip().lower()
+    allowed = {site.original_email.lower()} | set(
+        Address.objects.filter(pool__project=site.project).values_list("email", flat=True)
+    )
+    if to not in allowed:
+        raise ValueError("The test letter may only go to the demo site's own addresses.")
+    mailbox = Mailbox.objects.filter(project=site.project).order_by("id").first()
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = to
+    message["Delivered-To"] = to
+    message["Subject"] = subject
+    message["Date"] = format_datetime(timezone.now())
+    message["Message-ID"] = make_msgid(domain="demo-shop.test")
+    message.set_content(body)
+    return ingest_raw(mailbox=mailbox, raw=message.as_bytes(), origin=Letter.Origin.DEMO, received_at=timezone.now())

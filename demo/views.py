@@ -1,0 +1,48 @@
+from django.contrib import messages
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from . import services
+
+
+def _site():
+    services.require_demo_mode()
+    site = services.demo_site()
+    if site is None:
+        raise Http404("No demo project: run `python manage.py demo_setup` (make run does it).")
+    return site
+
+
+def page(request):
+    site = _site()
+    return render(request, "demo/page.html", {"site": site, "original": site.original_email})
+
+
+@require_POST
+def send(request):
+    site = _site()
+    back = request.POST.get("back") or reverse("demo:page")
+    if not back.startswith("/demo/"):
+        back = reverse("demo:page")
+    sender = (request.POST.get("sender") or "").strip()[:200] or "customer@example.net"
+    subject = (request.POST.get("subject") or "").strip()[:200] or "A question about your products"
+    body = (request.POST.get("body") or "").strip()[:2000] or "Hello! I would like to know more."
+    try:
+        letter = services.send_test_letter(
+            site=site, to=request.POST.get("to", ""), sender=sender, subject=subject, body=body
+        )
+    except ValueError as error:
+        messages.error(request, str(error))
+        return redirect(back)
+    if letter and letter.lead_id:
+        lead = letter.lead
+        messages.success(
+            request,
+            f"Letter stored; lead #{lead.pk}: channel {lead.get_channel_display()}, source {lead.source or '—'}, "
+            f"campaign {lead.campaign or '—'}. See it in the journal.",
+        )
+    else:
+        messages.warning(request, "The letter was stored but did not become a lead.")
+    return redirect(back)

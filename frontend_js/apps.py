@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class FrontendJsConfig(AppConfig):
+    name = "frontend_js"

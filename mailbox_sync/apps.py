@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class MailboxSyncConfig(AppConfig):
+    name = "mailbox_sync"

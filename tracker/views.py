@@ -1,0 +1,56 @@
+import logging
+
+from django.conf import settings
+from django.http import JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from lib.http import client_ip
+
+from . import services
+
+log = logging.getLogger(__name__)
+
+
+def _cors(response, origin):
+    if origin:
+        response["Access-Control-Allow-Origin"] = origin
+        response["Access-Control-Allow-Methods"] = "POST"
+        response["Access-Control-Max-Age"] = "86400"
+    response["Vary"] = "Origin"
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@csrf_exempt
+def collect(request):
+    """POST /api/v1/collect: a text/plain JSON body from the snippet (no CORS
+    preflight). Answers 200, or 400/403/404/405/413/429 with {"error"}; an
+    unexpected failure is logged and answered 503, never 500."""
+    origin = request.headers.get("Origin", "")
+    if request.method == "OPTIONS":
+        return _cors(JsonResponse({}, status=204), origin)
+    if request.method != "POST":
+        return _cors(JsonResponse({"error": "Use POST"}, status=405), origin)
+    try:
+        if services.rate_limited(f"collect-ip:{client_ip(request)}", settings.COLLECT_RATE_LIMIT_PER_MINUTE):
+            response = JsonResponse({"error": "Too many requests"}, status=429)
+            response["Retry-After"] = "60"
+            return _cors(response, origin)
+        length = int(request.headers.get("Content-Length") or 0)
+        if length > settings.COLLECT_MAX_BODY_BYTES:
+            raise services.CollectError(413, "Request body too large")
+        parsed = services.parse_request(request.body)
+        body = services.collect(
+            request=parsed, origin=origin, user_agent=request.headers.get("User-Agent", ""), now=timezone.now()
+        )
+        return _cors(JsonResponse(body), origin)
+    except services.CollectError as error:
+        return _cors(JsonResponse({"error": error.message}, status=error.status), origin)
+    except ValueError:
+        return _cors(JsonResponse({"error": "Malformed request"}, status=400), origin)
+    except Exception:
+        log.exception("collect failed")
+        response = JsonResponse({"error": "Temporarily unavailable"}, status=503)
+        response["Retry-After"] = "30"
+        return _cors(response, origin)
