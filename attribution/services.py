@@ -4,7 +4,7 @@ Attribution time is the letter's arrival (`received_at`); the Date header is
 shown, never used for matching.
 """
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Q
@@ -16,6 +16,7 @@ from tracker.models import Channel, Session, Site
 
 from .models import Lead, MatchKind
 
+ARRIVAL_RESOLUTION = timedelta(seconds=1)
 AUTO_SUBMITTED_OK = {"", "no"}
 BULK_PRECEDENCE = {"bulk", "list", "junk", "auto_reply"}
 DAEMON_SENDERS = ("mailer-daemon@", "postmaster@", "noreply-dmarc", "mail-daemon@")
@@ -75,25 +76,30 @@ def tracked_recipient(letter: Letter, project_id: int) -> tuple[Address | None, 
 def lease_at(address: Address, at: datetime) -> tuple[Lease | None, str]:
     """The lease that held the address at `at` ("live lease"), else the last
     one that started before it ("after hold", or "reused since" when another
-    visitor has held the address after the letter arrived)."""
+    visitor has held the address after the letter arrived).
+
+    Arrival times have one-second resolution (IMAP INTERNALDATE), so a lease
+    that started within that second counts as started by then."""
+    started_by = at + ARRIVAL_RESOLUTION
     live = (
-        Lease.objects.filter(address=address, started_at__lte=at)
+        Lease.objects.filter(address=address, started_at__lte=started_by)
         .filter(Q(released_at__isnull=True, expires_at__gt=at) | Q(released_at__gt=at))
         .order_by("-started_at")
         .first()
     )
     if live is not None:
         return live, MatchKind.LIVE_LEASE
-    previous = Lease.objects.filter(address=address, started_at__lte=at).order_by("-started_at").first()
+    previous = Lease.objects.filter(address=address, started_at__lte=started_by).order_by("-started_at").first()
     if previous is None:
         return None, MatchKind.UNKNOWN
-    reused = Lease.objects.filter(address=address, started_at__gt=at).exclude(visitor_id=previous.visitor_id).exists()
+    reused = Lease.objects.filter(address=address, started_at__gt=started_by).exclude(visitor_id=previous.visitor_id).exists()
     return previous, MatchKind.REUSED_SINCE if reused else MatchKind.AFTER_HOLD
 
 
 def session_at(visitor_id: int, at: datetime) -> Session | None:
     """The visitor's session current at `at`: the last one started by then."""
     sessions = Session.objects.filter(visitor_id=visitor_id)
+    at = at + ARRIVAL_RESOLUTION
     return (
         sessions.filter(started_at__lte=at).order_by("-started_at").first() or sessions.order_by("started_at").first()
     )
