@@ -22,8 +22,12 @@ DEMO_EMAIL = "hello@demo-shop.test"
 DEMO_ADMIN = "demo"
 
 
+def demo_mode() -> bool:
+    return bool(settings.DEBUG and settings.DEMO)
+
+
 def require_demo_mode():
-    if not (settings.DEBUG and settings.DEMO):
+    if not demo_mode():
         raise PermissionDenied("Demo mode needs DEBUG=1 and DEMO=1.")
 
 
