@@ -38,8 +38,11 @@ def pool_fill(pool: Pool) -> int:
         active = pool.addresses.filter(active=True)
         missing = pool.size - active.count()
         if missing < 0:
+            # Not `exclude(leases__released_at__isnull=True)`: across the LEFT JOIN that
+            # also spares every never-leased address, so a fresh pool never shrank.
+            live = Lease.objects.filter(pool=pool, released_at__isnull=True).values("address_id")
             surplus = (
-                active.exclude(leases__released_at__isnull=True)
+                active.exclude(id__in=live)
                 .order_by(F("last_released_at").asc(nulls_first=True), "id")
                 .values_list("id", flat=True)[:-missing]
             )

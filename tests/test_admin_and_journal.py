@@ -1,6 +1,7 @@
 """Admin and journal: every page scoped to the user's projects."""
 
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -130,7 +131,7 @@ def test_the_journal_lists_the_users_leads_newest_first(client):
     mine, theirs = make_setup(name="Mine"), make_setup(name="Theirs")
     mine.project.time_zone = "Europe/Moscow"
     mine.project.save()
-    lead(mine.project, "Older enquiry", 120, source="google", campaign="spring")
+    older = lead(mine.project, "Older enquiry", 120, source="google", campaign="spring")
     lead(mine.project, "Newer enquiry", 5, source="newsletter", campaign="autumn")
     lead(theirs.project, "Secret enquiry", 1)
     client.force_login(staff("mark", mine.project, role=Membership.Role.MARKETER))
@@ -138,7 +139,8 @@ def test_the_journal_lists_the_users_leads_newest_first(client):
     assert "Secret enquiry" not in page
     assert page.index("Newer enquiry") < page.index("Older enquiry")
     assert "autumn" in page and "newsletter" in page
-    assert "Europe/Moscow" in page
+    moscow = older.created_at.astimezone(ZoneInfo("Europe/Moscow"))
+    assert f"{moscow:%Y-%m-%d %H:%M} <span class=\"muted\">Europe/Moscow</span>" in page
 
 
 def test_the_journal_escapes_letter_content(client):

@@ -62,6 +62,17 @@ def host_of(url: str) -> str:
     return host.lower().removeprefix("www.")
 
 
+def _host_is(host: str, pattern: str) -> bool:
+    """`pattern` is a domain (matches itself and its subdomains) or, ending in a
+    dot, a name under any suffix ("google." matches google.com, news.google.co.uk);
+    never a bare substring, so netflix.com is not x.com and olya.ru is not ya.ru."""
+    if not host:
+        return False
+    if pattern.endswith("."):
+        return host.startswith(pattern) or "." + pattern in host
+    return host == pattern or host.endswith("." + pattern)
+
+
 def classify(url: str, referrer: str, own_host: str = "") -> Source:
     try:
         query = parse_qs(urlsplit(url).query)
@@ -73,7 +84,7 @@ def classify(url: str, referrer: str, own_host: str = "") -> Source:
     if ref_host and own_host and (ref_host == own_host or ref_host.endswith("." + own_host)):
         ref_host = ""  # navigation inside the site is not a source
     medium = utm["utm_medium"].lower()
-    search_param = next((param for frag, param in SEARCH_ENGINES.items() if frag in ref_host), None)
+    search_param = next((param for frag, param in SEARCH_ENGINES.items() if _host_is(ref_host, frag)), None)
     keyword = utm["utm_term"]
     if not keyword and search_param:
         try:
@@ -85,9 +96,7 @@ def classify(url: str, referrer: str, own_host: str = "") -> Source:
         channel = Channel.PAID
     elif medium in EMAIL_MEDIUMS:
         channel = Channel.EMAIL
-    elif medium in SOCIAL_MEDIUMS or any(
-        ref_host == d or ref_host.endswith("." + d) or d in ref_host for d in SOCIAL_DOMAINS
-    ):
+    elif medium in SOCIAL_MEDIUMS or any(_host_is(ref_host, d) for d in SOCIAL_DOMAINS):
         channel = Channel.SOCIAL
     elif medium == "organic" or search_param:
         channel = Channel.ORGANIC

@@ -16,7 +16,7 @@ from substitution.services import substitute
 from .channels import Source, classify, host_of
 from .models import Channel, DeviceType, Session, Site, SiteDomain, Visitor
 
-VID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+VID_RE = re.compile(r"\A[A-Za-z0-9_-]{8,64}\Z")  # \Z: "$" would let a trailing newline through
 LAST_URLS_KEPT = 10
 MOBILE_RE = re.compile(r"Mobi|Android.+Mobile|iPhone|iPod|Windows Phone", re.I)
 TABLET_RE = re.compile(r"iPad|Tablet|Android(?!.*Mobile)", re.I)
@@ -63,7 +63,7 @@ def parse_request(body: bytes) -> CollectRequest:
         raise CollectError(400, "Body must be JSON") from None
     if not isinstance(payload, dict):
         raise CollectError(400, "Body must be a JSON object")
-    if payload.get("v") != 1:
+    if payload.get("v") != 1 or isinstance(payload.get("v"), bool):  # JSON true == 1 in Python
         raise CollectError(400, 'Unsupported protocol version; expected "v": 1')
     site_key = payload.get("site")
     if not isinstance(site_key, str) or not site_key or len(site_key) > 32:
