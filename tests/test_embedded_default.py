@@ -117,4 +117,6 @@ def test_the_flow_runs_on_sqlite_with_the_serverless_broker_and_beat(dovecot, tm
         }
     ], log[-3000:]
     assert (tmp_path / "var" / "db.sqlite3").exists()
+    # The broker keeps all its files under VAR_DIR, none in the working tree.
+    assert any((tmp_path / "var" / "celery" / "control").iterdir())
     assert "mailbox_sync.tasks.sync_mailbox" in log
