@@ -1,6 +1,6 @@
 from django.http import HttpResponse
 from django.urls import reverse
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from tracker.models import Site
 
@@ -9,7 +9,7 @@ from .services import render_snippet
 NOT_FOUND = "/* emailtrack: unknown site key */\n"
 
 
-@require_GET
+@require_safe
 def snippet(request, site_key):
     """GET /s/<site_key>.js: the snippet with this site's settings rendered in."""
     site = Site.objects.filter(site_key=site_key, active=True).first()

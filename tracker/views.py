@@ -1,7 +1,7 @@
 import logging
 
 from django.conf import settings
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
@@ -29,7 +29,7 @@ def collect(request):
     unexpected failure is logged and answered 503, never 500."""
     origin = request.headers.get("Origin", "")
     if request.method == "OPTIONS":
-        return _cors(JsonResponse({}, status=204), origin)
+        return _cors(HttpResponse(status=204), origin)
     if request.method != "POST":
         return _cors(JsonResponse({"error": "Use POST"}, status=405), origin)
     try:
