@@ -92,7 +92,11 @@ def lease_at(address: Address, at: datetime) -> tuple[Lease | None, str]:
     previous = Lease.objects.filter(address=address, started_at__lte=started_by).order_by("-started_at").first()
     if previous is None:
         return None, MatchKind.UNKNOWN
-    reused = Lease.objects.filter(address=address, started_at__gt=started_by).exclude(visitor_id=previous.visitor_id).exists()
+    reused = (
+        Lease.objects.filter(address=address, started_at__gt=started_by)
+        .exclude(visitor_id=previous.visitor_id)
+        .exists()
+    )
     return previous, MatchKind.REUSED_SINCE if reused else MatchKind.AFTER_HOLD
 
 

@@ -80,12 +80,13 @@ def _quietly_close(client) -> None:
         pass
 
 
-def select_readonly(client, folder: str) -> int:
+def select_readonly(client, folder: str) -> tuple[int, int]:
+    """Open the folder read-only: its UIDVALIDITY and UIDNEXT (0 if not told)."""
     try:
         info = client.select_folder(folder, readonly=True)
     except IMAPClientError as error:
         raise SyncError(f"Folder {folder!r} is missing or cannot be opened: {error}") from error
-    return int(info[b"UIDVALIDITY"])
+    return int(info[b"UIDVALIDITY"]), int(info.get(b"UIDNEXT") or 0)
 
 
 def uids_since(client, since: datetime) -> list[int]:

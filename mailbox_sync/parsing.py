@@ -80,7 +80,9 @@ def _header_addresses(value) -> list[str]:
     return [addr.strip().lower() for _name, addr in getaddresses([str(v) for v in values]) if "@" in addr]
 
 
-def _ids(value: str) -> list[str]:
+def _ids(value) -> list[str]:
+    if isinstance(value, list):  # the header appears more than once
+        value = " ".join(str(v) for v in value)
     return ANGLE_ID_RE.findall(value or "")
 
 
@@ -88,7 +90,9 @@ def _received_at(parsed) -> datetime | None:
     hops = parsed.received or []
     if not hops:
         return None
-    top = min(hops, key=lambda hop: hop.get("hop", 0))
+    # mailparser numbers hops from the bottom (first relay) up: the top
+    # Received header, added by the receiving server, has the highest number.
+    top = max(hops, key=lambda hop: hop.get("hop", 0))
     try:
         return parsedate_to_datetime(top.get("date", "")) if top.get("date") else None
     except (TypeError, ValueError):
@@ -105,7 +109,8 @@ def parse(raw: bytes, text_limit: int) -> ParsedLetter:
     letter = ParsedLetter()
     problems = []
     try:
-        headers = parsed.headers or {}
+        # Header names are case-insensitive ("List-ID", "In-reply-to").
+        headers = {name.lower(): value for name, value in (parsed.headers or {}).items()}
         letter.subject = (parsed.subject or "")[:500]
         senders = parsed.from_ or []
         if senders:
@@ -114,15 +119,15 @@ def parse(raw: bytes, text_limit: int) -> ParsedLetter:
         if "@" not in letter.sender_email:
             letter.sender_email = ""
             problems.append("no sender address")
-        letter.delivered_to = _dedupe(_addresses(parsed.delivered_to) + _header_addresses(headers.get("X-Original-To")))
+        letter.delivered_to = _dedupe(_addresses(parsed.delivered_to) + _header_addresses(headers.get("x-original-to")))
         letter.to = _addresses(parsed.to)
         letter.cc = _addresses(parsed.cc)
         letter.date_header = parsed.date if isinstance(parsed.date, datetime) else None
         letter.received_header_at = _received_at(parsed)
         letter.message_id = (parsed.message_id or "").strip()[:998]
-        letter.in_reply_to = (_ids(headers.get("In-Reply-To", "")) or [""])[0][:998]
-        letter.references = _ids(headers.get("References", ""))[-50:]
-        letter.headers = {name: str(headers[name])[:1000] for name in KEPT_HEADERS if name in headers}
+        letter.in_reply_to = (_ids(headers.get("in-reply-to", "")) or [""])[0][:998]
+        letter.references = _ids(headers.get("references", ""))[-50:]
+        letter.headers = {name: str(headers[name.lower()])[:1000] for name in KEPT_HEADERS if name.lower() in headers}
         body = "\n".join(parsed.text_plain) if parsed.text_plain else html_to_text("\n".join(parsed.text_html or []))
         letter.text = body.strip()[:text_limit]
         letter.attachments = [

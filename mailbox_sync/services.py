@@ -29,6 +29,17 @@ def _clean(value: str) -> str:
     return value.replace("\x00", "") if value else value
 
 
+def _clean_json(value):
+    # Nor can jsonb hold "\u0000".
+    if isinstance(value, str):
+        return _clean(value)
+    if isinstance(value, list):
+        return [_clean_json(item) for item in value]
+    if isinstance(value, dict):
+        return {_clean(key): _clean_json(item) for key, item in value.items()}
+    return value
+
+
 def mailbox_set_password(mailbox: Mailbox, password: str) -> None:
     mailbox.password_encrypted = crypto.encrypt(password)
 
@@ -53,7 +64,7 @@ def store_letter(
     parsed = parsing.parse(raw, mailbox.text_limit)
     if received_at is None:
         received_at = parsed.received_header_at or parsed.date_header or timezone.now()
-    key = parsing.dedupe_key(parsed.message_id, raw)
+    key = _clean(parsing.dedupe_key(parsed.message_id, raw))
     if Letter.objects.filter(mailbox=mailbox, dedupe_key=key).exists():
         return None
     if (
@@ -76,13 +87,13 @@ def store_letter(
                 sender_email=_clean(parsed.sender_email),
                 sender_name=_clean(parsed.sender_name),
                 subject=_clean(parsed.subject),
-                recipients=parsed.recipients,
+                recipients=_clean_json(parsed.recipients),
                 in_reply_to=_clean(parsed.in_reply_to),
-                references=[_clean(r) for r in parsed.references],
+                references=_clean_json(parsed.references),
                 text=_clean(parsed.text),
-                attachments=parsed.attachments,
+                attachments=_clean_json(parsed.attachments),
                 size=len(raw),
-                headers={k: _clean(v) for k, v in parsed.headers.items()},
+                headers=_clean_json(parsed.headers),
                 raw=raw,
                 malformed=parsed.malformed,
                 parse_error=_clean(parsed.parse_error),
@@ -167,7 +178,7 @@ def sync_mailbox(mailbox_id: int, *, progress=None) -> SyncResult:
 
 
 def _sync_folder(client, mailbox: Mailbox, folder: str, result: SyncResult, progress) -> None:
-    uidvalidity = imap.select_readonly(client, folder)
+    uidvalidity, uidnext = imap.select_readonly(client, folder)
     state = FolderState.objects.filter(mailbox=mailbox, name=folder).first()
     if state is None or state.uidvalidity != uidvalidity:
         since = timezone.now() - settings.FIRST_SYNC_WINDOW
@@ -206,6 +217,10 @@ def _sync_folder(client, mailbox: Mailbox, folder: str, result: SyncResult, prog
         attribute_stored(stored)
         if progress is not None:
             progress.advance(len(batch))
+    if window_start is not None and uidnext > 1:
+        # Letters below UIDNEXT that the window left out are older than it:
+        # later syncs must not read them as new.
+        FolderState.objects.filter(pk=state.pk, last_uid__lt=uidnext - 1).update(last_uid=uidnext - 1)
 
 
 def _finish(mailbox: Mailbox, result: SyncResult) -> None:
@@ -233,9 +248,7 @@ def _finish(mailbox: Mailbox, result: SyncResult) -> None:
 
 
 def _retry_unattributed(mailbox: Mailbox) -> None:
-    pending = list(
-        Letter.objects.filter(mailbox=mailbox, attributed_at__isnull=True)
-        .exclude(attribution_error="")
-        .order_by("id")[:100]
-    )
+    # Failed letters, and letters stored by a run that died before it could
+    # attribute them (a re-read finds them stored and skips them).
+    pending = list(Letter.objects.filter(mailbox=mailbox, attributed_at__isnull=True).order_by("id")[:100])
     attribute_stored(pending)

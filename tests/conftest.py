@@ -55,6 +55,7 @@ listen = 127.0.0.1
 ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
+auth_failure_delay = 0
 mail_location = maildir:{dir}/mail/%u/Maildir
 first_valid_uid = 1
 default_login_user = nobody
@@ -91,10 +92,20 @@ class Dovecot:
         self.root, self.port, self.host = root, port, "127.0.0.1"
 
     def account(self, password="secret"):
+        """A fresh mailbox. Dovecot re-reads the users file at most once a
+        second, so this waits until the new account can log in."""
         user = f"inbox-{uuid.uuid4().hex[:10]}@example.com"
         with open(self.root / "users", "a") as users:
             users.write(f"{user}:{{PLAIN}}{password}\n")
-        return user, password
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                self.client(user, password).logout()
+                return user, password
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
     def client(self, user, password="secret") -> IMAPClient:
         client = IMAPClient(self.host, port=self.port, ssl=False, timeout=10)

@@ -140,7 +140,7 @@ def test_the_journal_lists_the_users_leads_newest_first(client):
     assert page.index("Newer enquiry") < page.index("Older enquiry")
     assert "autumn" in page and "newsletter" in page
     moscow = older.created_at.astimezone(ZoneInfo("Europe/Moscow"))
-    assert f"{moscow:%Y-%m-%d %H:%M} <span class=\"muted\">Europe/Moscow</span>" in page
+    assert f'{moscow:%Y-%m-%d %H:%M} <span class="muted">Europe/Moscow</span>' in page
 
 
 def test_the_journal_escapes_letter_content(client):
