@@ -65,8 +65,17 @@ def main():
     key = setup.site.site_key
 
     def body(vid, hb=False):
-        return json.dumps({"v": 1, "site": key, "vid": vid, "url": "https://shop.test/?utm_source=bench&utm_campaign=b",
-                           "ref": "", "consent": True, "hb": hb})
+        return json.dumps(
+            {
+                "v": 1,
+                "site": key,
+                "vid": vid,
+                "url": "https://shop.test/?utm_source=bench&utm_campaign=b",
+                "ref": "",
+                "consent": True,
+                "hb": hb,
+            }
+        )
 
     def post(data):
         response = client.post("/api/v1/collect", data, content_type="text/plain", HTTP_ORIGIN="https://shop.test")
@@ -96,9 +105,11 @@ def main():
     base_after = timed(baseline, n)
     base = (base + base_after) / 2
     print(f"requests per case: {n}; baseline GET /s/<key>.js median {base * 1000:.2f} ms")
-    for name, value in (("first page view (new visitor, new lease)", first),
-                        ("returning page view (lease extended)", again),
-                        ("heartbeat", beat)):
+    for name, value in (
+        ("first page view (new visitor, new lease)", first),
+        ("returning page view (lease extended)", again),
+        ("heartbeat", beat),
+    ):
         print(f"{name:45s} {value / base:5.2f} x baseline  ({value * 1000:.2f} ms)")
 
 
