@@ -24,7 +24,10 @@ def site_config(site: Site, collect_url: str) -> dict:
     return {
         "site": site.site_key,
         "collect": collect_url,
-        "blocks": [{"id": block.pk, "email": site.original_email} for block in blocks_for_site(site)],
+        "blocks": [
+            {"id": block.pk, "kind": block.kind, "sel": block.selector, "email": site.original_email}
+            for block in blocks_for_site(site)
+        ],
         "consent": True,
         "hb": settings.HEARTBEAT_SECONDS,
     }

@@ -53,7 +53,7 @@ class AddressAdmin(ScopedAdmin):
 
 @admin.register(Block)
 class BlockAdmin(ScopedAdmin):
-    list_display = ["name", "project", "kind"]
+    list_display = ["name", "project", "kind", "selector"]
 
 
 @admin.register(Rule)

@@ -1,8 +1,13 @@
+import re
+
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
 from projects.models import Project
 from tracker.models import Site, Visitor
+
+BLOCK_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_:.-]*$")
 
 
 class Pool(models.Model):
@@ -59,14 +64,33 @@ class Block(models.Model):
     """What the snippet replaces on the page."""
 
     class Kind(models.TextChoices):
-        FIND = "find", "Find the original email in the page"
+        FIND = "find", "Find the original email in the page (text, mailto: links, attributes)"
+        ID = "id", "Element by id"
+        CLASS = "class", "Elements by class"
+        SELECTOR = "selector", "Elements by CSS selector"
+        ATTRIBUTE = "attribute", "Elements carrying an attribute (its value is replaced)"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="blocks")
     name = models.CharField(max_length=200)
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.FIND)
+    selector = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="The id, class, CSS selector or attribute name; empty for 'find in the page'.",
+    )
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        if self.kind == self.Kind.FIND:
+            self.selector = ""
+        elif not self.selector.strip():
+            raise ValidationError({"selector": "This kind of block needs an id, class, selector or attribute name."})
+        elif self.kind in (self.Kind.ID, self.Kind.CLASS, self.Kind.ATTRIBUTE) and not BLOCK_NAME_RE.match(
+            self.selector
+        ):
+            raise ValidationError({"selector": "Use a plain name: letters, digits, '-', '_' or ':'."})
 
 
 class Rule(models.Model):
