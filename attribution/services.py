@@ -11,12 +11,15 @@ from django.db.models import Q
 from django.utils import timezone
 
 from mailbox_sync.models import Letter
-from substitution.models import Address, Lease
+from substitution.decoder import Decoded, Match, decode_address
+from substitution.models import Address, Lease, PoolExhaustion, StaticAddress
 from tracker.models import Channel, Session, Site
 
 from .models import Lead, MatchKind
 
 ARRIVAL_RESOLUTION = timedelta(seconds=1)
+# A letter to the main address this soon after a pool ran dry is counted "pool exhausted".
+EXHAUSTED_LOOKBACK_MINUTES = 60
 AUTO_SUBMITTED_OK = {"", "no"}
 BULK_PRECEDENCE = {"bulk", "list", "junk", "auto_reply"}
 DAEMON_SENDERS = ("mailer-daemon@", "postmaster@", "noreply-dmarc", "mail-daemon@")
@@ -51,26 +54,54 @@ def _own_addresses(project_id: int) -> set[str]:
     from mailbox_sync.models import Mailbox
 
     own |= {u.lower() for u in Mailbox.objects.filter(project_id=project_id).values_list("username", flat=True)}
+    own |= set(StaticAddress.objects.filter(project_id=project_id).values_list("email", flat=True))
     return own
 
 
-def tracked_recipient(letter: Letter, project_id: int) -> tuple[Address | None, str]:
+def tracked_recipient(letter: Letter, project_id: int) -> tuple[Decoded | None, str]:
     """The first tracked address among Delivered-To / X-Original-To, then To,
-    then Cc; with none, the first recipient (for display)."""
+    then Cc, through the token decoder (exact, corrected, ambiguous, or a
+    static channel address); with none, the first recipient (for display)."""
     recipients = letter.recipients or {}
     ordered = list(
         dict.fromkeys(recipients.get("delivered_to", []) + recipients.get("to", []) + recipients.get("cc", []))
     )
     if not ordered:
         return None, ""
-    found = {
-        a.email: a
-        for a in Address.objects.filter(pool__project_id=project_id, email__in=ordered).select_related("pool")
-    }
     for email in ordered:
-        if email in found:
-            return found[email], email
+        decoded = decode_address(project_id, email)
+        if decoded is not None:
+            return decoded, email
     return None, ordered[0]
+
+
+def _taken_over_from_someone(lease: Lease, at: datetime) -> bool:
+    """The address was taken from another visitor whose hold had not run out by `at`."""
+    return Lease.objects.filter(
+        address_id=lease.address_id,
+        end_reason=Lease.EndReason.TAKEN_OVER,
+        released_at__lte=lease.started_at,
+        expires_at__gt=at,
+    ).exists()
+
+
+def _match(decoded: Decoded | None, letter: Letter, project_id: int) -> tuple[Lease | None, str]:
+    at = letter.received_at
+    if decoded is None:
+        recently_exhausted = PoolExhaustion.objects.filter(
+            pool__project_id=project_id, at__lte=at, at__gt=at - timedelta(minutes=EXHAUSTED_LOOKBACK_MINUTES)
+        ).exists()
+        return None, MatchKind.EXHAUSTED if recently_exhausted else MatchKind.UNKNOWN
+    if decoded.kind == Match.AMBIGUOUS:
+        return None, MatchKind.AMBIGUOUS
+    lease, kind = lease_at(decoded.address, at)
+    if lease is None:
+        return None, kind
+    if decoded.kind == Match.CORRECTED:
+        return lease, MatchKind.CORRECTED
+    if kind == MatchKind.LIVE_LEASE and _taken_over_from_someone(lease, at):
+        return lease, MatchKind.TAKEN_OVER
+    return lease, kind
 
 
 def lease_at(address: Address, at: datetime) -> tuple[Lease | None, str]:
@@ -174,8 +205,8 @@ def attribute_letter(letter_id: int) -> Lead | None:
     now = timezone.now()
 
     reason = not_lead_reason(letter, _own_addresses(project_id))
-    address, recipient = tracked_recipient(letter, project_id)
-    if not reason and address is None and mailbox.tracked_only:
+    decoded, recipient = tracked_recipient(letter, project_id)
+    if not reason and decoded is None and mailbox.tracked_only:
         reason = "sent to an untracked address"
     if reason:
         Letter.objects.filter(pk=letter.pk).update(not_lead_reason=reason, attributed_at=now, attribution_error="")
@@ -188,12 +219,21 @@ def attribute_letter(letter_id: int) -> Lead | None:
         Letter.objects.filter(pk=letter.pk).update(lead=lead, attributed_at=now, attribution_error="")
         return lead
 
-    lease, kind, session = None, MatchKind.UNKNOWN, None
-    if address is not None:
-        lease, kind = lease_at(address, letter.received_at)
+    session = None
+    if decoded is not None and decoded.kind == Match.STATIC:
+        lease, kind = None, MatchKind.STATIC
+        static = decoded.static_address
+        fields = {
+            "channel": static.channel,
+            "source": static.source or static.name,
+            "medium": static.medium,
+            "campaign": static.campaign,
+        }
+    else:
+        lease, kind = _match(decoded, letter, project_id)
         if lease is not None:
             session = session_at(lease.visitor_id, letter.received_at)
-    fields = _source_fields(session) or {"channel": Channel.UNKNOWN}
+        fields = _source_fields(session) or {"channel": Channel.UNKNOWN}
     first_contact = not Letter.objects.filter(
         mailbox__project_id=project_id,
         sender_email=letter.sender_email,
@@ -210,7 +250,7 @@ def attribute_letter(letter_id: int) -> Lead | None:
         recipient=recipient,
         match_kind=kind,
         first_contact=first_contact,
-        address=address,
+        address=decoded.address if decoded else None,
         lease=lease,
         visitor_id=lease.visitor_id if lease else None,
         session=session,

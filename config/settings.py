@@ -154,6 +154,9 @@ else:
         "store_processed": False,
         "polling_interval": 0.2,
     }
+# Written-behind activity (Redis only) reaches the database this often.
+ACTIVITY_FLUSH_SECONDS = env.int("ACTIVITY_FLUSH_SECONDS", default=30)
+RETENTION_DAYS = env.int("RETENTION_DAYS", default=90)
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -164,6 +167,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "mailbox_sync.tasks.enqueue_due_syncs",
         "schedule": timedelta(seconds=env.int("SYNC_BEAT_SECONDS", default=30)),
     },
+    "flush-activity": {
+        "task": "substitution.tasks.flush_activity",
+        "schedule": timedelta(seconds=ACTIVITY_FLUSH_SECONDS),
+    },
+    "release-expired-leases": {"task": "substitution.tasks.release_expired_leases", "schedule": timedelta(minutes=1)},
+    "purge-old-leases": {"task": "substitution.tasks.purge_old_leases", "schedule": timedelta(hours=6)},
 }
 
 AUTH_PASSWORD_VALIDATORS = [

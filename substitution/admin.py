@@ -1,18 +1,68 @@
+from django import forms
 from django.contrib import admin, messages
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
-from projects.admin_scoping import ScopedAdmin
+from projects.admin_scoping import ScopedAdmin, ScopedTabularInline
 
-from . import selectors, services
-from .models import Address, Block, Lease, Pool, PoolExhaustion, Rule
+from . import pools, selectors, services
+from .models import Address, Block, Lease, Pool, PoolExhaustion, Rule, RuleCondition, StaticAddress
+
+
+class PoolForm(forms.ModelForm):
+    upload_text = forms.CharField(
+        label="Addresses to add",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6}),
+        help_text="Uploaded pools: paste real addresses, one per line (or comma-separated).",
+    )
+    upload_file = forms.FileField(label="…or a CSV file", required=False)
+
+    class Meta:
+        model = Pool
+        fields = [
+            "project",
+            "name",
+            "kind",
+            "base_email",
+            "size",
+            "hold_minutes",
+            "exhausted_policy",
+            "max_live_leases_per_ip",
+        ]
+
+    def clean(self):
+        data = super().clean()
+        text = data.get("upload_text") or ""
+        upload = data.get("upload_file")
+        if upload is not None:
+            if upload.size > 5 * 1024 * 1024:
+                raise forms.ValidationError("The CSV file is larger than 5 MB.")
+            text += "\n" + upload.read().decode("utf-8-sig", errors="replace")
+        self.uploaded = []
+        kind = data.get("kind") or self.instance.kind
+        if text.strip():
+            if kind != Pool.Kind.UPLOADED:
+                raise forms.ValidationError("Only an uploaded pool takes a list of addresses.")
+            probe = Pool(project=data.get("project") or self.instance.project, base_email=data.get("base_email") or "")
+            probe.pk = self.instance.pk
+            fresh, errors = pools.validate_uploaded_addresses(probe, text)
+            if errors:
+                shown = errors[:20] + ([f"…and {len(errors) - 20} more"] if len(errors) > 20 else [])
+                raise forms.ValidationError(shown)
+            self.uploaded = fresh
+        elif kind == Pool.Kind.UPLOADED and not self.instance.pk:
+            raise forms.ValidationError("An uploaded pool needs its addresses.")
+        return data
 
 
 @admin.register(Pool)
 class PoolAdmin(ScopedAdmin):
+    form = PoolForm
     list_display = ["name", "project", "kind", "base_email", "size", "hold_minutes", "live_leases", "exhausted_policy"]
     list_filter = ["kind", "exhausted_policy"]
     search_fields = ["name", "base_email"]
-    readonly_fields = ["live_leases", "exhaustions_7d"]
+    readonly_fields = ["health"]
 
     def get_readonly_fields(self, request, obj=None):
         fixed = ["kind", "base_email"] if obj is not None else []
@@ -22,12 +72,19 @@ class PoolAdmin(ScopedAdmin):
     def live_leases(self, obj):
         return selectors.live_lease_count(obj, timezone.now()) if obj.pk else 0
 
-    @admin.display(description="Exhaustions (7 days)")
-    def exhaustions_7d(self, obj):
-        return selectors.exhaustion_count(obj, timezone.now()) if obj.pk else 0
+    @admin.display(description="Pool health")
+    def health(self, obj):
+        if not obj.pk:
+            return "Shown once the pool is saved."
+        health = selectors.pool_health(obj, timezone.now())
+        return render_health(health)
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
+        if getattr(form, "uploaded", None):
+            added = pools.pool_add_uploaded(obj, form.uploaded)
+            self.message_user(request, f"{added} addresses added.")
+            return
         try:
             changed = services.pool_fill(obj)
         except ValueError as error:
@@ -56,11 +113,25 @@ class BlockAdmin(ScopedAdmin):
     list_display = ["name", "project", "kind", "selector"]
 
 
+@admin.register(StaticAddress)
+class StaticAddressAdmin(ScopedAdmin):
+    list_display = ["name", "email", "channel", "source", "campaign", "active", "project"]
+    list_filter = ["active", "channel"]
+    search_fields = ["name", "email", "source", "campaign"]
+
+
+class RuleConditionInline(ScopedTabularInline):
+    model = RuleCondition
+    parent_project_path = "project"
+    extra = 1
+
+
 @admin.register(Rule)
 class RuleAdmin(ScopedAdmin):
-    list_display = ["name", "project", "order", "active", "kind", "pool"]
+    list_display = ["name", "project", "order", "active", "kind", "pool", "static_address"]
     list_editable = ["order", "active"]
     filter_horizontal = ["sites", "blocks"]
+    inlines = [RuleConditionInline]
 
 
 @admin.register(Lease)
@@ -86,3 +157,48 @@ class PoolExhaustionAdmin(ScopedAdmin):
 
     def has_add_permission(self, request, obj=None):
         return False
+
+
+def render_health(health) -> str:
+    """The numbers and a small bar chart of the daily peaks (inline SVG)."""
+    top = max([p for _d, p in health.peaks] + [health.size, 1])
+    width, height, bar = 16 * len(health.peaks), 60, 12
+    bars = format_html_join(
+        "",
+        '<rect x="{}" y="{}" width="{}" height="{}" fill="#447e9b"><title>{}: {}</title></rect>',
+        (
+            (i * 16, height - round(height * peak / top), bar, round(height * peak / top), day.isoformat(), peak)
+            for i, (day, peak) in enumerate(health.peaks)
+        ),
+    )
+    size_line = height - round(height * health.size / top)
+    chart = format_html(
+        '<svg width="{}" height="{}" role="img" aria-label="Peak concurrent leases per day">{}'
+        '<line x1="0" x2="{}" y1="{}" y2="{}" stroke="#ba2121" stroke-dasharray="3"><title>pool size</title></line>'
+        "</svg>",
+        width,
+        height + 1,
+        bars,
+        width,
+        size_line,
+        size_line,
+    )
+    warning = (
+        format_html(
+            '<p style="color:#ba2121"><strong>The pool is too small:</strong> recommended size {}.</p>',
+            health.recommended,
+        )
+        if health.too_small
+        else ""
+    )
+    return format_html(
+        "<p>Live leases now: <strong>{}</strong> of {} addresses · peak (7 days): {} · exhaustions (7 days): {} · "
+        "recommended size: {}</p>{}{}",
+        health.live,
+        health.size,
+        max([p for _d, p in health.peaks], default=0),
+        health.exhaustions,
+        health.recommended or "—",
+        warning,
+        chart,
+    )

@@ -8,6 +8,7 @@ from projects.models import Project
 from tracker.models import Site, Visitor
 
 BLOCK_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_:.-]*$")
+REGEX_MAX_LENGTH = 200
 
 
 class Pool(models.Model):
@@ -16,6 +17,7 @@ class Pool(models.Model):
     class Kind(models.TextChoices):
         PLUS = "plus", "Generated plus-addresses (local+token@domain)"
         DASH = "dash", "Generated catch-all addresses (local-token@domain)"
+        UPLOADED = "uploaded", "Uploaded list of real addresses (aliases)"
 
     class ExhaustedPolicy(models.TextChoices):
         ORIGINAL = "original", "Show the site's original address"
@@ -25,14 +27,18 @@ class Pool(models.Model):
     name = models.CharField(max_length=200)
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.PLUS)
     base_email = models.EmailField(
-        help_text="The real inbox, e.g. info@example.com; tokens are added to its local part."
+        help_text="The real inbox, e.g. info@example.com; generated tokens are added to its local part."
     )
-    size = models.PositiveIntegerField(default=20)
+    size = models.PositiveIntegerField(default=20, help_text="Generated pools only; an uploaded pool is its list.")
     hold_minutes = models.PositiveIntegerField(
         default=30, help_text="How long an address stays with a visitor after their last activity."
     )
     exhausted_policy = models.CharField(
         max_length=16, choices=ExhaustedPolicy.choices, default=ExhaustedPolicy.ORIGINAL
+    )
+    max_live_leases_per_ip = models.PositiveIntegerField(
+        default=5,
+        help_text="Abuse cap: live leases one client IP may hold; above it the original address is shown.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -41,6 +47,10 @@ class Pool(models.Model):
 
     def __str__(self):
         return self.name
+
+    @property
+    def generated(self) -> bool:
+        return self.kind in (self.Kind.PLUS, self.Kind.DASH)
 
 
 class Address(models.Model):
@@ -53,7 +63,9 @@ class Address(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["pool", "token"], name="address_unique_token")]
+        constraints = [
+            models.UniqueConstraint(fields=["pool", "token"], condition=~Q(token=""), name="address_unique_token")
+        ]
         indexes = [models.Index(fields=["pool", "last_released_at"], name="address_pool_lru")]
 
     def __str__(self):
@@ -93,11 +105,37 @@ class Block(models.Model):
             raise ValidationError({"selector": "Use a plain name: letters, digits, '-', '_' or ':'."})
 
 
+class StaticAddress(models.Model):
+    """One address = one channel: offline ads, map cards, classifieds. A
+    letter to it is a lead from that channel, with or without a web session."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="static_addresses")
+    name = models.CharField(max_length=200, help_text="e.g. Billboard, Tverskaya st.; Yandex Maps card; Avito ad")
+    email = models.EmailField(unique=True)
+    channel = models.CharField(max_length=16, default="static", help_text="Channel reported for its leads")
+    source = models.CharField(max_length=200, blank=True, help_text="e.g. billboard, yandex_maps, avito")
+    medium = models.CharField(max_length=200, blank=True)
+    campaign = models.CharField(max_length=200, blank=True)
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        verbose_name_plural = "static addresses"
+        ordering = ["name"]
+
+    def __str__(self):
+        return f"{self.name} <{self.email}>"
+
+    def save(self, *args, **kwargs):
+        self.email = self.email.strip().lower()
+        super().save(*args, **kwargs)
+
+
 class Rule(models.Model):
     """First matching active rule (by order) decides what a visitor is shown."""
 
     class Kind(models.TextChoices):
         DYNAMIC = "dynamic", "Dynamic: lease an address from a pool"
+        STATIC = "static", "Static: show a channel's fixed address"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="rules")
     name = models.CharField(max_length=200)
@@ -105,14 +143,68 @@ class Rule(models.Model):
     order = models.PositiveIntegerField(default=0)
     active = models.BooleanField(default=True)
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.DYNAMIC)
-    pool = models.ForeignKey(Pool, on_delete=models.PROTECT, related_name="rules")
+    pool = models.ForeignKey(Pool, null=True, blank=True, on_delete=models.PROTECT, related_name="rules")
+    static_address = models.ForeignKey(
+        StaticAddress, null=True, blank=True, on_delete=models.PROTECT, related_name="rules"
+    )
     blocks = models.ManyToManyField(Block, related_name="rules")
 
     class Meta:
         ordering = ["order", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(kind="dynamic", pool__isnull=False, static_address__isnull=True))
+                | (Q(kind="static", static_address__isnull=False, pool__isnull=True)),
+                name="rule_dynamic_pool_or_static_address",
+            )
+        ]
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        if self.kind == self.Kind.DYNAMIC and (self.pool_id is None or self.static_address_id is not None):
+            raise ValidationError("A dynamic rule leases from a pool: choose a pool and no static address.")
+        if self.kind == self.Kind.STATIC and (self.static_address_id is None or self.pool_id is not None):
+            raise ValidationError("A static rule shows a static address: choose one and no pool.")
+
+
+class RuleCondition(models.Model):
+    """All of a rule's conditions must hold for the rule to match."""
+
+    class Field(models.TextChoices):
+        UTM_SOURCE = "utm_source", "utm_source"
+        UTM_MEDIUM = "utm_medium", "utm_medium"
+        UTM_CAMPAIGN = "utm_campaign", "utm_campaign"
+        UTM_TERM = "utm_term", "utm_term"
+        UTM_CONTENT = "utm_content", "utm_content"
+        REFERRER_DOMAIN = "referrer_domain", "Referrer domain"
+        LANDING_URL = "landing_url", "Landing page URL"
+        CHANNEL = "channel", "Channel"
+        DEVICE_TYPE = "device_type", "Device type"
+
+    class Operator(models.TextChoices):
+        EQUALS = "equals", "equals"
+        CONTAINS = "contains", "contains"
+        MATCHES = "matches", "matches (regular expression)"
+
+    rule = models.ForeignKey(Rule, on_delete=models.CASCADE, related_name="conditions")
+    field = models.CharField(max_length=32, choices=Field.choices)
+    operator = models.CharField(max_length=16, choices=Operator.choices, default=Operator.EQUALS)
+    value = models.CharField(max_length=REGEX_MAX_LENGTH)
+    negate = models.BooleanField(default=False, help_text="Match when the condition does NOT hold.")
+
+    def __str__(self):
+        return f"{self.field} {'not ' if self.negate else ''}{self.operator} {self.value!r}"
+
+    def clean(self):
+        if self.operator == self.Operator.MATCHES:
+            from .conditions import compile_pattern
+
+            try:
+                compile_pattern(self.value)
+            except ValueError as error:
+                raise ValidationError({"value": str(error)}) from error
 
 
 class Lease(models.Model):
@@ -130,6 +222,8 @@ class Lease(models.Model):
     expires_at = models.DateTimeField()
     released_at = models.DateTimeField(null=True, blank=True)
     end_reason = models.CharField(max_length=16, choices=EndReason.choices, blank=True)
+    # A keyed hash of the client IP, for the per-IP abuse cap; never the IP itself.
+    ip_hash = models.CharField(max_length=32, blank=True)
 
     class Meta:
         constraints = [
@@ -146,6 +240,9 @@ class Lease(models.Model):
             models.Index(fields=["address", "started_at"], name="lease_address_started"),
             models.Index(
                 fields=["pool", "expires_at"], condition=Q(released_at__isnull=True), name="lease_pool_unreleased"
+            ),
+            models.Index(
+                fields=["pool", "ip_hash"], condition=Q(released_at__isnull=True), name="lease_pool_ip_unreleased"
             ),
         ]
 

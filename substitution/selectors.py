@@ -1,11 +1,86 @@
-from datetime import datetime, timedelta
+"""Reads about pools: live leases, peak concurrency, exhaustions, health."""
+
+import math
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from django.db.models import Q
 
 from .models import Lease, Pool, PoolExhaustion
+
+HEALTH_DAYS = 7
+SIZE_MARGIN = 1.25  # head-room over the observed peak
 
 
 def live_lease_count(pool: Pool, now: datetime) -> int:
     return Lease.objects.filter(pool=pool, released_at__isnull=True, expires_at__gt=now).count()
 
 
-def exhaustion_count(pool: Pool, now: datetime, days: int = 7) -> int:
+def exhaustion_count(pool: Pool, now: datetime, days: int = HEALTH_DAYS) -> int:
     return PoolExhaustion.objects.filter(pool=pool, at__gte=now - timedelta(days=days)).count()
+
+
+def peak_per_day(pool: Pool, now: datetime, days: int = HEALTH_DAYS) -> list[tuple[date, int]]:
+    """Most leases held at once on each of the last `days` days (the project's
+    days), from the lease history: a lease counts from its start to its
+    release, or to its expiry while unreleased."""
+    tz = ZoneInfo(pool.project.time_zone)
+    today = now.astimezone(tz).date()
+    first_day = today - timedelta(days=days - 1)
+    window_start = datetime.combine(first_day, datetime.min.time(), tzinfo=tz)
+    leases = Lease.objects.filter(pool=pool, started_at__lt=now).filter(
+        Q(released_at__isnull=True, expires_at__gt=window_start) | Q(released_at__gt=window_start)
+    )
+    events = []
+    for started, released, expires in leases.values_list("started_at", "released_at", "expires_at"):
+        end = released or min(expires, now)
+        events.append((max(started, window_start), 1))
+        events.append((end, -1))
+    events.sort(key=lambda e: (e[0], e[1]))  # an end before a start at the same instant
+    day_starts = [
+        (first_day + timedelta(days=i), datetime.combine(first_day + timedelta(days=i), datetime.min.time(), tzinfo=tz))
+        for i in range(days)
+    ]
+    peaks = {}
+    level, i = 0, 0
+    for day, start in day_starts:
+        end = start + timedelta(days=1)
+        while i < len(events) and events[i][0] < start:
+            level += events[i][1]
+            i += 1
+        peak = level  # leases carried over from the day before
+        while i < len(events) and events[i][0] < end:
+            level += events[i][1]
+            peak = max(peak, level)
+            i += 1
+        peaks[day] = peak
+    return sorted(peaks.items())
+
+
+@dataclass
+class PoolHealth:
+    size: int
+    live: int
+    peaks: list[tuple[date, int]]
+    exhaustions: int
+    recommended: int
+    too_small: bool
+
+
+def pool_health(pool: Pool, now: datetime) -> PoolHealth:
+    """Live leases, daily peaks, exhaustions and a recommended size: the
+    highest peak (which already spans session plus hold) with a margin."""
+    peaks = peak_per_day(pool, now)
+    peak = max((p for _d, p in peaks), default=0)
+    size = pool.addresses.filter(active=True).count()
+    exhaustions = exhaustion_count(pool, now)
+    recommended = max(math.ceil(peak * SIZE_MARGIN), peak + 1) if peak else 0
+    return PoolHealth(
+        size=size,
+        live=live_lease_count(pool, now),
+        peaks=peaks,
+        exhaustions=exhaustions,
+        recommended=recommended,
+        too_small=exhaustions > 0 or recommended > size,
+    )

@@ -13,56 +13,23 @@ from datetime import datetime, timedelta
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
-from tracker.models import Site, Visitor
+from tracker.models import Visitor
 
-from . import tokens
-from .models import Address, Block, Lease, Pool, PoolExhaustion, Rule
+from . import activity
+from .models import Address, Lease, Pool, PoolExhaustion
+from .pools import pool_address_for_token, pool_fill  # noqa: F401 - the services API
 
 log = logging.getLogger(__name__)
 
 ALLOCATION_ATTEMPTS = 5
 
 
-def pool_address_for_token(pool: Pool, token: str) -> str:
-    local, domain = pool.base_email.lower().split("@", 1)
-    separator = "+" if pool.kind == Pool.Kind.PLUS else "-"
-    return f"{local}{separator}{token}@{domain}"
-
-
-def pool_fill(pool: Pool) -> int:
-    """Issue addresses until the pool holds `size` active ones. Never deletes an
-    address or touches a lease: shrinking a pool only deactivates the addresses
-    released longest ago, so live leases and history stay intact."""
-    with transaction.atomic():
-        pool = Pool.objects.select_for_update().get(pk=pool.pk)
-        active = pool.addresses.filter(active=True)
-        missing = pool.size - active.count()
-        if missing < 0:
-            # Not `exclude(leases__released_at__isnull=True)`: across the LEFT JOIN that
-            # also spares every never-leased address, so a fresh pool never shrank.
-            live = Lease.objects.filter(pool=pool, released_at__isnull=True).values("address_id")
-            surplus = (
-                active.exclude(id__in=live)
-                .order_by(F("last_released_at").asc(nulls_first=True), "id")
-                .values_list("id", flat=True)[:-missing]
-            )
-            return -Address.objects.filter(id__in=list(surplus)).update(active=False)
-        if missing == 0:
-            return 0
-        # Reactivate addresses set aside by an earlier shrink before issuing new ones.
-        revived = list(pool.addresses.filter(active=False).values_list("id", flat=True)[:missing])
-        Address.objects.filter(id__in=revived).update(active=True)
-        missing -= len(revived)
-        existing = list(pool.addresses.values_list("token", flat=True))
-        length = max([tokens.token_length(pool.size)] + [len(t) for t in existing])
-        fresh = tokens.new_tokens(missing, existing, length)
-        Address.objects.bulk_create([Address(pool=pool, token=t, email=pool_address_for_token(pool, t)) for t in fresh])
-        return len(revived) + len(fresh)
-
-
 def release_expired_leases(pool: Pool, now: datetime) -> int:
     """End every lease of the pool whose hold has run out; the address becomes
-    free as of the lease's expiry (which is what LRU and attribution read)."""
+    free as of the lease's expiry (which is what LRU and attribution read).
+    Activity written behind is applied first, so no active lease is released
+    on a stale expiry."""
+    activity.flush()
     with transaction.atomic():
         expired = list(
             Lease.objects.select_for_update(skip_locked=True)
@@ -75,27 +42,37 @@ def release_expired_leases(pool: Pool, now: datetime) -> int:
         return len(expired)
 
 
+def release_all_expired(now: datetime) -> int:
+    """The periodic task's work: flush activity (crash leftovers too) and end
+    every expired lease in every pool."""
+    activity.flush(orphans=True)
+    pools = Pool.objects.filter(leases__released_at__isnull=True, leases__expires_at__lte=now).distinct()
+    return sum(release_expired_leases(pool, now) for pool in pools)
+
+
 @dataclass
 class Allocation:
     email: str
     expires_at: datetime | None
     lease: Lease | None = None
+    refused: str = ""  # why no address: "exhausted", "ip_cap", "conflict"
 
 
-def lease_acquire(*, pool: Pool, visitor: Visitor, now: datetime) -> Allocation:
+def lease_acquire(*, pool: Pool, visitor: Visitor, now: datetime, ip_hash: str = "") -> Allocation:
     """The visitor's address in this pool: their live lease (extended), else
     their previous address if free, else the free address released longest
-    ago. When none is free the pool's exhaustion policy applies and the event
-    is recorded."""
+    ago. A client IP already holding the pool's cap of live leases gets no new
+    one (a script forging visitor ids cannot drain the pool). When none is
+    free the pool's exhaustion policy applies and the event is recorded."""
     for _attempt in range(ALLOCATION_ATTEMPTS):
         try:
             with transaction.atomic():
-                return _lease_acquire_once(pool, visitor, now)
+                return _lease_acquire_once(pool, visitor, now, ip_hash)
         except IntegrityError:
             # Another request took the address (or leased this visitor) first.
             continue
     log.warning("Allocation gave up after %s conflicts in pool %s", ALLOCATION_ATTEMPTS, pool.pk)
-    return Allocation(email="", expires_at=None)
+    return Allocation(email="", expires_at=None, refused="conflict")
 
 
 def _extend(lease: Lease, pool: Pool, now: datetime) -> Lease:
@@ -105,7 +82,7 @@ def _extend(lease: Lease, pool: Pool, now: datetime) -> Lease:
     return lease
 
 
-def _lease_acquire_once(pool: Pool, visitor: Visitor, now: datetime) -> Allocation:
+def _lease_acquire_once(pool: Pool, visitor: Visitor, now: datetime, ip_hash: str) -> Allocation:
     current = (
         Lease.objects.select_for_update()
         .select_related("address")
@@ -119,19 +96,32 @@ def _lease_acquire_once(pool: Pool, visitor: Visitor, now: datetime) -> Allocati
         Lease.objects.filter(pk=current.pk).update(released_at=current.expires_at, end_reason=Lease.EndReason.EXPIRED)
         Address.objects.filter(pk=current.address_id).update(last_released_at=current.expires_at)
 
+    if ip_hash and pool.max_live_leases_per_ip:
+        held = Lease.objects.filter(pool=pool, released_at__isnull=True, expires_at__gt=now, ip_hash=ip_hash)
+        if held.count() >= pool.max_live_leases_per_ip:
+            return Allocation(email="", expires_at=None, refused="ip_cap")
     release_expired_leases(pool, now)
     address = _free_address(pool, visitor)
     if address is None:
-        return _exhausted(pool, visitor, now)
-    lease = Lease.objects.create(
+        return _exhausted(pool, visitor, now, ip_hash)
+    # Clocks of two web processes may differ by a little: a lease never starts
+    # before the address's previous lease ended.
+    if address.last_released_at and address.last_released_at > now:
+        now = address.last_released_at
+    lease = _new_lease(pool, address, visitor, now, ip_hash)
+    return Allocation(address.email, lease.expires_at, lease)
+
+
+def _new_lease(pool: Pool, address: Address, visitor: Visitor, now: datetime, ip_hash: str) -> Lease:
+    return Lease.objects.create(
         pool=pool,
         address=address,
         visitor=visitor,
         started_at=now,
         last_activity_at=now,
         expires_at=now + timedelta(minutes=pool.hold_minutes),
+        ip_hash=ip_hash,
     )
-    return Allocation(address.email, lease.expires_at, lease)
 
 
 def _free_address(pool: Pool, visitor: Visitor) -> Address | None:
@@ -144,10 +134,10 @@ def _free_address(pool: Pool, visitor: Visitor) -> Address | None:
     return free.order_by(F("last_released_at").asc(nulls_first=True), "id").select_for_update(skip_locked=True).first()
 
 
-def _exhausted(pool: Pool, visitor: Visitor, now: datetime) -> Allocation:
+def _exhausted(pool: Pool, visitor: Visitor, now: datetime, ip_hash: str) -> Allocation:
     PoolExhaustion.objects.create(pool=pool, at=now, policy=pool.exhausted_policy)
     if pool.exhausted_policy != Pool.ExhaustedPolicy.TAKE_OVER:
-        return Allocation(email="", expires_at=None)
+        return Allocation(email="", expires_at=None, refused="exhausted")
     victim = (
         Lease.objects.select_for_update(skip_locked=True)
         .select_related("address")
@@ -156,50 +146,45 @@ def _exhausted(pool: Pool, visitor: Visitor, now: datetime) -> Allocation:
         .first()
     )
     if victim is None:
-        return Allocation(email="", expires_at=None)
+        return Allocation(email="", expires_at=None, refused="exhausted")
+    now = max(now, victim.started_at, victim.last_activity_at)
     Lease.objects.filter(pk=victim.pk).update(released_at=now, end_reason=Lease.EndReason.TAKEN_OVER)
     Address.objects.filter(pk=victim.address_id).update(last_released_at=now)
-    lease = Lease.objects.create(
-        pool=pool,
-        address=victim.address,
-        visitor=visitor,
-        started_at=now,
-        last_activity_at=now,
-        expires_at=now + timedelta(minutes=pool.hold_minutes),
-    )
+    # The victim's next page view must not be answered from the fast path.
+    transaction.on_commit(lambda: activity.forget_visitor(victim.visitor_id))
+    lease = _new_lease(pool, victim.address, visitor, now, ip_hash)
     return Allocation(victim.address.email, lease.expires_at, lease)
 
 
-@dataclass
-class Substitution:
-    subs: list[dict]
-    expires_at: datetime | None
+def substitute(*, site, visitor: Visitor | None, now: datetime, visit=None, ip_hash: str = ""):
+    """Rules for a site object, read fresh (admin, tests, the write-through path)."""
+    from .conditions import Visit
+    from .rules import site_snapshot
+    from .rules import substitute as substitute_snapshot
+
+    snapshot = site_snapshot(site.site_key, fresh=True)
+    if snapshot is None:
+        from .rules import Substitution
+
+        return Substitution(subs=[], expires_at=None)
+    return substitute_snapshot(snapshot=snapshot, visitor=visitor, visit=visit or Visit(), now=now, ip_hash=ip_hash)
 
 
-def rules_for_site(site: Site) -> list[Rule]:
-    return list(
-        Rule.objects.filter(sites=site, active=True)
-        .select_related("pool")
-        .prefetch_related("blocks")
-        .order_by("order", "id")
-    )
+def blocks_for_site(site):
+    from .rules import blocks_for_site as blocks
+
+    return blocks(site)
 
 
-def substitute(*, site: Site, visitor: Visitor | None, now: datetime, rules: list[Rule] | None = None) -> Substitution:
-    """Evaluate the site's rules, first match wins, and answer with the address
-    for each of its blocks. Without a visitor (no consent) dynamic rules do
-    not apply. An empty answer means: keep the original address."""
-    for rule in rules if rules is not None else rules_for_site(site):
-        if rule.kind == Rule.Kind.DYNAMIC:
-            if visitor is None:
-                continue
-            allocation = lease_acquire(pool=rule.pool, visitor=visitor, now=now)
-            if not allocation.email:
-                return Substitution(subs=[], expires_at=None)
-            subs = [{"block": block.pk, "email": allocation.email} for block in rule.blocks.all()]
-            return Substitution(subs=subs, expires_at=allocation.expires_at)
-    return Substitution(subs=[], expires_at=None)
+def purge_old_leases(now: datetime) -> int:
+    """Released leases older than RETENTION_DAYS that no lead refers to are
+    deleted, so the table that grows with every visitor stays bounded."""
+    from django.conf import settings
 
+    from attribution.models import Lead
 
-def blocks_for_site(site: Site) -> list[Block]:
-    return list(Block.objects.filter(rules__sites=site, rules__active=True).distinct().order_by("id"))
+    cutoff = now - timedelta(days=getattr(settings, "RETENTION_DAYS", 90))
+    referenced = Lead.objects.filter(lease__isnull=False).values("lease_id")
+    old = Lease.objects.filter(released_at__lt=cutoff).exclude(id__in=referenced)
+    deleted, _ = old.delete()
+    return deleted

@@ -151,7 +151,6 @@ def test_the_session_current_when_the_letter_arrived_is_used(setup, addresses):
     assert (late.session, late.source, late.channel) == (later, "facebook.com", "social")
 
 
-@pytest.mark.xfail(strict=True, reason="DESIGN: token one edit away is 'corrected'; tracked_recipient matches exactly")
 def test_a_token_one_edit_away_from_an_issued_token_is_corrected(setup, addresses):
     person = visitor(setup, "v1", utm_campaign="typo")
     lease = held(addresses[0], person, T0, T0 + timedelta(hours=1))

@@ -1,0 +1,179 @@
+"""Activity written behind through Redis: the only thing the collect endpoint's
+fast path writes, so a returning visitor's page view costs no database write.
+
+PostgreSQL still decides every allocation. What keeps a written-behind lease
+safe: the fast path serves a lease only while its expiry *in the database* is
+at least `FAST_PATH_MARGIN` away, and every release of expired leases first
+flushes the pending activity. So a lease that was active is never released by
+a stale expiry, and the database's expiry is never more than the flush
+interval behind the truth.
+
+Without Redis (the embedded default) there is no fast path and every page view
+is written through.
+"""
+
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+
+log = logging.getLogger(__name__)
+
+PENDING_LEASES = "et:pending:lease"  # hash lease id -> last activity (unix seconds)
+PENDING_SESSIONS = "et:pending:session"  # hash session id -> last seen
+PENDING_VIEWS = "et:pending:views"  # hash session id -> page views to add
+PENDING_VISITORS = "et:pending:visitor"  # hash visitor id -> last seen
+SESSION_URLS = "et:urls:"  # list per session id: URLs viewed since the last flush
+PROCESSING = "et:processing:"
+ORPHAN_SECONDS = 300
+
+
+def enabled() -> bool:
+    return bool(getattr(settings, "REDIS_URL", ""))
+
+
+_client = None
+
+
+def redis():
+    """One client per process (redis-py pools its connections)."""
+    global _client
+    if _client is None:
+        import redis as redis_lib
+
+        _client = redis_lib.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    return _client
+
+
+# Keep the newest timestamp when two page views race.
+_HMAX = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if (not current) or tonumber(current) < tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+end
+return 1
+"""
+_hmax_script = None
+
+
+def record(pipe, *, lease_id: int, session_id: int, visitor_id: int, url: str, page_view: bool, at: float) -> None:
+    """Queue one page view's (or heartbeat's) activity on a Redis pipeline."""
+    global _hmax_script
+    if _hmax_script is None:
+        _hmax_script = redis().register_script(_HMAX)
+    _hmax_script(keys=[PENDING_LEASES], args=[lease_id, at], client=pipe)
+    _hmax_script(keys=[PENDING_SESSIONS], args=[session_id, at], client=pipe)
+    _hmax_script(keys=[PENDING_VISITORS], args=[visitor_id, at], client=pipe)
+    if page_view:
+        pipe.hincrby(PENDING_VIEWS, session_id, 1)
+        if url:
+            key = f"{SESSION_URLS}{session_id}"
+            pipe.rpush(key, url)
+            pipe.ltrim(key, -10, -1)
+            pipe.expire(key, 86400)
+
+
+def _take(key: str, orphans: bool) -> tuple[list[str], dict[int, float]]:
+    """Atomically move a pending hash aside and read it. The claimed copy is
+    deleted only after the database has it; a copy left by a crash is taken up
+    again (with `orphans`) once it is older than ORPHAN_SECONDS."""
+    client = redis()
+    claimed = f"{PROCESSING}{key}:{time.time_ns()}"
+    names = []
+    try:
+        client.rename(key, claimed)
+        names.append(claimed)
+    except Exception as error:  # noqa: BLE001 - "no such key": nothing pending
+        if "no such key" not in str(error).lower():
+            raise
+    if orphans:
+        cutoff = time.time_ns() - ORPHAN_SECONDS * 10**9
+        for name in client.scan_iter(f"{PROCESSING}{key}:*"):
+            name = name.decode()
+            if int(name.split(":")[-1]) < cutoff:
+                mine = f"{PROCESSING}{key}:{time.time_ns()}"
+                try:
+                    client.rename(name, mine)  # only one flush wins an orphan
+                    names.append(mine)
+                except Exception:  # noqa: BLE001 - another flush took it
+                    continue
+    values: dict[int, float] = {}
+    for name in names:
+        for field, value in client.hgetall(name).items():
+            if key == PENDING_VIEWS:
+                values[int(field)] = values.get(int(field), 0) + float(value)
+            else:
+                values[int(field)] = max(float(value), values.get(int(field), 0))
+    return names, values
+
+
+def _at(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def flush(orphans: bool = False) -> int:
+    """Apply pending activity to the database: lease last activity and
+    expiry, session last seen, page views and last URLs, visitor last seen.
+    Returns the number of leases touched."""
+    if not enabled():
+        return 0
+    from tracker.models import Session, Visitor
+
+    from .models import Lease
+
+    claims = {key: _take(key, orphans) for key in (PENDING_LEASES, PENDING_SESSIONS, PENDING_VIEWS, PENDING_VISITORS)}
+    leases = claims[PENDING_LEASES][1]
+    sessions = claims[PENDING_SESSIONS][1]
+    views = claims[PENDING_VIEWS][1]
+    visitors = claims[PENDING_VISITORS][1]
+    with transaction.atomic():
+        rows = Lease.objects.filter(id__in=leases, released_at__isnull=True).select_related("pool")
+        for lease in rows.select_for_update():
+            at = _at(leases[lease.pk])
+            if at > lease.last_activity_at:
+                expires = at + timedelta(minutes=lease.pool.hold_minutes)
+                Lease.objects.filter(pk=lease.pk).update(last_activity_at=at, expires_at=max(expires, lease.expires_at))
+        for session in Session.objects.filter(id__in=set(sessions) | set(views)).select_for_update():
+            fields = []
+            seen = sessions.get(session.pk)
+            if seen and _at(seen) > session.last_seen_at:
+                session.last_seen_at = _at(seen)
+                fields.append("last_seen_at")
+            added = int(views.get(session.pk, 0))
+            if added:
+                session.page_views = F("page_views") + added
+                urls = [u.decode() for u in redis().lrange(f"{SESSION_URLS}{session.pk}", 0, -1)]
+                if urls:
+                    session.last_urls = (list(session.last_urls or []) + urls)[-10:]
+                    fields.append("last_urls")
+                fields.append("page_views")
+            if fields:
+                session.save(update_fields=fields)
+        for visitor_id, seen in visitors.items():
+            Visitor.objects.filter(pk=visitor_id, last_seen_at__lt=_at(seen)).update(last_seen_at=_at(seen))
+    client = redis()
+    for session_id in views:
+        client.delete(f"{SESSION_URLS}{session_id}")
+    for names, _values in claims.values():
+        if names:
+            client.delete(*names)
+    return len(leases)
+
+
+def visit_key(site_id: int, vid: str) -> str:
+    """The fast path's cached answer for one visitor (see tracker.hotpath)."""
+    return f"et:visit:{site_id}:{vid}"
+
+
+def forget_visitor(visitor_id: int) -> None:
+    """Drop a visitor's cached answer, e.g. when their lease was taken over."""
+    if not enabled():
+        return
+    from tracker.models import Visitor
+
+    row = Visitor.objects.filter(pk=visitor_id).values_list("site_id", "vid").first()
+    if row is not None:
+        redis().delete(visit_key(*row))
