@@ -89,9 +89,11 @@ def test_the_decoder_knows_static_channel_addresses():
 
 def test_an_uploaded_list_is_validated_for_syntax_duplicates_and_domain():
     setup = make_setup()
-    pool = Pool.objects.create(project=setup.project, name="Aliases", kind=Pool.Kind.UPLOADED, base_email="info@shop.test")
+    pool = Pool.objects.create(
+        project=setup.project, name="Aliases", kind=Pool.Kind.UPLOADED, base_email="info@shop.test"
+    )
     taken = setup.pool.addresses.first().email
-    text = f"sales@shop.test\nsales@shop.test\nnot-an-address@\nx@evil.test\n{taken}\n\"Ops\" <ops@mail.shop.test>"
+    text = f'sales@shop.test\nsales@shop.test\nnot-an-address@\nx@evil.test\n{taken}\n"Ops" <ops@mail.shop.test>'
     fresh, errors = pools.validate_uploaded_addresses(pool, text)
     assert fresh == ["sales@shop.test", "ops@mail.shop.test"]
     assert any("listed twice" in e for e in errors)
@@ -102,7 +104,9 @@ def test_an_uploaded_list_is_validated_for_syntax_duplicates_and_domain():
 
 def test_a_csv_upload_adds_addresses_and_resizing_leaves_them_alone():
     setup = make_setup()
-    pool = Pool.objects.create(project=setup.project, name="Aliases", kind=Pool.Kind.UPLOADED, base_email="info@shop.test")
+    pool = Pool.objects.create(
+        project=setup.project, name="Aliases", kind=Pool.Kind.UPLOADED, base_email="info@shop.test"
+    )
     fresh, errors = pools.validate_uploaded_addresses(pool, "email,name\na1@shop.test,One\na2@shop.test,Two\n")
     assert errors == []
     assert pools.pool_add_uploaded(pool, fresh) == 2
@@ -115,8 +119,14 @@ def test_the_pool_admin_refuses_a_bad_upload_with_the_reasons(admin_client):
     response = admin_client.post(
         "/admin/substitution/pool/add/",
         {
-            "project": setup.project.pk, "name": "Aliases", "kind": "uploaded", "base_email": "info@shop.test",
-            "size": 1, "hold_minutes": 30, "exhausted_policy": "original", "max_live_leases_per_ip": 5,
+            "project": setup.project.pk,
+            "name": "Aliases",
+            "kind": "uploaded",
+            "base_email": "info@shop.test",
+            "size": 1,
+            "hold_minutes": 30,
+            "exhausted_policy": "original",
+            "max_live_leases_per_ip": 5,
             "upload_text": "good@shop.test\nbad@evil.test",
         },
     )
@@ -140,7 +150,9 @@ def test_a_bad_or_long_pattern_is_a_validation_error():
 
 def test_the_first_matching_rule_wins_and_conditions_must_all_hold():
     setup = make_setup()
-    static = StaticAddress.objects.create(project=setup.project, name="Maps card", email="maps@shop.test", source="maps")
+    static = StaticAddress.objects.create(
+        project=setup.project, name="Maps card", email="maps@shop.test", source="maps"
+    )
     maps_rule = Rule.objects.create(project=setup.project, name="Maps", order=0, kind="static", static_address=static)
     maps_rule.sites.add(setup.site)
     maps_rule.blocks.add(setup.block)
@@ -158,14 +170,18 @@ def test_the_first_matching_rule_wins_and_conditions_must_all_hold():
     desktop = substitute(snapshot=snapshot, visitor=v, visit=Visit(utm_source="maps", device_type="desktop"), now=NOW)
     assert desktop.subs[0]["email"].startswith("info+")
     # Without consent (no visitor) a static rule still applies, a dynamic one does not.
-    anonymous = substitute(snapshot=snapshot, visitor=None, visit=Visit(utm_source="maps", device_type="tablet"), now=NOW)
+    anonymous = substitute(
+        snapshot=snapshot, visitor=None, visit=Visit(utm_source="maps", device_type="tablet"), now=NOW
+    )
     assert anonymous.subs[0]["email"] == "maps@shop.test"
     assert substitute(snapshot=snapshot, visitor=None, visit=Visit(), now=NOW).subs == []
 
 
 def test_an_inactive_rule_and_a_negated_condition_are_honoured():
     setup = make_setup()
-    RuleCondition.objects.create(rule=setup.rule, field="referrer_domain", operator="contains", value="spam", negate=True)
+    RuleCondition.objects.create(
+        rule=setup.rule, field="referrer_domain", operator="contains", value="spam", negate=True
+    )
     snapshot = site_snapshot(setup.site.site_key, fresh=True)
     v = visitor(setup.site, "w" * 10)
     assert substitute(snapshot=snapshot, visitor=v, visit=Visit(referrer_domain="spamhub.test"), now=NOW).subs == []
@@ -199,7 +215,11 @@ def test_a_letter_to_a_static_address_is_a_lead_from_its_channel():
 
     setup = make_setup()
     StaticAddress.objects.create(
-        project=setup.project, name="Avito ad", email="avito@shop.test", channel="static", source="avito",
+        project=setup.project,
+        name="Avito ad",
+        email="avito@shop.test",
+        channel="static",
+        source="avito",
         campaign="flats",
     )
     letter = ingest_raw(mailbox=setup.mailbox, raw=letter_bytes(to="avito@shop.test"))
@@ -277,7 +297,11 @@ def test_old_leases_no_lead_refers_to_are_purged():
     gone = services.lease_acquire(pool=setup.pool, visitor=visitor(setup.site, "oldgone001"), now=old).lease
     services.release_expired_leases(setup.pool, old + timedelta(hours=1))
     Lead.objects.create(
-        project=setup.project, created_at=old, last_letter_at=old, sender_email="c@x.test", match_kind="live_lease",
+        project=setup.project,
+        created_at=old,
+        last_letter_at=old,
+        sender_email="c@x.test",
+        match_kind="live_lease",
         lease=kept,
     )
     fresh = services.lease_acquire(pool=setup.pool, visitor=visitor(setup.site, "freshone01"), now=NOW).lease
