@@ -2,7 +2,7 @@ import re
 
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from projects.models import Project
 from tracker.models import Site, Visitor
@@ -58,6 +58,9 @@ class Address(models.Model):
     email = models.EmailField(unique=True)
     token = models.CharField(max_length=32, blank=True)
     active = models.BooleanField(default=True)
+    # True while a lease holds it, written in the allocating transaction: the
+    # row lock plus this flag make concurrent allocations skip to other rows.
+    held = models.BooleanField(default=False)
     # When its last lease ended: allocation takes the address free longest (LRU).
     last_released_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -66,7 +69,17 @@ class Address(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["pool", "token"], condition=~Q(token=""), name="address_unique_token")
         ]
-        indexes = [models.Index(fields=["pool", "last_released_at"], name="address_pool_lru")]
+        indexes = [
+            # The allocation order (free longest first, never used before all), so
+            # picking a free address reads a few index entries, whatever the pool size.
+            models.Index(
+                F("pool"),
+                F("last_released_at").asc(nulls_first=True),
+                F("id"),
+                condition=Q(active=True, held=False),
+                name="address_pool_free_lru",
+            )
+        ]
 
     def __str__(self):
         return self.email

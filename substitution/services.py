@@ -38,7 +38,7 @@ def release_expired_leases(pool: Pool, now: datetime) -> int:
         )
         for lease_id, address_id, expires_at in expired:
             Lease.objects.filter(id=lease_id).update(released_at=expires_at, end_reason=Lease.EndReason.EXPIRED)
-            Address.objects.filter(id=address_id).update(last_released_at=expires_at)
+            Address.objects.filter(id=address_id).update(last_released_at=expires_at, held=False)
         return len(expired)
 
 
@@ -94,7 +94,7 @@ def _lease_acquire_once(pool: Pool, visitor: Visitor, now: datetime, ip_hash: st
             _extend(current, pool, now)
             return Allocation(current.address.email, current.expires_at, current)
         Lease.objects.filter(pk=current.pk).update(released_at=current.expires_at, end_reason=Lease.EndReason.EXPIRED)
-        Address.objects.filter(pk=current.address_id).update(last_released_at=current.expires_at)
+        Address.objects.filter(pk=current.address_id).update(last_released_at=current.expires_at, held=False)
 
     if ip_hash and pool.max_live_leases_per_ip:
         held = Lease.objects.filter(pool=pool, released_at__isnull=True, expires_at__gt=now, ip_hash=ip_hash)
@@ -113,6 +113,7 @@ def _lease_acquire_once(pool: Pool, visitor: Visitor, now: datetime, ip_hash: st
 
 
 def _new_lease(pool: Pool, address: Address, visitor: Visitor, now: datetime, ip_hash: str) -> Lease:
+    Address.objects.filter(pk=address.pk).update(held=True)
     return Lease.objects.create(
         pool=pool,
         address=address,
@@ -125,8 +126,11 @@ def _new_lease(pool: Pool, address: Address, visitor: Visitor, now: datetime, ip
 
 
 def _free_address(pool: Pool, visitor: Visitor) -> Address | None:
-    held = Lease.objects.filter(pool=pool, released_at__isnull=True).values("address_id")
-    free = Address.objects.filter(pool=pool, active=True).exclude(id__in=held)
+    """The visitor's previous address if it is free, else the free address
+    released longest ago (never used ones first). Locked rows are skipped, and
+    a row another transaction has just marked held fails the re-check, so
+    concurrent allocations spread over different addresses."""
+    free = Address.objects.filter(pool=pool, active=True, held=False)
     previous = Lease.objects.filter(pool=pool, visitor=visitor).order_by("-started_at").values("address_id")[:1]
     returning = free.filter(id__in=previous).select_for_update(skip_locked=True).first()
     if returning is not None:
@@ -149,7 +153,7 @@ def _exhausted(pool: Pool, visitor: Visitor, now: datetime, ip_hash: str) -> All
         return Allocation(email="", expires_at=None, refused="exhausted")
     now = max(now, victim.started_at, victim.last_activity_at)
     Lease.objects.filter(pk=victim.pk).update(released_at=now, end_reason=Lease.EndReason.TAKEN_OVER)
-    Address.objects.filter(pk=victim.address_id).update(last_released_at=now)
+    Address.objects.filter(pk=victim.address_id).update(last_released_at=now, held=False)
     # The victim's next page view must not be answered from the fast path.
     transaction.on_commit(lambda: activity.forget_visitor(victim.visitor_id))
     lease = _new_lease(pool, victim.address, visitor, now, ip_hash)

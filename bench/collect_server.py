@@ -1,0 +1,183 @@
+"""Collect throughput on the production stack, as ratios against a bare JSON
+endpoint on the same server, measured in one run.
+
+    .venv/bin/python bench/collect_server.py [--seconds 10] [--workers 3]
+
+Starts gunicorn (config.wsgi) on PostgreSQL and Redis (a throwaway database
+`emailtrack_bench`), then drives it with wrk (Debian package `wrk`):
+  1. GET /api/v1/ping: the bare endpoint (baseline);
+  2. POST /api/v1/collect for returning visitors (each has a live lease);
+  3. POST /api/v1/collect for new visitors (each needs a new lease).
+Targets (issue 3): returning >= 0.5 of the baseline, new >= 0.2.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+ENV = {
+    "DATABASE_URL": "postgres://postgres:postgres@127.0.0.1:5432/emailtrack_bench",
+    "REDIS_URL": "redis://127.0.0.1:6379/14",
+    "SECRET_KEY": "bench-secret-key-bench-secret-key-bench-secret-key",
+    "ENCRYPTION_KEY": "Zk1pQmV2b3l3b2x2T1N0b0lQeGJYc3N2c2h6d0F0d0k=",
+    "COLLECT_RATE_LIMIT_PER_MINUTE": "100000000",
+    "ALLOWED_HOSTS": "127.0.0.1,localhost",
+    "DJANGO_SETTINGS_MODULE": "config.settings",
+    "LOG_LEVEL": "WARNING",
+}
+RETURNING = 2000
+# Known bots get no lease: the load must look like browsers.
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36"
+NEW_POOL = 60_000
+
+WRK_SCRIPT = """
+local bodies = {}
+local n = 0
+init = function(args)
+  for line in io.lines(args[1]) do table.insert(bodies, line) end
+end
+request = function()
+  n = n + 1
+  local body = bodies[(n %% #bodies) + 1]
+  local headers = {["Content-Type"]="text/plain", ["Origin"]="https://shop.test", ["User-Agent"]="UA"}
+  return wrk.format("POST", "/api/v1/collect", headers, body)
+end
+"""
+
+
+def setup_database():
+    import psycopg
+
+    with psycopg.connect("postgresql://postgres:postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS emailtrack_bench WITH (FORCE)")
+        conn.execute("CREATE DATABASE emailtrack_bench")
+    os.environ.update(ENV)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    import redis
+
+    redis.Redis.from_url(ENV["REDIS_URL"]).flushdb()
+    from tests.factories import make_setup
+
+    setup = make_setup(pool_size=NEW_POOL)
+    setup.pool.max_live_leases_per_ip = 0  # wrk comes from one IP
+    setup.pool.save()
+    return setup
+
+
+def body(key, vid):
+    return json.dumps(
+        {
+            "v": 1,
+            "site": key,
+            "vid": vid,
+            "url": "https://shop.test/catalog?utm_source=bench&utm_campaign=b",
+            "ref": "",
+            "consent": True,
+            "hb": False,
+        }
+    )
+
+
+def wrk(url, seconds, script=None, data=None):
+    command = ["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency"]
+    if script:
+        command += ["-s", script]
+    command.append(url)
+    if data:
+        command += ["--", data]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return rps, int(errors.group(1)) if errors else 0
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--port", type=int, default=8765)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is needed: apt-get install -y wrk")
+    setup = setup_database()
+    key = setup.site.site_key
+    base = f"http://127.0.0.1:{args.port}"
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("gunicorn")),
+            "config.wsgi:application",
+            "-b",
+            f"127.0.0.1:{args.port}",
+            "-w",
+            str(args.workers),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env={**os.environ, **ENV},
+    )
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(base + "/api/v1/ping", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        work = Path(tempfile.mkdtemp(prefix="emailtrack-bench-"))
+        # Returning visitors: each made once through the slow path (new lease).
+        returning = work / "returning.txt"
+        vids = [f"benchreturning{i:06d}" for i in range(RETURNING)]
+        for vid in vids:
+            request = urllib.request.Request(
+                base + "/api/v1/collect",
+                data=body(key, vid).encode(),
+                method="POST",
+                headers={"Content-Type": "text/plain", "Origin": "https://shop.test", "User-Agent": BROWSER},
+            )
+            assert json.load(urllib.request.urlopen(request))["subs"], "no address leased"
+        returning.write_text("\n".join(body(key, vid) for vid in vids) + "\n")
+        new = work / "new.txt"
+        new.write_text("\n".join(body(key, None) for _ in range(100)) + "\n")
+        script = work / "post.lua"
+        script.write_text(WRK_SCRIPT.replace("%%", "%").replace('"UA"', json.dumps(BROWSER)))
+
+        wrk(base + "/api/v1/ping", 2)  # warm-up
+        ping, _ = wrk(base + "/api/v1/ping", args.seconds)
+        ret, ret_errors = wrk(base, args.seconds, str(script), str(returning))
+        fresh, fresh_errors = wrk(base, args.seconds, str(script), str(new))
+        ping_after, _ = wrk(base + "/api/v1/ping", args.seconds)
+        baseline = (ping + ping_after) / 2
+        print(f"gunicorn {args.workers} workers, wrk 2 threads / 32 connections, {args.seconds} s per case")
+        print(
+            f"bare JSON endpoint (baseline)        {baseline:8.0f} req/s  (before {ping:.0f}, after {ping_after:.0f})"
+        )
+        print(
+            f"collect, returning visitor           {ret:8.0f} req/s  = {ret / baseline:.2f} x baseline"
+            f"  (target >= 0.5; non-2xx: {ret_errors})"
+        )
+        print(
+            f"collect, new visitor (new lease)     {fresh:8.0f} req/s  = {fresh / baseline:.2f} x baseline"
+            f"  (target >= 0.2; non-2xx: {fresh_errors})"
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
