@@ -157,6 +157,8 @@ else:
 # Written-behind activity (Redis only) reaches the database this often.
 ACTIVITY_FLUSH_SECONDS = env.int("ACTIVITY_FLUSH_SECONDS", default=30)
 RETENTION_DAYS = env.int("RETENTION_DAYS", default=90)
+# A MaxMind-format database (GeoLite2 City) for country and city; empty: no geo.
+GEOIP_DATABASE = env.str("GEOIP_DATABASE", default="")
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -173,6 +175,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "release-expired-leases": {"task": "substitution.tasks.release_expired_leases", "schedule": timedelta(minutes=1)},
     "purge-old-leases": {"task": "substitution.tasks.purge_old_leases", "schedule": timedelta(hours=6)},
+    "purge-old-sessions": {"task": "tracker.tasks.purge_old_sessions", "schedule": timedelta(hours=6)},
 }
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -2,7 +2,7 @@ import re
 
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import Q
 
 from projects.models import Project
 from tracker.models import Site, Visitor
@@ -69,17 +69,10 @@ class Address(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["pool", "token"], condition=~Q(token=""), name="address_unique_token")
         ]
-        indexes = [
-            # The allocation order (free longest first, never used before all), so
-            # picking a free address reads a few index entries, whatever the pool size.
-            models.Index(
-                F("pool"),
-                F("last_released_at").asc(nulls_first=True),
-                F("id"),
-                condition=Q(active=True, held=False),
-                name="address_pool_free_lru",
-            )
-        ]
+        # The allocation order's index (free addresses, never used first, then
+        # released longest ago) is created by migration 0004 in SQL, because
+        # SQLite's CREATE INDEX takes no NULLS FIRST (its ascending order puts
+        # NULLs first anyway).
 
     def __str__(self):
         return self.email

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from django.db.models import Prefetch
 
+from tracker.channels import parse_domains
 from tracker.models import Site, Visitor
 
 from .conditions import Visit, condition_holds
@@ -44,6 +45,7 @@ class SiteSnapshot:
     domains: tuple  # (SiteDomain id, domain)
     rules: tuple[RuleView, ...]
     blocks: tuple  # (id, kind, selector) of every block an active rule uses
+    excluded_referrers: tuple  # the referral-exclusion list plus the site's own domains
     fingerprint: str
 
 
@@ -87,6 +89,7 @@ def load_snapshot(site_key: str) -> SiteSnapshot | None:
         tuple(sorted((d.pk, d.domain.lower().removeprefix("www.")) for d in site.domains.all())),
         tuple(views),
         tuple(blocks[k] for k in sorted(blocks)),
+        parse_domains(site.referral_exclusions) + tuple(d.domain.lower() for d in site.domains.all()),
     )
     fingerprint = hashlib.sha256(repr(body).encode()).hexdigest()[:16]
     return SiteSnapshot(*body, fingerprint=fingerprint)
@@ -107,6 +110,15 @@ def site_snapshot(site_key: str, *, fresh: bool = False) -> SiteSnapshot | None:
 
 def forget_snapshots() -> None:
     _cache.clear()
+
+
+def domain_of(snapshot: SiteSnapshot, host: str) -> int | None:
+    """The SiteDomain id an Origin's host belongs to (the domain or a subdomain)."""
+    host = host.lower().removeprefix("www.")
+    for domain_id, name in snapshot.domains:
+        if host == name or host.endswith("." + name):
+            return domain_id
+    return None
 
 
 @dataclass

@@ -2,13 +2,13 @@
 allocating at once (thousands of allocations)."""
 
 import multiprocessing
-import traceback
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
 from substitution.models import Lease, Pool, PoolExhaustion
 from tests.factories import make_setup
+from tests.lease_worker import allocate_many
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -16,44 +16,22 @@ PROCESSES = 8
 PER_PROCESS = 250
 
 
-def allocate_many(pool_id: int, site_id: int, worker: int, per_process: int, results):
-    """One process: fresh visitors, one allocation each, with real time."""
-    from django.utils import timezone
-
-    from substitution.services import lease_acquire
-    from tracker.models import Visitor
-
-    ok = refused = 0
-    try:
-        pool = Pool.objects.get(pk=pool_id)
-        for i in range(per_process):
-            now = timezone.now()
-            visitor = Visitor.objects.create(
-                site_id=site_id, vid=f"w{worker}v{i:05d}", created_at=now, last_seen_at=now
-            )
-            allocation = lease_acquire(pool=pool, visitor=visitor, now=now, ip_hash=f"ip{worker}-{i}")
-            if allocation.email:
-                ok += 1
-            else:
-                refused += 1
-        results.put(("done", worker, ok, refused))
-    except Exception:  # noqa: BLE001 - reported to the parent, which fails the test
-        results.put(("error", worker, traceback.format_exc(), 0))
-    finally:
-        connections.close_all()
-
-
 def run_workers(setup, per_process=PER_PROCESS):
-    connections.close_all()  # the children open their own connections
-    context = multiprocessing.get_context("fork")
+    settings = connection.settings_dict
+    database_url = (
+        f"postgres://{settings['USER']}:{settings['PASSWORD']}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}"
+    )
+    context = multiprocessing.get_context("spawn")
     results = context.Queue()
     workers = [
-        context.Process(target=allocate_many, args=(setup.pool.pk, setup.site.pk, n, per_process, results))
+        context.Process(
+            target=allocate_many, args=(database_url, setup.pool.pk, setup.site.pk, n, per_process, results)
+        )
         for n in range(PROCESSES)
     ]
     for process in workers:
         process.start()
-    reports = [results.get(timeout=240) for _ in workers]
+    reports = [results.get(timeout=300) for _ in workers]
     for process in workers:
         process.join(timeout=60)
     errors = [r[2] for r in reports if r[0] == "error"]

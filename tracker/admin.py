@@ -3,7 +3,7 @@ from django.utils.html import format_html
 
 from projects.admin_scoping import ScopedAdmin, ScopedTabularInline
 
-from .models import Session, Site, SiteDomain, Visitor
+from .models import BotHit, Session, Site, SiteDomain, Visitor
 
 
 class SiteDomainInline(ScopedTabularInline):
@@ -34,7 +34,19 @@ class SessionInline(admin.TabularInline):
     model = Session
     extra = 0
     can_delete = False
-    fields = ["started_at", "channel", "source", "utm_campaign", "keyword", "landing_url", "page_views", "device_type"]
+    fields = [
+        "started_at",
+        "channel",
+        "source",
+        "source_inherited",
+        "utm_campaign",
+        "keyword",
+        "landing_url",
+        "page_views",
+        "device_type",
+        "browser",
+        "country",
+    ]
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
@@ -66,15 +78,35 @@ class SessionAdmin(ScopedAdmin):
         "source",
         "utm_campaign",
         "keyword",
+        "source_inherited",
         "page_views",
         "device_type",
+        "browser",
+        "country",
+        "returning_visitor",
     ]
-    list_filter = ["channel", "device_type"]
+    list_filter = ["channel", "source_inherited", "returning_visitor", "device_type"]
     search_fields = ["visitor__vid", "utm_campaign", "source"]
     date_hierarchy = "started_at"
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(BotHit)
+class BotHitAdmin(ScopedAdmin):
+    """Known bots are shown the original address and counted here, per day."""
+
+    project_path = "site__project"
+    list_display = ["day", "site", "count"]
+    search_fields = ["site__name"]
+    date_hierarchy = "day"
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["site", "day", "count"]
 
     def has_add_permission(self, request, obj=None):
         return False

@@ -1,26 +1,32 @@
 """The collect endpoint's logic: site, origin, visitor, session, substitution."""
 
+import hashlib
+import hmac
 import json
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, F, OuterRef
 
-from substitution.services import substitute
+from substitution.conditions import Visit
+from substitution.rules import domain_of, site_snapshot, substitute
 
-from .channels import Source, classify, host_of
-from .models import Channel, DeviceType, Session, Site, SiteDomain, Visitor
+from . import geo, hotpath
+from .channels import Source, classify, host_of, last_non_direct
+from .devices import Device, inspect_user_agent
+from .models import BotHit, Channel, Session, Site, SiteDomain, Visitor
 
 VID_RE = re.compile(r"\A[A-Za-z0-9_-]{8,64}\Z")  # \Z: "$" would let a trailing newline through
+SITE_KEY_RE = re.compile(r"\A[A-Za-z0-9_-]{1,32}\Z")
+# NUL and lone surrogates (JSON "\ud800" decodes to one) cannot be stored in PostgreSQL text.
+UNSTORABLE_RE = re.compile("[\x00\ud800-\udfff]")
 LAST_URLS_KEPT = 10
-MOBILE_RE = re.compile(r"Mobi|Android.+Mobile|iPhone|iPod|Windows Phone", re.I)
-TABLET_RE = re.compile(r"iPad|Tablet|Android(?!.*Mobile)", re.I)
-BOT_RE = re.compile(r"bot|crawler|spider|headlesschrome|curl|wget|python-requests", re.I)
 
 
 class CollectError(Exception):
@@ -50,7 +56,11 @@ def _text(payload: dict, key: str, limit: int) -> str:
         return ""
     if not isinstance(value, str):
         raise CollectError(400, f"'{key}' must be a string")
-    return value[:limit]
+    return clean_text(value, limit)
+
+
+def clean_text(value: str, limit: int) -> str:
+    return UNSTORABLE_RE.sub("", value)[:limit]
 
 
 def parse_request(body: bytes) -> CollectRequest:
@@ -66,7 +76,7 @@ def parse_request(body: bytes) -> CollectRequest:
     if payload.get("v") != 1 or isinstance(payload.get("v"), bool):  # JSON true == 1 in Python
         raise CollectError(400, 'Unsupported protocol version; expected "v": 1')
     site_key = payload.get("site")
-    if not isinstance(site_key, str) or not site_key or len(site_key) > 32:
+    if not isinstance(site_key, str) or not SITE_KEY_RE.match(site_key):
         raise CollectError(400, "'site' must be the site key")
     vid = payload.get("vid")
     if vid is not None and (not isinstance(vid, str) or not VID_RE.match(vid)):
@@ -115,18 +125,6 @@ def domain_allowed(site: Site, origin: str) -> SiteDomain | None:
     return None
 
 
-def device_type(user_agent: str) -> str:
-    if not user_agent:
-        return DeviceType.UNKNOWN
-    if BOT_RE.search(user_agent):
-        return DeviceType.BOT
-    if MOBILE_RE.search(user_agent):
-        return DeviceType.MOBILE
-    if TABLET_RE.search(user_agent):
-        return DeviceType.TABLET
-    return DeviceType.DESKTOP
-
-
 def find_site(site_key: str) -> Site:
     site = Site.objects.filter(site_key=site_key, active=True).prefetch_related("domains").first()
     if site is None:
@@ -134,34 +132,104 @@ def find_site(site_key: str) -> Site:
     return site
 
 
-def collect(*, request: CollectRequest, origin: str, user_agent: str, now: datetime) -> dict:
-    """Record a page view (or heartbeat) and answer with the visitor's addresses.
+def ip_hash(ip: str) -> str:
+    """A keyed hash of the client IP, for the per-IP lease cap (the IP itself is not kept)."""
+    if not ip:
+        return ""
+    return hmac.new(settings.SECRET_KEY.encode(), ip.encode(), hashlib.sha256).hexdigest()[:32]
 
-    Without consent nothing about the visitor is kept: no id, no session, and
-    only rules that need no visitor apply."""
-    site = find_site(request.site_key)
-    domain = domain_allowed(site, origin)
-    if domain is None:
-        raise CollectError(403, "Origin is not one of the site's domains")
-    if domain.last_seen_at is None or (now - domain.last_seen_at).total_seconds() > 300:
-        SiteDomain.objects.filter(pk=domain.pk).update(last_seen_at=now)
 
-    if not request.consent:
-        result = substitute(site=site, visitor=None, now=now)
-        return {"vid": None, "subs": result.subs, "exp": None, "hb": settings.HEARTBEAT_SECONDS}
+def _touch_domain(domain_id: int, now: datetime) -> None:
+    """The install check's "last reported" time, written at most every 5 minutes."""
+    if cache.add(f"domain-seen:{domain_id}", 1, timeout=300):
+        SiteDomain.objects.filter(pk=domain_id).update(last_seen_at=now)
 
-    source = classify(request.url, request.ref, own_host=host_of(origin))
-    # One transaction, so a page view costs one commit (one WAL flush), not one per row.
-    with transaction.atomic():
-        visitor = _visitor(site, request.vid, now)
-        _record_page_view(visitor, request, source, user_agent, now)
-        result = substitute(site=site, visitor=visitor, now=now)
+
+def visit_of(session: Session) -> Visit:
+    return Visit(
+        utm_source=session.utm_source,
+        utm_medium=session.utm_medium,
+        utm_campaign=session.utm_campaign,
+        utm_term=session.utm_term,
+        utm_content=session.utm_content,
+        referrer_domain=host_of(session.referrer),
+        landing_url=session.landing_url,
+        channel=session.channel,
+        device_type=session.device_type,
+    )
+
+
+def _answer(vid, result) -> dict:
     return {
-        "vid": visitor.vid,
+        "vid": vid,
         "subs": result.subs,
         "exp": int(result.expires_at.timestamp()) if result.expires_at else None,
         "hb": settings.HEARTBEAT_SECONDS,
     }
+
+
+def collect(*, request: CollectRequest, origin: str, user_agent: str, now: datetime, ip: str = "") -> dict:
+    """Record a page view (or heartbeat) and answer with the visitor's addresses.
+
+    The site's configuration comes from an in-process snapshot; a returning
+    visitor whose answer cannot have changed is answered from Redis with no
+    database query (tracker.hotpath); everything else is written through in
+    one transaction, PostgreSQL deciding the lease. Without consent nothing
+    about the visitor is kept: no id, no session, and only rules that need no
+    visitor apply. A known bot gets the original addresses and is only counted."""
+    snapshot = site_snapshot(request.site_key)
+    if snapshot is None:
+        raise CollectError(404, "Unknown site key")
+    domain_id = domain_of(snapshot, host_of(origin))
+    if domain_id is None:
+        raise CollectError(403, "Origin is not one of the site's domains")
+    _touch_domain(domain_id, now)
+
+    user_agent = clean_text(user_agent, 500)
+    device = inspect_user_agent(user_agent)
+    if device.is_bot:
+        count_bot_hit(snapshot.site_id, now)
+        return {"vid": None, "subs": [], "exp": None, "hb": settings.HEARTBEAT_SECONDS}
+    source = classify(request.url, request.ref, own_host=host_of(origin), excluded=snapshot.excluded_referrers)
+    if not request.consent:
+        visit = Visit(
+            referrer_domain=host_of(request.ref),
+            landing_url=request.url,
+            channel=source.channel,
+            device_type=device.device_type,
+            **source.utm,
+        )
+        return _answer(None, substitute(snapshot=snapshot, visitor=None, visit=visit, now=now))
+
+    fast = hotpath.answer(
+        site_id=snapshot.site_id, fingerprint=snapshot.fingerprint, request=request, source=source, now=now
+    )
+    if fast is not None:
+        return fast
+
+    site = Site.objects.get(pk=snapshot.site_id)
+    with transaction.atomic():
+        visitor = _visitor(site, request.vid, now)
+        session = _record_page_view(visitor, request, source, user_agent, now, site=site, device=device, ip=ip)
+        result = substitute(snapshot=snapshot, visitor=visitor, visit=visit_of(session), now=now, ip_hash=ip_hash(ip))
+        if result.lease_id:
+            transaction.on_commit(
+                lambda: hotpath.remember(
+                    site_id=site.pk,
+                    vid=visitor.vid,
+                    fingerprint=snapshot.fingerprint,
+                    lease_id=result.lease_id,
+                    visitor_id=visitor.pk,
+                    session=session,
+                    subs=result.subs,
+                    hold_minutes=result.hold_minutes,
+                    db_expires_at=result.expires_at,
+                    now=now,
+                )
+            )
+        else:
+            transaction.on_commit(lambda: hotpath.forget(site.pk, visitor.vid))
+    return _answer(visitor.vid, result)
 
 
 def _visitor(site: Site, vid: str | None, now: datetime) -> Visitor:
@@ -178,7 +246,66 @@ def _visitor(site: Site, vid: str | None, now: datetime) -> Visitor:
         return Visitor.objects.get(site=site, vid=new_vid)
 
 
-def _record_page_view(visitor: Visitor, request: CollectRequest, source: Source, user_agent: str, now: datetime):
+def count_bot_hit(site_id: int, now: datetime) -> None:
+    """One more page view by a known bot on the site today (UTC)."""
+    day = now.date()
+    if BotHit.objects.filter(site_id=site_id, day=day).update(count=F("count") + 1):
+        return
+    try:
+        with transaction.atomic():
+            BotHit.objects.create(site_id=site_id, day=day, count=1)
+    except IntegrityError:  # the day's first two bot hits at once
+        BotHit.objects.filter(site_id=site_id, day=day).update(count=F("count") + 1)
+
+
+def _new_session_details(
+    site: Site, visitor: Visitor, previous: Session | None, source: Source, device: Device, ip: str, now: datetime
+) -> dict:
+    """What a new session records beyond the page view: its source (last
+    non-direct applied), device, geo of the full IP (only the truncated IP is
+    kept) and whether the visitor had been here before."""
+    earlier = previous
+    if source.channel == Channel.DIRECT and site.last_non_direct_days and previous is not None:
+        if previous.channel == Channel.DIRECT or previous.source_inherited:
+            earlier = (
+                visitor.sessions.filter(source_inherited=False)
+                .exclude(channel__in=(Channel.DIRECT, Channel.STATIC, Channel.UNKNOWN))
+                .order_by("-started_at")
+                .first()
+            )
+    source = last_non_direct(source, earlier, now, site.last_non_direct_days)
+    place = geo.locate(ip)
+    return {
+        "channel": source.channel,
+        "source": source.source,
+        "keyword": source.keyword,
+        "search_engine": source.search_engine,
+        "click_ids": source.click_ids,
+        "source_inherited": source.inherited,
+        **source.utm,
+        "device_type": device.device_type,
+        "os": device.os,
+        "os_version": device.os_version,
+        "browser": device.browser,
+        "browser_version": device.browser_version,
+        "country": place.country,
+        "city": place.city,
+        "ip_truncated": geo.truncate_ip(ip),
+        "returning_visitor": previous is not None or visitor.created_at < now,
+    }
+
+
+def _record_page_view(
+    visitor: Visitor,
+    request: CollectRequest,
+    source: Source,
+    user_agent: str,
+    now: datetime,
+    *,
+    site: Site,
+    device: Device,
+    ip: str = "",
+):
     session = visitor.sessions.order_by("-started_at").first()
     timed_out = session is None or now - session.last_seen_at >= settings.SESSION_TIMEOUT
     new_campaign = (
@@ -189,27 +316,21 @@ def _record_page_view(visitor: Visitor, request: CollectRequest, source: Source,
         != (session.channel, session.source, session.utm_campaign)
     )
     if timed_out or new_campaign:
-        Session.objects.create(
+        return Session.objects.create(
             visitor=visitor,
             started_at=now,
             last_seen_at=now,
             landing_url=request.url,
             referrer=request.ref,
-            click_ids=source.click_ids,
-            channel=source.channel,
-            source=source.source,
-            keyword=source.keyword,
             page_views=0 if request.heartbeat else 1,
             last_urls=[request.url] if request.url else [],
-            device_type=device_type(user_agent),
             user_agent=user_agent[:500],
             screen=request.screen,
             lang=request.lang,
             ga_client_id=request.ga,
             ym_client_id=request.ym,
-            **source.utm,
+            **_new_session_details(site, visitor, session, source, device, ip, now),
         )
-        return
     session.last_seen_at = now
     fields = ["last_seen_at"]
     if not request.heartbeat:
@@ -222,3 +343,51 @@ def _record_page_view(visitor: Visitor, request: CollectRequest, source: Source,
             setattr(session, attr, value)
             fields.append(attr)
     session.save(update_fields=fields)
+    return session
+
+
+RETENTION_BATCH = 1000
+
+
+def _unreferenced(model) -> list:
+    """Filters keeping only rows that no other row points to: a lead
+    (Lead.session / Lead.visitor, which would only be set to NULL), a lease
+    (its history belongs to the lease retention) or a session of a visitor."""
+    return [
+        ~Exists(rel.related_model._base_manager.filter(**{rel.field.name: OuterRef("pk")}))
+        for rel in model._meta.related_objects
+        if not rel.many_to_many
+    ]
+
+
+def _purge_batch(queryset) -> tuple[int, int]:
+    """Delete one batch of `queryset`: lock it (skipping rows someone holds),
+    check again in a new statement that nothing refers to the locked rows
+    (a lead that committed meanwhile), and delete the rest. A lead written while
+    the lock is held waits for it, then fails on the missing row and is retried.
+    Returns (rows looked at, rows deleted)."""
+    model = queryset.model
+    with transaction.atomic():
+        ids = list(queryset.select_for_update(skip_locked=True).values_list("pk", flat=True)[:RETENTION_BATCH])
+        if not ids:
+            return 0, 0
+        _, deleted = model.objects.filter(*_unreferenced(model), pk__in=ids).delete()
+    return len(ids), deleted.get(model._meta.label, 0)
+
+
+def purge_old_sessions(now: datetime) -> tuple[int, int]:
+    """Retention: delete sessions that started and were last seen more than
+    RETENTION_DAYS (default 90) ago and that no lead refers to, then visitors
+    inactive that long with nothing left (no session, lease or lead).
+    Returns how many sessions and visitors were deleted."""
+    cutoff = now - timedelta(days=getattr(settings, "RETENTION_DAYS", 90))
+    old_sessions = Session.objects.filter(*_unreferenced(Session), started_at__lt=cutoff, last_seen_at__lt=cutoff)
+    old_visitors = Visitor.objects.filter(*_unreferenced(Visitor), created_at__lt=cutoff, last_seen_at__lt=cutoff)
+    totals = []
+    for queryset in (old_sessions, old_visitors):
+        total, looked_at = 0, RETENTION_BATCH
+        while looked_at == RETENTION_BATCH:
+            looked_at, deleted = _purge_batch(queryset.order_by())
+            total += deleted
+        totals.append(total)
+    return totals[0], totals[1]

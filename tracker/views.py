@@ -1,4 +1,5 @@
 import logging
+import re
 
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
@@ -10,10 +11,12 @@ from lib.http import client_ip
 from . import services
 
 log = logging.getLogger(__name__)
+# What a browser sends as Origin; anything else (a forged header with line breaks) is not echoed.
+ORIGIN_RE = re.compile(r"\A[A-Za-z][A-Za-z0-9+.-]*://[^\s/]+\Z")
 
 
 def _cors(response, origin):
-    if origin:
+    if origin and ORIGIN_RE.match(origin):
         response["Access-Control-Allow-Origin"] = origin
         response["Access-Control-Allow-Methods"] = "POST"
         response["Access-Control-Max-Age"] = "86400"
@@ -33,7 +36,8 @@ def collect(request):
     if request.method != "POST":
         return _cors(JsonResponse({"error": "Use POST"}, status=405), origin)
     try:
-        if services.rate_limited(f"collect-ip:{client_ip(request)}", settings.COLLECT_RATE_LIMIT_PER_MINUTE):
+        ip = client_ip(request)
+        if services.rate_limited(f"collect-ip:{ip}", settings.COLLECT_RATE_LIMIT_PER_MINUTE):
             response = JsonResponse({"error": "Too many requests"}, status=429)
             response["Retry-After"] = "60"
             return _cors(response, origin)
@@ -42,7 +46,7 @@ def collect(request):
             raise services.CollectError(413, "Request body too large")
         parsed = services.parse_request(request.body)
         body = services.collect(
-            request=parsed, origin=origin, user_agent=request.headers.get("User-Agent", ""), now=timezone.now()
+            request=parsed, origin=origin, user_agent=request.headers.get("User-Agent", ""), now=timezone.now(), ip=ip
         )
         return _cors(JsonResponse(body), origin)
     except services.CollectError as error:

@@ -10,6 +10,18 @@ def mark_held(apps, schema_editor):
     Address.objects.filter(id__in=live).update(held=True)
 
 
+def create_free_lru_index(apps, schema_editor):
+    nulls_first = "NULLS FIRST" if schema_editor.connection.vendor == "postgresql" else ""
+    schema_editor.execute(
+        "CREATE INDEX address_pool_free_lru ON substitution_address "
+        f"(pool_id, last_released_at {nulls_first}, id) WHERE active AND NOT held"
+    )
+
+
+def drop_free_lru_index(apps, schema_editor):
+    schema_editor.execute("DROP INDEX address_pool_free_lru")
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -26,9 +38,6 @@ class Migration(migrations.Migration):
             name='held',
             field=models.BooleanField(default=False),
         ),
-        migrations.AddIndex(
-            model_name='address',
-            index=models.Index(models.F('pool'), models.OrderBy(models.F('last_released_at'), nulls_first=True), models.F('id'), condition=models.Q(('active', True), ('held', False)), name='address_pool_free_lru'),
-        ),
+        migrations.RunPython(create_free_lru_index, drop_free_lru_index),
         migrations.RunPython(mark_held, migrations.RunPython.noop),
 ]

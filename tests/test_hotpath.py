@@ -1,0 +1,151 @@
+"""The collect endpoint's fast path: returning visitors answered from Redis,
+activity written behind, PostgreSQL still deciding every allocation."""
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from substitution import activity, services
+from substitution.models import Lease, Pool, RuleCondition, StaticAddress
+from substitution.rules import forget_snapshots
+from tests.factories import make_setup
+from tracker.models import Session, Visitor
+
+pytestmark = pytest.mark.django_db(transaction=True)
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_redis():
+    activity.redis().flushdb()
+    forget_snapshots()
+    yield
+    activity.redis().flushdb()
+
+
+def collect(client, site, vid=None, url="https://shop.test/?utm_source=news&utm_campaign=autumn", hb=False, **extra):
+    body = {"v": 1, "site": site.site_key, "vid": vid, "url": url, "ref": "", "consent": True, "hb": hb, **extra}
+    response = client.post(
+        "/api/v1/collect",
+        json.dumps(body),
+        content_type="text/plain",
+        HTTP_ORIGIN="https://shop.test",
+        HTTP_USER_AGENT=BROWSER,
+        REMOTE_ADDR="198.51.100.7",
+    )
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def test_a_returning_visitors_page_view_makes_no_database_query(client):
+    setup = make_setup()
+    first = collect(client, setup.site)
+    with CaptureQueriesContext(connection) as queries:
+        again = collect(client, setup.site, vid=first["vid"], url="https://shop.test/prices")
+        beat = collect(client, setup.site, vid=first["vid"], url="https://shop.test/prices", hb=True)
+    assert len(queries) == 0, [q["sql"] for q in queries]
+    assert again["subs"] == first["subs"] == beat["subs"]
+    assert again["exp"] >= first["exp"]
+
+
+def test_written_behind_activity_reaches_the_database_on_flush(client):
+    setup = make_setup()
+    first = collect(client, setup.site)
+    lease = Lease.objects.get()
+    later = timezone.now() + timedelta(seconds=5)
+    for path in ("/a", "/b"):
+        collect(client, setup.site, vid=first["vid"], url=f"https://shop.test{path}")
+    session = Session.objects.get()
+    assert session.page_views == 1  # not written yet
+    assert activity.flush() == 1
+    session.refresh_from_db()
+    assert session.page_views == 3
+    assert session.last_urls[-2:] == ["https://shop.test/a", "https://shop.test/b"]
+    refreshed = Lease.objects.get(pk=lease.pk)
+    assert refreshed.last_activity_at > lease.last_activity_at
+    assert refreshed.expires_at > lease.expires_at
+    assert refreshed.expires_at <= later + timedelta(minutes=setup.pool.hold_minutes)
+
+
+def test_a_lease_with_pending_activity_is_not_released_on_a_stale_expiry():
+    setup = make_setup(hold_minutes=30)
+    now = timezone.now()
+    visitor = Visitor.objects.create(site=setup.site, vid="pending001", created_at=now, last_seen_at=now)
+    session = Session.objects.create(visitor=visitor, started_at=now, last_seen_at=now)
+    lease = services.lease_acquire(pool=setup.pool, visitor=visitor, now=now).lease
+    pipe = activity.redis().pipeline()
+    activity.record(
+        pipe,
+        lease_id=lease.pk,
+        session_id=session.pk,
+        visitor_id=visitor.pk,
+        url="",
+        page_view=False,
+        at=(now + timedelta(minutes=25)).timestamp(),
+    )
+    pipe.execute()
+    # Without the activity the lease would have expired at now + 30 min.
+    assert services.release_expired_leases(setup.pool, now + timedelta(minutes=40)) == 0
+    assert Lease.objects.get(pk=lease.pk).released_at is None
+    assert services.release_expired_leases(setup.pool, now + timedelta(minutes=56)) == 1
+
+
+def test_a_visitor_whose_lease_was_taken_over_is_not_served_the_old_address(client):
+    setup = make_setup(pool_size=1, policy=Pool.ExhaustedPolicy.TAKE_OVER)
+    victim = collect(client, setup.site)
+    thief = collect(client, setup.site)
+    assert thief["subs"] == victim["subs"]  # the only address changed hands
+    victim_again = collect(client, setup.site, vid=victim["vid"])
+    # The victim's answer came from the database: it took the address back.
+    assert Lease.objects.filter(released_at__isnull=True).get().visitor.vid == victim["vid"]
+    assert victim_again["subs"] == victim["subs"]
+
+
+def test_a_new_campaign_goes_to_the_database_and_starts_a_session(client):
+    setup = make_setup()
+    first = collect(client, setup.site)
+    with CaptureQueriesContext(connection) as queries:
+        collect(client, setup.site, vid=first["vid"], url="https://shop.test/?utm_source=google&utm_medium=cpc")
+    assert len(queries) > 0
+    assert Session.objects.count() == 2
+
+
+def test_a_changed_rule_reaches_returning_visitors(client):
+    setup = make_setup()
+    first = collect(client, setup.site)
+    static = StaticAddress.objects.create(project=setup.project, name="Maps", email="maps@shop.test")
+    setup.rule.order = 5
+    setup.rule.save()
+    maps = setup.project.rules.create(name="Maps visitors", order=0, kind="static", static_address=static)
+    maps.sites.add(setup.site)
+    maps.blocks.add(setup.block)
+    RuleCondition.objects.create(rule=maps, field="utm_source", operator="equals", value="news")
+    forget_snapshots()  # as every process does within SNAPSHOT_SECONDS
+    again = collect(client, setup.site, vid=first["vid"])
+    assert again["subs"] == [{"block": setup.block.pk, "email": "maps@shop.test"}]
+
+
+def test_close_to_the_database_expiry_the_lease_is_written_through(client):
+    setup = make_setup(hold_minutes=30)
+    first = collect(client, setup.site)
+    lease = Lease.objects.get()
+    # Pretend the database expiry is near: the fast path must refuse.
+    Lease.objects.filter(pk=lease.pk).update(expires_at=timezone.now() + timedelta(minutes=5))
+    key = activity.visit_key(setup.site.pk, first["vid"])
+    entry = json.loads(activity.redis().get(key))
+    entry["db_exp"] = (timezone.now() + timedelta(minutes=5)).timestamp()
+    activity.redis().set(key, json.dumps(entry))
+    collect(client, setup.site, vid=first["vid"])
+    assert Lease.objects.get(pk=lease.pk).expires_at > timezone.now() + timedelta(minutes=25)
+
+
+def test_without_consent_the_fast_path_keeps_nothing(client):
+    setup = make_setup()
+    answer = collect(client, setup.site, consent=False)
+    assert answer["vid"] is None and answer["subs"] == []
+    assert activity.redis().keys("et:visit:*") == []
+    assert Visitor.objects.count() == 0
