@@ -48,32 +48,52 @@ def redis():
     return _client
 
 
-# Keep the newest timestamp when two page views race.
-_HMAX = """
-local current = redis.call('HGET', KEYS[1], ARGV[1])
-if (not current) or tonumber(current) < tonumber(ARGV[2]) then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+# One page view on the fast path, atomically: replace the visitor's cached
+# answer only if it is still the one read (a lease taken over meanwhile
+# deletes it), and queue the activity, keeping the newest timestamps.
+_TOUCH = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+local at = tonumber(ARGV[7])
+for i, field in ipairs({ARGV[4], ARGV[5], ARGV[6]}) do
+  local key = KEYS[i + 1]
+  local current = redis.call('HGET', key, field)
+  if (not current) or tonumber(current) < at then redis.call('HSET', key, field, ARGV[7]) end
+end
+if ARGV[8] == '1' then
+  redis.call('HINCRBY', KEYS[5], ARGV[5], 1)
+  if ARGV[9] ~= '' then
+    redis.call('RPUSH', KEYS[6], ARGV[9])
+    redis.call('LTRIM', KEYS[6], -10, -1)
+    redis.call('EXPIRE', KEYS[6], 86400)
+  end
 end
 return 1
 """
-_hmax_script = None
+_touch_script = None
 
 
-def record(pipe, *, lease_id: int, session_id: int, visitor_id: int, url: str, page_view: bool, at: float) -> None:
-    """Queue one page view's (or heartbeat's) activity on a Redis pipeline."""
-    global _hmax_script
-    if _hmax_script is None:
-        _hmax_script = redis().register_script(_HMAX)
-    _hmax_script(keys=[PENDING_LEASES], args=[lease_id, at], client=pipe)
-    _hmax_script(keys=[PENDING_SESSIONS], args=[session_id, at], client=pipe)
-    _hmax_script(keys=[PENDING_VISITORS], args=[visitor_id, at], client=pipe)
-    if page_view:
-        pipe.hincrby(PENDING_VIEWS, session_id, 1)
-        if url:
-            key = f"{SESSION_URLS}{session_id}"
-            pipe.rpush(key, url)
-            pipe.ltrim(key, -10, -1)
-            pipe.expire(key, 86400)
+def touch(
+    *,
+    key: str,
+    expected: bytes,
+    entry: str,
+    ttl: int,
+    lease_id: int,
+    session_id: int,
+    visitor_id: int,
+    url: str,
+    page_view: bool,
+    at: float,
+) -> bool:
+    """Replace a fast-path entry that is still `expected` and record the
+    activity; False when the entry changed under us."""
+    global _touch_script
+    if _touch_script is None:
+        _touch_script = redis().register_script(_TOUCH)
+    keys = [key, PENDING_LEASES, PENDING_SESSIONS, PENDING_VISITORS, PENDING_VIEWS, f"{SESSION_URLS}{session_id}"]
+    args = [expected, entry, ttl, lease_id, session_id, visitor_id, repr(at), "1" if page_view else "0", url]
+    return bool(_touch_script(keys=keys, args=args))
 
 
 def _take(key: str, orphans: bool) -> tuple[list[str], dict[int, float]]:

@@ -29,17 +29,16 @@ def release_expired_leases(pool: Pool, now: datetime) -> int:
     free as of the lease's expiry (which is what LRU and attribution read).
     Activity written behind is applied first, so no active lease is released
     on a stale expiry."""
+    expired = Lease.objects.filter(pool=pool, released_at__isnull=True, expires_at__lte=now)
+    if not expired.exists():
+        return 0
     activity.flush()
     with transaction.atomic():
-        expired = list(
-            Lease.objects.select_for_update(skip_locked=True)
-            .filter(pool=pool, released_at__isnull=True, expires_at__lte=now)
-            .values_list("id", "address_id", "expires_at")
-        )
-        for lease_id, address_id, expires_at in expired:
+        rows = list(expired.select_for_update(skip_locked=True).values_list("id", "address_id", "expires_at"))
+        for lease_id, address_id, expires_at in rows:
             Lease.objects.filter(id=lease_id).update(released_at=expires_at, end_reason=Lease.EndReason.EXPIRED)
             Address.objects.filter(id=address_id).update(last_released_at=expires_at, held=False)
-        return len(expired)
+        return len(rows)
 
 
 def release_all_expired(now: datetime) -> int:

@@ -77,17 +77,8 @@ def test_a_lease_with_pending_activity_is_not_released_on_a_stale_expiry():
     visitor = Visitor.objects.create(site=setup.site, vid="pending001", created_at=now, last_seen_at=now)
     session = Session.objects.create(visitor=visitor, started_at=now, last_seen_at=now)
     lease = services.lease_acquire(pool=setup.pool, visitor=visitor, now=now).lease
-    pipe = activity.redis().pipeline()
-    activity.record(
-        pipe,
-        lease_id=lease.pk,
-        session_id=session.pk,
-        visitor_id=visitor.pk,
-        url="",
-        page_view=False,
-        at=(now + timedelta(minutes=25)).timestamp(),
-    )
-    pipe.execute()
+    activity.redis().hset(activity.PENDING_LEASES, lease.pk, (now + timedelta(minutes=25)).timestamp())
+    activity.redis().hset(activity.PENDING_SESSIONS, session.pk, (now + timedelta(minutes=25)).timestamp())
     # Without the activity the lease would have expired at now + 30 min.
     assert services.release_expired_leases(setup.pool, now + timedelta(minutes=40)) == 0
     assert Lease.objects.get(pk=lease.pk).released_at is None

@@ -9,8 +9,8 @@ database* is still at least half its hold away. Its activity is written
 behind (substitution.activity) and reaches PostgreSQL within the flush
 interval; anything else goes the slow path, where PostgreSQL decides.
 
-The entry is replaced with WATCH/MULTI, so a lease taken over meanwhile
-(which deletes the entry) is never brought back by a racing page view.
+The entry is replaced by a compare-and-set script, so a lease taken over
+meanwhile (which deletes the entry) is never brought back by a racing page view.
 """
 
 import json
@@ -86,39 +86,35 @@ def _usable(entry: dict, *, fingerprint: str, source, request, now_ts: float) ->
 
 
 def answer(*, site_id: int, fingerprint: str, request, source, now: datetime) -> dict | None:
-    """The response for a returning visitor, or None for the slow path."""
+    """The response for a returning visitor, or None for the slow path. Two
+    Redis round trips: read the entry, then compare-and-set it with the
+    activity (substitution.activity.touch)."""
     if not activity.enabled() or not request.vid:
         return None
-    import redis as redis_lib
-
     client = activity.redis()
     key = activity.visit_key(site_id, request.vid)
     now_ts = now.timestamp()
-    with client.pipeline(transaction=True) as pipe:
-        try:
-            pipe.watch(key)
-            raw = pipe.get(key)
-            if raw is None:
-                return None
-            entry = json.loads(raw)
-            if not _usable(entry, fingerprint=fingerprint, source=source, request=request, now_ts=now_ts):
-                pipe.unwatch()
-                return None
-            entry["seen"] = now_ts
-            pipe.multi()
-            pipe.set(key, json.dumps(entry), ex=entry["hold"] * 60, xx=True)
-            activity.record(
-                pipe,
-                lease_id=entry["lease"],
-                session_id=entry["session"],
-                visitor_id=entry["visitor"],
-                url=request.url,
-                page_view=not request.heartbeat,
-                at=now_ts,
-            )
-            pipe.execute()
-        except redis_lib.WatchError:
-            return None  # the entry changed under us (e.g. lease taken over)
+    raw = client.get(key)
+    if raw is None:
+        return None
+    entry = json.loads(raw)
+    if not _usable(entry, fingerprint=fingerprint, source=source, request=request, now_ts=now_ts):
+        return None
+    entry["seen"] = now_ts
+    touched = activity.touch(
+        key=key,
+        expected=raw,
+        entry=json.dumps(entry),
+        ttl=entry["hold"] * 60,
+        lease_id=entry["lease"],
+        session_id=entry["session"],
+        visitor_id=entry["visitor"],
+        url=request.url,
+        page_view=not request.heartbeat,
+        at=now_ts,
+    )
+    if not touched:
+        return None  # the entry changed under us (e.g. the lease was taken over)
     return {
         "vid": request.vid,
         "subs": entry["subs"],

@@ -14,6 +14,7 @@ from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef
 
+from substitution import activity
 from substitution.conditions import Visit
 from substitution.rules import domain_of, site_snapshot, substitute
 
@@ -27,6 +28,7 @@ SITE_KEY_RE = re.compile(r"\A[A-Za-z0-9_-]{1,32}\Z")
 # NUL and lone surrogates (JSON "\ud800" decodes to one) cannot be stored in PostgreSQL text.
 UNSTORABLE_RE = re.compile("[\x00\ud800-\udfff]")
 LAST_URLS_KEPT = 10
+DOMAIN_TOUCH_SECONDS = 300
 
 
 class CollectError(Exception):
@@ -103,8 +105,13 @@ def parse_request(body: bytes) -> CollectRequest:
 
 
 def rate_limited(key: str, limit: int) -> bool:
-    """Fixed one-minute window in the shared cache."""
+    """Fixed one-minute window in the shared cache (with Redis: one round trip)."""
     bucket = f"rl:{key}:{int(datetime.now().timestamp() // 60)}"
+    if activity.enabled():
+        pipe = activity.redis().pipeline(transaction=False)
+        pipe.incr(bucket)
+        pipe.expire(bucket, 70, nx=True)
+        return pipe.execute()[0] > limit
     if cache.add(bucket, 1, timeout=70):
         return False
     try:
@@ -139,9 +146,16 @@ def ip_hash(ip: str) -> str:
     return hmac.new(settings.SECRET_KEY.encode(), ip.encode(), hashlib.sha256).hexdigest()[:32]
 
 
+_domain_touched: dict[int, float] = {}
+
+
 def _touch_domain(domain_id: int, now: datetime) -> None:
-    """The install check's "last reported" time, written at most every 5 minutes."""
-    if cache.add(f"domain-seen:{domain_id}", 1, timeout=300):
+    """The install check's "last reported" time, written at most every 5
+    minutes per process (and across processes through the cache)."""
+    if now.timestamp() - _domain_touched.get(domain_id, 0) < DOMAIN_TOUCH_SECONDS:
+        return
+    _domain_touched[domain_id] = now.timestamp()
+    if cache.add(f"domain-seen:{domain_id}", 1, timeout=DOMAIN_TOUCH_SECONDS):
         SiteDomain.objects.filter(pk=domain_id).update(last_seen_at=now)
 
 
