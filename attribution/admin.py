@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from projects.admin_scoping import ScopedAdmin
 
-from .models import Lead
+from .models import Exclusion, Lead, Tag
 
 
 @admin.register(Lead)
@@ -33,3 +33,15 @@ class LeadAdmin(ScopedAdmin):
         if obj is not None and not request.user.is_superuser:
             return self.has_view_permission(request, obj)
         return super().has_change_permission(request, obj) or self.has_view_permission(request, obj)
+
+
+@admin.register(Exclusion)
+class ExclusionAdmin(ScopedAdmin):
+    list_display = ["value", "note", "project"]
+    search_fields = ["value", "note"]
+
+
+@admin.register(Tag)
+class TagAdmin(ScopedAdmin):
+    list_display = ["name", "project"]
+    search_fields = ["name"]

@@ -17,6 +17,40 @@ class MatchKind(models.TextChoices):
     EXHAUSTED = "exhausted", "Pool exhausted"
 
 
+class Tag(models.Model):
+    """A marketer's label for leads, per project."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tags")
+    name = models.CharField(max_length=50)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="tag_unique_name")]
+
+    def __str__(self):
+        return self.name
+
+
+class Exclusion(models.Model):
+    """A sender or a whole domain whose letters are never leads (suppliers, colleagues)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="exclusions")
+    value = models.CharField(
+        max_length=320, help_text="An address (anna@supplier.ru) or a domain (supplier.ru, subdomains included)."
+    )
+    note = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "value"], name="exclusion_unique_value")]
+
+    def __str__(self):
+        return self.value
+
+    def save(self, *args, **kwargs):
+        self.value = self.value.strip().lower().removeprefix("@")
+        super().save(*args, **kwargs)
+
+
 class Lead(models.Model):
     """An enquiry: one or more letters with the source of the visitor who wrote."""
 
@@ -38,6 +72,9 @@ class Lead(models.Model):
     match_kind = models.CharField(max_length=16, choices=MatchKind.choices)
     first_contact = models.BooleanField(default=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
+    tags = models.ManyToManyField(Tag, blank=True, related_name="leads")
+    comment = models.TextField(blank=True, max_length=5000)
+    deal_amount = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
 
     address = models.ForeignKey(Address, null=True, blank=True, on_delete=models.SET_NULL, related_name="leads")
     lease = models.ForeignKey(Lease, null=True, blank=True, on_delete=models.SET_NULL, related_name="leads")
@@ -64,6 +101,7 @@ class Lead(models.Model):
         indexes = [
             models.Index(fields=["project", "-created_at", "-id"], name="lead_project_created"),
             models.Index(fields=["project", "sender_email"], name="lead_project_sender"),
+            models.Index(fields=["project", "updated_at", "id"], name="lead_project_updated"),
         ]
 
     def __str__(self):

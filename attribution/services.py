@@ -15,7 +15,7 @@ from substitution.decoder import Decoded, Match, decode_address
 from substitution.models import Address, Lease, PoolExhaustion, StaticAddress
 from tracker.models import Channel, Session, Site
 
-from .models import Lead, MatchKind
+from .models import Exclusion, Lead, MatchKind
 
 ARRIVAL_RESOLUTION = timedelta(seconds=1)
 # A letter to the main address this soon after a pool ran dry is counted "pool exhausted".
@@ -25,7 +25,18 @@ BULK_PRECEDENCE = {"bulk", "list", "junk", "auto_reply"}
 DAEMON_SENDERS = ("mailer-daemon@", "postmaster@", "noreply-dmarc", "mail-daemon@")
 
 
-def not_lead_reason(letter: Letter, own_addresses: set[str]) -> str:
+def excluded_sender(sender: str, exclusions: set[str]) -> bool:
+    """On the project's exclusion list: the address itself, or its domain or a parent domain."""
+    if not sender:
+        return False
+    if sender in exclusions:
+        return True
+    domain = sender.rpartition("@")[2]
+    parts = domain.split(".")
+    return any(".".join(parts[i:]) in exclusions for i in range(len(parts) - 1))
+
+
+def not_lead_reason(letter: Letter, own_addresses: set[str], exclusions: set[str] = frozenset()) -> str:
     """Why a letter is not an enquiry, or "" when it is one."""
     if letter.not_lead_reason:
         return letter.not_lead_reason
@@ -45,6 +56,8 @@ def not_lead_reason(letter: Letter, own_addresses: set[str]) -> str:
         return "bounce (mailer daemon)"
     if sender and sender in own_addresses:
         return "the project's own address"
+    if excluded_sender(sender, exclusions):
+        return "sender on the exclusion list"
     return ""
 
 
@@ -204,7 +217,8 @@ def attribute_letter(letter_id: int) -> Lead | None:
     project_id = mailbox.project_id
     now = timezone.now()
 
-    reason = not_lead_reason(letter, _own_addresses(project_id))
+    exclusions = set(Exclusion.objects.filter(project_id=project_id).values_list("value", flat=True))
+    reason = not_lead_reason(letter, _own_addresses(project_id), exclusions)
     decoded, recipient = tracked_recipient(letter, project_id)
     if not reason and decoded is None and mailbox.tracked_only:
         reason = "sent to an untracked address"

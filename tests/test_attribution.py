@@ -284,3 +284,23 @@ def test_first_contact_is_true_only_for_a_sender_who_never_wrote_before(setup, a
     assert returning.first_contact is False
     assert returning != first
     assert stranger.first_contact is True
+
+
+def test_a_sender_or_domain_on_the_exclusion_list_is_not_a_lead(setup):
+    from attribution.models import Exclusion
+    from mailbox_sync.services import ingest_raw
+    from tests.factories import letter_bytes
+
+    Exclusion.objects.create(project=setup.project, value="@Supplier.test")
+    Exclusion.objects.create(project=setup.project, value="boss@partner.test")
+    cases = {
+        "anna@supplier.test": "sender on the exclusion list",
+        "bob@mail.supplier.test": "sender on the exclusion list",
+        "boss@partner.test": "sender on the exclusion list",
+        "other@partner.test": "",
+        "anna@notsupplier.test": "",
+    }
+    for sender, reason in cases.items():
+        letter = ingest_raw(mailbox=setup.mailbox, raw=letter_bytes(to="info@shop.test", sender=sender))
+        assert letter.not_lead_reason == reason, sender
+        assert (letter.lead_id is None) == bool(reason), sender
