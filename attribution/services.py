@@ -15,6 +15,7 @@ from substitution.decoder import Decoded, Match, decode_address
 from substitution.models import Address, Lease, PoolExhaustion, StaticAddress
 from tracker.models import Channel, Session, Site
 
+from . import events
 from .models import Exclusion, Lead, MatchKind
 
 ARRIVAL_RESOLUTION = timedelta(seconds=1)
@@ -231,6 +232,8 @@ def attribute_letter(letter_id: int) -> Lead | None:
         if letter.received_at > lead.last_letter_at:
             Lead.objects.filter(pk=lead.pk).update(last_letter_at=letter.received_at)
         Letter.objects.filter(pk=letter.pk).update(lead=lead, attributed_at=now, attribution_error="")
+        Lead.objects.filter(pk=lead.pk).update(updated_at=now)
+        events.emit(events.LEAD_UPDATED, lead.pk)
         return lead
 
     session = None
@@ -272,4 +275,5 @@ def attribute_letter(letter_id: int) -> Lead | None:
         **fields,
     )
     Letter.objects.filter(pk=letter.pk).update(lead=lead, attributed_at=now, attribution_error="")
+    events.emit(events.LEAD_CREATED, lead.pk)
     return lead
