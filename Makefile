@@ -29,6 +29,7 @@ run: $(VENV)/.run-deps
 test: $(VENV)/.test-deps
 	bin/test-services
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) bench/snippet_size.py
 
 lint: $(VENV)/.test-deps
 	$(VENV)/bin/ruff check .

@@ -3,3 +3,4 @@ from django.apps import AppConfig
 
 class FrontendJsConfig(AppConfig):
     name = "frontend_js"
+    verbose_name = "Snippet"

@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.utils.html import format_html
 
+from frontend_js.admin import SITE_INLINES
 from projects.admin_scoping import ScopedAdmin, ScopedTabularInline
 
 from .models import BotHit, Session, Site, SiteDomain, Visitor
@@ -19,7 +20,7 @@ class SiteAdmin(ScopedAdmin):
     list_filter = ["active"]
     search_fields = ["name", "original_email"]
     readonly_fields = ["site_key", "snippet_tag"]
-    inlines = [SiteDomainInline]
+    inlines = [SiteDomainInline, *SITE_INLINES]
 
     @admin.display(description="Snippet tag")
     def snippet_tag(self, obj):

@@ -1,0 +1,168 @@
+"""Consent mode, Global Privacy Control and the install check, in a real browser."""
+
+import json
+
+import pytest
+
+from frontend_js.models import MissingBlockReport
+from substitution.models import Block, Lease
+from tests.factories import make_setup
+from tests.test_snippet_support import (
+    ORIGINAL,
+    Collects,
+    Watch,
+    serve,
+    snippet_options,
+    use_blocks,
+    visitor_fixture,  # noqa: F401 - the `visitor` fixture
+    wait_for_address,
+    wait_until,
+)
+from tracker.models import Session, Visitor
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+GPC_ON = "Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', {get: () => true});"
+QUEUE_CONSENT = (
+    "window.emailtrack = function () { (emailtrack.q = emailtrack.q || []).push(arguments); };"
+    "emailtrack('consent', true);"
+)
+
+
+def storage(page) -> dict:
+    return page.evaluate("Object.fromEntries(Object.entries(localStorage))")
+
+
+def answered(page, collects: Collects, count: int):
+    """Wait until the page sent `count` collect requests and the last was answered."""
+    wait_until(lambda: len(collects.bodies) >= count, f"{count} collect requests", page)
+    page.wait_for_load_state("networkidle")
+
+
+def test_in_consent_mode_nothing_is_kept_until_the_page_gives_consent(live_server, page_server, visitor):
+    setup = make_setup()
+    snippet_options(setup.site, consent_mode=True)
+    url = serve(page_server, live_server, setup.site, "consent.html")
+    page = visitor().new_page()
+    watch = Watch(page)
+    collects = Collects(page)
+    page.goto(url)
+    answered(page, collects, 1)
+
+    assert collects.bodies[0]["consent"] is False
+    assert "vid" not in collects.bodies[0] and "ga" not in collects.bodies[0]
+    assert page.locator("#text").text_content() == "Write to info@shop.test"
+    assert storage(page) == {}
+    assert (Visitor.objects.count(), Session.objects.count(), Lease.objects.count()) == (0, 0, 0)
+
+    page.evaluate("emailtrack('consent', true)")
+    address = wait_for_address(page)
+    assert collects.bodies[-1]["consent"] is True
+    lease = Lease.objects.get(address__email=address, released_at__isnull=True)
+    assert Session.objects.filter(visitor=lease.visitor).count() == 1
+    key = f"emailtrack_{setup.site.site_key}"
+    assert list(storage(page)) == [key]
+
+    # Remembered on the next page, until withdrawn.
+    page.reload()
+    assert wait_for_address(page) == address
+    answered(page, collects, 3)
+    assert collects.bodies[2]["consent"] is True
+    assert collects.bodies[2]["vid"] == lease.visitor.vid
+
+    page.evaluate("emailtrack('consent', false)")
+    page.wait_for_function("document.getElementById('text').textContent === 'Write to info@shop.test'")
+    assert page.locator("#link").get_attribute("href") == "mailto:info@shop.test"
+    assert storage(page) == {}
+    page.reload()
+    answered(page, collects, 5)
+    assert collects.bodies[-1]["consent"] is False and "vid" not in collects.bodies[-1]
+    assert page.locator("#text").text_content() == "Write to info@shop.test"
+    assert Visitor.objects.count() == 1
+    assert watch.problems() == []
+
+
+def test_consent_given_before_the_script_loads_counts_from_its_first_request(live_server, page_server, visitor):
+    setup = make_setup()
+    snippet_options(setup.site, consent_mode=True)
+    page = visitor().new_page()
+    page.add_init_script(QUEUE_CONSENT)
+    collects = Collects(page)
+    page.goto(serve(page_server, live_server, setup.site, "consent.html"))
+    address = wait_for_address(page)
+    page.wait_for_load_state("networkidle")
+
+    assert [body["consent"] for body in collects.bodies] == [True]  # one page view, with consent
+    assert Lease.objects.get(released_at__isnull=True).address.email == address
+
+
+def test_a_late_answer_to_an_earlier_request_never_undoes_a_newer_one(live_server, page_server, visitor):
+    setup = make_setup()
+    snippet_options(setup.site, consent_mode=True)
+    page = visitor().new_page()
+    first = []
+
+    def hold_the_first(route):
+        if first:
+            route.continue_()
+        else:
+            first.append(route)
+
+    page.route("**/api/v1/collect", hold_the_first)
+    page.goto(serve(page_server, live_server, setup.site, "consent.html"))
+    wait_until(lambda: first, "the page view without consent", page)
+    page.evaluate("emailtrack('consent', true)")
+    address = wait_for_address(page)
+
+    first[0].continue_()  # the answer without consent (no address) arrives last
+    page.wait_for_load_state("networkidle")
+    page.wait_for_timeout(200)
+    assert page.locator("#text").text_content() == f"Write to {address}"
+    assert json.loads(page.evaluate(f"localStorage.getItem('emailtrack_{setup.site.site_key}')"))["vid"]
+
+
+@pytest.mark.parametrize("consent_mode", [True, False], ids=["consent-mode", "no-consent-mode"])
+def test_a_browser_sending_global_privacy_control_is_never_tracked(live_server, page_server, visitor, consent_mode):
+    setup = make_setup()
+    snippet_options(setup.site, consent_mode=consent_mode, honour_gpc=True)
+    url = serve(page_server, live_server, setup.site, "consent.html")
+    page = visitor().new_page()
+    page.add_init_script(GPC_ON)
+    collects = Collects(page)
+    page.goto(url)
+    answered(page, collects, 1)
+    page.evaluate("emailtrack('consent', true)")  # ignored: the browser said no
+    page.wait_for_timeout(300)
+
+    assert [body["consent"] for body in collects.bodies] == [False]
+    assert page.locator("#text").text_content() == "Write to info@shop.test"
+    assert storage(page) == {}
+    assert Visitor.objects.count() == 0
+
+    # Without the signal the same site tracks (once the page consents, in consent mode).
+    other = visitor().new_page()
+    other.goto(url)
+    if consent_mode:
+        other.evaluate("emailtrack('consent', true)")
+    assert wait_for_address(other) != ORIGINAL
+    assert Visitor.objects.count() == 1
+
+
+def test_the_install_check_reports_once_a_page_where_a_blocks_address_is_missing(live_server, page_server, visitor):
+    setup = make_setup()
+    found, missing = use_blocks(setup, (Block.Kind.ID, "contact"), (Block.Kind.ID, "nowhere"))
+    url = serve(page_server, live_server, setup.site, "blocks.html")
+    page = visitor().new_page()
+    reports = []
+    page.on("request", lambda request: reports.append(request) if request.url.endswith("/api/v1/report") else None)
+    page.goto(url + "?utm_source=mail&gclid=abc#prices")
+    wait_for_address(page, "#contact")
+
+    wait_until(lambda: MissingBlockReport.objects.exists(), "the install check's report", page, timeout=15)
+    report = MissingBlockReport.objects.get()
+    assert (report.site_id, report.block_id) == (setup.site.pk, missing.pk)
+    assert report.page_url == url  # without its query string and fragment
+    assert report.reports == 1
+    assert not MissingBlockReport.objects.filter(block=found).exists()
+    page.wait_for_timeout(4000)  # longer than the check's delay: no second report
+    assert len(reports) == 1

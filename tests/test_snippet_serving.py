@@ -1,0 +1,252 @@
+"""Serving the snippet: the build, its size, what a site's settings put into
+it, its caching; and the site's admin page."""
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from frontend_js import build
+from frontend_js.models import MissingBlockReport
+from frontend_js.services import css_ident
+from projects.models import Membership
+from substitution.models import Block
+from tests.factories import make_setup
+from tests.test_snippet_support import snippet_options, use_blocks
+from tracker.models import SiteDomain
+
+ROOT = Path(__file__).resolve().parent.parent
+BUDGET_GZIP = 1500
+HOST = "emailtrack.example-agency.com"
+
+
+def served(site, client=None, **headers):
+    return (client or Client()).get(f"/s/{site.site_key}.js", **headers)
+
+
+def config_of(response) -> dict:
+    text = response.content.decode()
+    config, _ = json.JSONDecoder().raw_decode(text, text.index('{"site":'))
+    return config
+
+
+# The build
+
+
+def test_the_committed_built_files_are_what_the_source_builds_to():
+    built = build.build()
+    assert set(built) == {
+        "snippet.min.js",
+        "snippet.consent.min.js",
+        "snippet.hide.min.js",
+        "snippet.consent.hide.min.js",
+    }
+    for name, text in built.items():
+        assert (build.DIST / name).read_text() == text, f"run python -m frontend_js.build ({name} is stale)"
+    assert build.main(["--check"]) == 0
+
+
+def test_feature_regions_go_only_into_their_variants():
+    source = "a();\n// @if consent\nb();\n  // @if hide\n  c();\n  // @endif\n// @endif\nd();\n"
+    assert build.preprocess(source, set()) == "a();\nd();\n"
+    assert build.preprocess(source, {"consent"}) == "a();\nb();\nd();\n"
+    assert build.preprocess(source, {"consent", "hide"}) == "a();\nb();\n  c();\nd();\n"
+    for broken in ("// @if nosuch\n// @endif\n", "// @if hide\n", "// @endif\n"):
+        with pytest.raises(build.BuildError):
+            build.preprocess(broken, set())
+
+
+def test_the_minifier_keeps_meaning_where_it_joins_tokens():
+    code = build.minify(
+        "var x = __CONFIG__; if (a in b) { y = x + +z; w = /a/g instanceof RegExp; v = true; u = false; }"
+    )
+    assert code == "var x=__CONFIG__;if(a in b){y=x+ +z;w=/a/g instanceof RegExp;v=!0;u=!1}\n"
+    with pytest.raises(build.BuildError):
+        build.minify("var x = __CONFIG__; true.toString();")
+    with pytest.raises(build.BuildError):
+        build.minify("var x = 1;")  # no placeholder
+
+
+def test_only_the_consent_and_anti_flicker_variants_carry_that_code():
+    built = build.build()
+    assert "globalPrivacyControl" not in built["snippet.min.js"]
+    assert "style.visibility" not in built["snippet.min.js"]
+    assert "globalPrivacyControl" in built["snippet.consent.min.js"]
+    assert "style.visibility" in built["snippet.hide.min.js"]
+    assert "globalPrivacyControl" in built["snippet.consent.hide.min.js"]
+    assert "style.visibility" in built["snippet.consent.hide.min.js"]
+    for text in built.values():
+        assert "eval(" not in text and "Function(" not in text and "innerHTML" not in text
+
+
+# Size
+
+
+@pytest.mark.django_db
+def test_the_served_script_for_a_site_with_two_blocks_is_within_the_size_budget(settings):
+    settings.ALLOWED_HOSTS = [HOST]
+    setup = make_setup()
+    setup.rule.blocks.add(
+        Block.objects.create(project=setup.project, name="Footer", kind="id", selector="footer-email")
+    )
+    response = served(setup.site, Client(HTTP_HOST=HOST), secure=True)
+    assert len(config_of(response)["blocks"]) == 2
+    assert config_of(response)["collect"] == f"https://{HOST}/api/v1/collect"
+    assert len(gzip.compress(response.content, 9)) <= BUDGET_GZIP
+
+
+def test_the_size_script_prints_raw_gzip_and_brotli_sizes_within_budget():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "snippet_size.py")], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    line = next(row for row in result.stdout.splitlines() if row.strip().startswith("default settings"))
+    raw, gz, br = (int(n) for n in line.split()[-3:])
+    assert br < gz <= BUDGET_GZIP < raw
+
+
+# What the site's settings put into the script
+
+
+@pytest.mark.django_db
+def test_each_block_kind_becomes_a_css_scope_and_scoped_blocks_come_first():
+    setup = make_setup()
+    blocks = use_blocks(
+        setup,
+        (Block.Kind.ID, "contact.main"),
+        (Block.Kind.CLASS, "email"),
+        (Block.Kind.SELECTOR, "footer .mail"),
+        (Block.Kind.ATTRIBUTE, "data-Contact"),
+    )
+    setup.rule.blocks.add(setup.block)  # "find in the page"
+    unusable = Block.objects.create(project=setup.project, name="No selector", kind=Block.Kind.CLASS, selector=" ")
+    setup.rule.blocks.add(unusable)
+
+    config = config_of(served(setup.site))
+    email = setup.site.original_email
+    assert config["blocks"] == [
+        {"id": blocks[0].pk, "email": email, "sel": "#contact\\.main"},
+        {"id": blocks[1].pk, "email": email, "sel": ".email"},
+        {"id": blocks[2].pk, "email": email, "sel": "footer .mail"},
+        {"id": blocks[3].pk, "email": email, "sel": "[data-Contact]"},
+        {"id": setup.block.pk, "email": email},
+    ]
+
+
+@pytest.mark.parametrize(
+    "name, escaped",
+    [
+        ("contact", "contact"),
+        ("a.b:c", "a\\.b\\:c"),
+        ("1st", "\\31 st"),
+        ("-2x", "-\\32 x"),
+        ("-", "\\-"),
+        ("é_x-1", "é_x-1"),
+        ("a b", "a\\ b"),
+    ],
+)
+def test_names_are_escaped_for_css_as_css_escape_does(name, escaped):
+    assert css_ident(name) == escaped
+
+
+@pytest.mark.django_db
+def test_the_sites_settings_choose_the_scripts_variant_and_what_it_is_told():
+    setup = make_setup()
+    default = served(setup.site)
+    config = config_of(default)
+    assert config["report"] == "http://testserver/api/v1/report"
+    assert config["hb"] == 60
+    assert not {"consent", "gpc", "hide"} & set(config)
+    assert b"globalPrivacyControl" not in default.content and b"style.visibility" not in default.content
+
+    snippet_options(setup.site, consent_mode=True, anti_flicker=True, anti_flicker_timeout_ms=800, install_check=False)
+    both = served(setup.site)
+    config = config_of(both)
+    assert (config["consent"], config["gpc"], config["hide"]) == (False, False, 800)
+    assert "report" not in config
+    assert b"globalPrivacyControl" in both.content and b"style.visibility" in both.content
+
+    snippet_options(setup.site, consent_mode=False, honour_gpc=True, anti_flicker=False)
+    config = config_of(served(setup.site))
+    assert (config["consent"], config["gpc"]) == (True, True)
+    assert "hide" not in config
+
+
+@pytest.mark.django_db
+def test_the_config_stays_inert_if_the_script_is_inlined_into_html():
+    setup = make_setup()
+    use_blocks(setup, (Block.Kind.SELECTOR, "a[title='</script><b>&']"))
+    body = served(setup.site).content.decode()
+    assert "</script>" not in body and "<b>" not in body
+    assert config_of(served(setup.site))["blocks"][0]["sel"] == "a[title='</script><b>&']"
+
+
+# Caching
+
+
+@pytest.mark.django_db
+def test_the_script_is_cached_briefly_with_an_etag_and_a_changed_setting_changes_it():
+    setup = make_setup()
+    first = served(setup.site)
+    assert first.status_code == 200
+    assert first["Content-Type"] == "application/javascript; charset=utf-8"
+    assert first["Cache-Control"] == "public, max-age=300, stale-while-revalidate=86400"
+    etag = first["ETag"]
+    assert etag.startswith('"') and etag.endswith('"')
+
+    again = served(setup.site, HTTP_IF_NONE_MATCH=etag)
+    assert again.status_code == 304
+    assert again.content == b""
+    assert again["ETag"] == etag and again["Cache-Control"] == first["Cache-Control"]
+    assert Client().head(f"/s/{setup.site.site_key}.js", HTTP_IF_NONE_MATCH=etag).status_code == 304
+
+    snippet_options(setup.site, anti_flicker=True)
+    changed = served(setup.site, HTTP_IF_NONE_MATCH=etag)
+    assert changed.status_code == 200
+    assert changed["ETag"] != etag
+    assert config_of(changed)["hide"] == 500
+
+
+@pytest.mark.django_db
+def test_an_unknown_or_inactive_site_gets_a_short_lived_404_script():
+    setup = make_setup()
+    setup.site.active = False
+    setup.site.save()
+    for key in (setup.site.site_key, "nosuchkey"):
+        response = Client().get(f"/s/{key}.js")
+        assert response.status_code == 404
+        assert response["Content-Type"].startswith("application/javascript")
+        assert response["Cache-Control"] == "public, max-age=60"
+
+
+# The site's admin page
+
+
+@pytest.mark.django_db
+def test_the_sites_admin_page_shows_its_install_check_and_snippet_settings(client):
+    setup = make_setup()
+    other = make_setup(name="Other")
+    SiteDomain.objects.filter(site=setup.site, domain="shop.test").update(last_seen_at="2026-01-02T03:04:05Z")
+    for site, block, url in (
+        (setup.site, setup.block, "https://shop.test/delivery"),
+        (other.site, other.block, "https://shop.test/secret-page-of-another-project"),
+    ):
+        MissingBlockReport.objects.create(
+            site=site, block=block, page_url=url, first_seen_at="2026-01-01T00:00Z", last_seen_at="2026-01-02T00:00Z"
+        )
+    user = get_user_model().objects.create_user("anna", password="pw", is_staff=True)
+    Membership.objects.create(project=setup.project, user=user, role=Membership.Role.MANAGER)
+    client.force_login(user)
+
+    page = client.get(f"/admin/tracker/site/{setup.site.pk}/change/").content.decode()
+    assert "https://shop.test/delivery" in page
+    assert "Jan. 2, 2026, 3:04 a.m." in page  # when the snippet last reported from shop.test
+    assert "Consent mode" in page and "Anti-flicker timeout, ms" in page
+    listing = client.get("/admin/frontend_js/missingblockreport/").content.decode()
+    assert "https://shop.test/delivery" in listing
+    assert "secret-page-of-another-project" not in listing
