@@ -12,6 +12,7 @@ Without Redis (the embedded default) there is no fast path and every page view
 is written through.
 """
 
+import json
 import logging
 import time
 from datetime import UTC, datetime, timedelta
@@ -48,52 +49,100 @@ def redis():
     return _client
 
 
-# One page view on the fast path, atomically: replace the visitor's cached
-# answer only if it is still the one read (a lease taken over meanwhile
-# deletes it), and queue the activity, keeping the newest timestamps.
-_TOUCH = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
-local at = tonumber(ARGV[7])
-for i, field in ipairs({ARGV[4], ARGV[5], ARGV[6]}) do
-  local key = KEYS[i + 1]
-  local current = redis.call('HGET', key, field)
-  if (not current) or tonumber(current) < at then redis.call('HSET', key, field, ARGV[7]) end
+# A returning visitor's page view in one round trip: count it against the
+# client's rate limit, read the visitor's cached answer, check it still holds
+# (same configuration, database expiry far enough, session not timed out, same
+# analytics ids, no new campaign), then store it back and queue the activity
+# keeping the newest timestamps. Keys beyond KEYS are the pending hashes and
+# the session's URL list (a single Redis, not a cluster).
+_FAST = (
+    """
+if KEYS[2] ~= '' then
+  local n = redis.call('INCR', KEYS[2])
+  if n == 1 then redis.call('EXPIRE', KEYS[2], 70) end
+  if n > tonumber(ARGV[1]) then return {-1} end
 end
-if ARGV[8] == '1' then
-  redis.call('HINCRBY', KEYS[5], ARGV[5], 1)
-  if ARGV[9] ~= '' then
-    redis.call('RPUSH', KEYS[6], ARGV[9])
-    redis.call('LTRIM', KEYS[6], -10, -1)
-    redis.call('EXPIRE', KEYS[6], 86400)
+local raw = redis.call('GET', KEYS[1])
+if not raw then return {0} end
+local e = cjson.decode(raw)
+local now = tonumber(ARGV[2])
+if e.cfg ~= ARGV[3] then return {0} end
+if e.db_exp - now < e.hold * 60 * tonumber(ARGV[5]) then return {0} end
+if now - e.seen >= tonumber(ARGV[4]) then return {0} end
+if ARGV[6] ~= '' and ARGV[6] ~= e.ga then return {0} end
+if ARGV[7] ~= '' and ARGV[7] ~= e.ym then return {0} end
+if ARGV[8] ~= '' and ARGV[8] ~= e.sk then return {0} end
+e.seen = now
+redis.call('SET', KEYS[1], cjson.encode(e), 'EX', e.hold * 60)
+local ids = {e.lease, e.session, e.visitor}
+local hashes = {'"""
+    + PENDING_LEASES
+    + """', '"""
+    + PENDING_SESSIONS
+    + """', '"""
+    + PENDING_VISITORS
+    + """'}
+for i = 1, 3 do
+  local current = redis.call('HGET', hashes[i], ids[i])
+  if (not current) or tonumber(current) < now then redis.call('HSET', hashes[i], ids[i], ARGV[2]) end
+end
+if ARGV[9] == '1' then
+  redis.call('HINCRBY', '"""
+    + PENDING_VIEWS
+    + """', e.session, 1)
+  if ARGV[10] ~= '' then
+    local urls = '"""
+    + SESSION_URLS
+    + """' .. e.session
+    redis.call('RPUSH', urls, ARGV[10])
+    redis.call('LTRIM', urls, -10, -1)
+    redis.call('EXPIRE', urls, 86400)
   end
 end
-return 1
+return {1, cjson.encode(e.subs), e.hold}
 """
-_touch_script = None
+)
+_fast_script = None
 
 
-def touch(
+def fast_page_view(
     *,
     key: str,
-    expected: bytes,
-    entry: str,
-    ttl: int,
-    lease_id: int,
-    session_id: int,
-    visitor_id: int,
-    url: str,
+    rate_bucket: str,
+    rate_limit: int,
+    fingerprint: str,
+    now: float,
+    session_timeout: float,
+    margin: float,
+    ga: str,
+    ym: str,
+    session_key: str,
     page_view: bool,
-    at: float,
-) -> bool:
-    """Replace a fast-path entry that is still `expected` and record the
-    activity; False when the entry changed under us."""
-    global _touch_script
-    if _touch_script is None:
-        _touch_script = redis().register_script(_TOUCH)
-    keys = [key, PENDING_LEASES, PENDING_SESSIONS, PENDING_VISITORS, PENDING_VIEWS, f"{SESSION_URLS}{session_id}"]
-    args = [expected, entry, ttl, lease_id, session_id, visitor_id, repr(at), "1" if page_view else "0", url]
-    return bool(_touch_script(keys=keys, args=args))
+    url: str,
+):
+    """("limited", None) over the rate limit; ("miss", None) when the slow path
+    must answer; ("hit", (subs, hold_minutes)) otherwise."""
+    global _fast_script
+    if _fast_script is None:
+        _fast_script = redis().register_script(_FAST)
+    args = [
+        rate_limit,
+        repr(now),
+        fingerprint,
+        session_timeout,
+        margin,
+        ga,
+        ym,
+        session_key,
+        "1" if page_view else "0",
+        url,
+    ]
+    result = _fast_script(keys=[key, rate_bucket], args=args)
+    if result[0] == -1:
+        return "limited", None
+    if result[0] == 0:
+        return "miss", None
+    return "hit", (json.loads(result[1]), int(result[2]))
 
 
 def _take(key: str, orphans: bool) -> tuple[list[str], dict[int, float]]:

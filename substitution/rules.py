@@ -95,6 +95,15 @@ def load_snapshot(site_key: str) -> SiteSnapshot | None:
     return SiteSnapshot(*body, fingerprint=fingerprint)
 
 
+def cached_snapshot(site_key: str) -> tuple[bool, SiteSnapshot | None]:
+    """(True, snapshot or None for an unknown key) when this process has a
+    fresh answer; (False, None) when answering would read the database."""
+    cached = _cache.get(site_key)
+    if cached is not None and time.monotonic() - cached[0] < SNAPSHOT_SECONDS:
+        return True, cached[1]
+    return False, None
+
+
 def site_snapshot(site_key: str, *, fresh: bool = False) -> SiteSnapshot | None:
     now = time.monotonic()
     cached = None if fresh else _cache.get(site_key)

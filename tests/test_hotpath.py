@@ -140,3 +140,25 @@ def test_without_consent_the_fast_path_keeps_nothing(client):
     assert answer["vid"] is None and answer["subs"] == []
     assert activity.redis().keys("et:visit:*") == []
     assert Visitor.objects.count() == 0
+
+
+def test_the_fast_path_counts_against_the_rate_limit(client, settings):
+    setup = make_setup()
+    first = collect(client, setup.site)
+    settings.COLLECT_RATE_LIMIT_PER_MINUTE = 3
+    body = {"v": 1, "site": setup.site.site_key, "vid": first["vid"], "url": "https://shop.test/", "consent": True}
+    codes = []
+    for _ in range(5):
+        response = client.post(
+            "/api/v1/collect",
+            json.dumps(body),
+            content_type="text/plain",
+            HTTP_ORIGIN="https://shop.test",
+            HTTP_USER_AGENT=BROWSER,
+            REMOTE_ADDR="198.51.100.7",
+        )
+        codes.append(response.status_code)
+    # The first page view already counted once in this minute (or the window just turned).
+    assert codes.count(429) >= 2 and codes[-1] == 429
+    assert response["Retry-After"] == "60"
+    assert response.json() == {"error": "Too many requests"}

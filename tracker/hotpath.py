@@ -9,8 +9,9 @@ database* is still at least half its hold away. Its activity is written
 behind (substitution.activity) and reaches PostgreSQL within the flush
 interval; anything else goes the slow path, where PostgreSQL decides.
 
-The entry is replaced by a compare-and-set script, so a lease taken over
-meanwhile (which deletes the entry) is never brought back by a racing page view.
+The check and the update run in one Lua script, atomically, so a lease taken
+over meanwhile (which deletes the entry) is never brought back by a racing
+page view.
 """
 
 import json
@@ -29,8 +30,9 @@ def _timeout_seconds() -> float:
     return settings.SESSION_TIMEOUT.total_seconds()
 
 
-def session_key_of(channel: str, source: str, campaign: str) -> list[str]:
-    return [channel, source, campaign]
+def session_key_of(channel: str, source: str, campaign: str) -> str:
+    """What tells one campaign's session from another's."""
+    return json.dumps([channel, source, campaign])
 
 
 def remember(
@@ -70,54 +72,37 @@ def forget(site_id: int, vid: str) -> None:
         activity.redis().delete(activity.visit_key(site_id, vid))
 
 
-def _usable(entry: dict, *, fingerprint: str, source, request, now_ts: float) -> bool:
-    if entry.get("cfg") != fingerprint:
-        return False  # the site's rules or blocks changed
-    if entry["db_exp"] - now_ts < entry["hold"] * 60 * MARGIN_FRACTION:
-        return False  # time to write the lease's expiry through
-    if now_ts - entry["seen"] >= _timeout_seconds():
-        return False  # the session timed out: a new one starts
-    if (request.ga and request.ga != entry["ga"]) or (request.ym and request.ym != entry["ym"]):
-        return False
-    if not request.heartbeat and source.channel != Channel.DIRECT:
-        if session_key_of(source.channel, source.source, source.utm["utm_campaign"]) != entry["sk"]:
-            return False  # a new campaign starts a new session
-    return True
-
-
-def answer(*, site_id: int, fingerprint: str, request, source, now: datetime) -> dict | None:
-    """The response for a returning visitor, or None for the slow path. Two
-    Redis round trips: read the entry, then compare-and-set it with the
-    activity (substitution.activity.touch)."""
+def answer(
+    *, site_id: int, fingerprint: str, request, source, now: datetime, rate_bucket: str = "", rate_limit: int = 0
+):
+    """("hit", response), ("miss", None) for the slow path, or ("limited", None).
+    One Redis round trip (substitution.activity.fast_page_view), which also
+    counts the request against the rate limit when `rate_bucket` is given."""
     if not activity.enabled() or not request.vid:
-        return None
-    client = activity.redis()
-    key = activity.visit_key(site_id, request.vid)
-    now_ts = now.timestamp()
-    raw = client.get(key)
-    if raw is None:
-        return None
-    entry = json.loads(raw)
-    if not _usable(entry, fingerprint=fingerprint, source=source, request=request, now_ts=now_ts):
-        return None
-    entry["seen"] = now_ts
-    touched = activity.touch(
-        key=key,
-        expected=raw,
-        entry=json.dumps(entry),
-        ttl=entry["hold"] * 60,
-        lease_id=entry["lease"],
-        session_id=entry["session"],
-        visitor_id=entry["visitor"],
-        url=request.url,
+        return "miss", None
+    campaign_key = ""
+    if not request.heartbeat and source.channel != Channel.DIRECT:
+        campaign_key = session_key_of(source.channel, source.source, source.utm["utm_campaign"])
+    outcome, hit = activity.fast_page_view(
+        key=activity.visit_key(site_id, request.vid),
+        rate_bucket=rate_bucket,
+        rate_limit=rate_limit,
+        fingerprint=fingerprint,
+        now=now.timestamp(),
+        session_timeout=_timeout_seconds(),
+        margin=MARGIN_FRACTION,
+        ga=request.ga,
+        ym=request.ym,
+        session_key=campaign_key,
         page_view=not request.heartbeat,
-        at=now_ts,
+        url=request.url,
     )
-    if not touched:
-        return None  # the entry changed under us (e.g. the lease was taken over)
-    return {
+    if outcome != "hit":
+        return outcome, None
+    subs, hold = hit
+    return "hit", {
         "vid": request.vid,
-        "subs": entry["subs"],
-        "exp": int(now_ts + entry["hold"] * 60),
+        "subs": subs,
+        "exp": int(now.timestamp() + hold * 60),
         "hb": settings.HEARTBEAT_SECONDS,
     }

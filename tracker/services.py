@@ -16,7 +16,7 @@ from django.db.models import Exists, F, OuterRef
 
 from substitution import activity
 from substitution.conditions import Visit
-from substitution.rules import domain_of, site_snapshot, substitute
+from substitution.rules import cached_snapshot, domain_of, site_snapshot, substitute
 
 from . import geo, hotpath
 from .channels import Source, classify, host_of, last_non_direct
@@ -104,9 +104,13 @@ def parse_request(body: bytes) -> CollectRequest:
     )
 
 
+def rate_bucket(key: str) -> str:
+    return f"rl:{key}:{int(datetime.now().timestamp() // 60)}"
+
+
 def rate_limited(key: str, limit: int) -> bool:
     """Fixed one-minute window in the shared cache (with Redis: one round trip)."""
-    bucket = f"rl:{key}:{int(datetime.now().timestamp() // 60)}"
+    bucket = rate_bucket(key)
     if activity.enabled():
         pipe = activity.redis().pipeline(transaction=False)
         pipe.incr(bucket)
@@ -191,7 +195,18 @@ def collect(*, request: CollectRequest, origin: str, user_agent: str, now: datet
     one transaction, PostgreSQL deciding the lease. Without consent nothing
     about the visitor is kept: no id, no session, and only rules that need no
     visitor apply. A known bot gets the original addresses and is only counted."""
-    snapshot = site_snapshot(request.site_key)
+    rate_key, limit = f"collect-ip:{ip}", settings.COLLECT_RATE_LIMIT_PER_MINUTE
+    known, snapshot = cached_snapshot(request.site_key)
+    fast_eligible = request.consent and bool(request.vid) and activity.enabled()
+    counted = False
+    if not (known and fast_eligible):
+        # Everything but a returning visitor's page view on a known site is
+        # counted here; that one is counted inside its single Redis call.
+        if rate_limited(rate_key, limit):
+            raise CollectError(429, "Too many requests")
+        counted = True
+        if not known:
+            snapshot = site_snapshot(request.site_key)
     if snapshot is None:
         raise CollectError(404, "Unknown site key")
     domain_id = domain_of(snapshot, host_of(origin))
@@ -215,11 +230,20 @@ def collect(*, request: CollectRequest, origin: str, user_agent: str, now: datet
         )
         return _answer(None, substitute(snapshot=snapshot, visitor=None, visit=visit, now=now))
 
-    fast = hotpath.answer(
-        site_id=snapshot.site_id, fingerprint=snapshot.fingerprint, request=request, source=source, now=now
-    )
-    if fast is not None:
-        return fast
+    if fast_eligible:
+        outcome, fast = hotpath.answer(
+            site_id=snapshot.site_id,
+            fingerprint=snapshot.fingerprint,
+            request=request,
+            source=source,
+            now=now,
+            rate_bucket="" if counted else rate_bucket(rate_key),
+            rate_limit=limit,
+        )
+        if outcome == "limited":
+            raise CollectError(429, "Too many requests")
+        if fast is not None:
+            return fast
 
     site = Site.objects.get(pk=snapshot.site_id)
     with transaction.atomic():

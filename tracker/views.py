@@ -37,10 +37,6 @@ def collect(request):
         return _cors(JsonResponse({"error": "Use POST"}, status=405), origin)
     try:
         ip = client_ip(request)
-        if services.rate_limited(f"collect-ip:{ip}", settings.COLLECT_RATE_LIMIT_PER_MINUTE):
-            response = JsonResponse({"error": "Too many requests"}, status=429)
-            response["Retry-After"] = "60"
-            return _cors(response, origin)
         length = int(request.headers.get("Content-Length") or 0)
         if length > settings.COLLECT_MAX_BODY_BYTES:
             raise services.CollectError(413, "Request body too large")
@@ -50,7 +46,10 @@ def collect(request):
         )
         return _cors(JsonResponse(body), origin)
     except services.CollectError as error:
-        return _cors(JsonResponse({"error": error.message}, status=error.status), origin)
+        response = JsonResponse({"error": error.message}, status=error.status)
+        if error.status == 429:
+            response["Retry-After"] = "60"
+        return _cors(response, origin)
     except ValueError:
         return _cors(JsonResponse({"error": "Malformed request"}, status=400), origin)
     except Exception:
