@@ -1,17 +1,39 @@
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import path
+from django.views.decorators.http import require_POST
 
 from projects.admin_scoping import ScopedAdmin
 
-from . import services, tasks
-from .models import FolderState, Letter, Mailbox
+from . import providers, selectors, services, tasks
+from .models import FolderState, Letter, Mailbox, Reply
+
+PRESET_NOTES = " ".join(f"{provider.label}: {preset.note}" for provider, preset in providers.PRESETS.items())
 
 
 class MailboxForm(forms.ModelForm):
+    provider = forms.ChoiceField(
+        choices=providers.Provider.choices,
+        required=False,
+        initial=providers.Provider.OTHER,
+        help_text="A named provider sets the server, port and TLS itself. " + PRESET_NOTES,
+    )
+    folder_mode = forms.ChoiceField(
+        choices=Mailbox.FolderMode.choices,
+        required=False,
+        initial=Mailbox.FolderMode.LISTED,
+        label="Folders to watch",
+        help_text=Mailbox._meta.get_field("folder_mode").help_text,
+    )
+    host = forms.CharField(required=False, max_length=253, help_text="Only for “Other”: the IMAP server's name.")
+    port = forms.IntegerField(required=False, min_value=1, max_value=65535, help_text="Only for “Other”.")
     password = forms.CharField(
         widget=forms.PasswordInput(render_value=False),
         required=False,
-        help_text="Stored encrypted and never shown again. Leave empty to keep the current one.",
+        help_text="The password or app password. Stored encrypted and never shown again. "
+        "Leave empty to keep the current one.",
     )
 
     class Meta:
@@ -19,12 +41,15 @@ class MailboxForm(forms.ModelForm):
         fields = [
             "project",
             "name",
+            "provider",
             "host",
             "port",
             "security",
             "username",
             "password",
+            "folder_mode",
             "folders",
+            "watch_sent",
             "active",
             "repeat_period",
             "sync_interval_minutes",
@@ -33,18 +58,26 @@ class MailboxForm(forms.ModelForm):
         ]
 
     def clean_username(self):
-        return self.cleaned_data["username"].strip().lower()
+        return services.normalise_username(self.cleaned_data["username"])
 
     def clean(self):
         data = super().clean()
+        data["provider"] = data.get("provider") or providers.Provider.OTHER
+        data["folder_mode"] = data.get("folder_mode") or Mailbox.FolderMode.LISTED
+        preset = providers.preset(data["provider"])
+        if preset is not None and not preset.connectable:
+            self.add_error("provider", preset.note)
+            return data
+        if preset is not None:
+            data["host"], data["port"], data["security"] = preset.host, preset.port, preset.security
+        else:
+            if not data.get("host"):
+                self.add_error("host", "Enter the IMAP server, or choose a provider.")
+            if not data.get("port"):
+                self.add_error("port", "Enter the port (usually 993 for TLS, 143 for STARTTLS).")
+        data["host"] = services.normalise_host(data.get("host") or "")
         if not self.instance.pk and not data.get("password"):
             self.add_error("password", "A new mailbox needs its password.")
-        host, username = (data.get("host") or "").strip().lower(), data.get("username")
-        if host and username:
-            data["host"] = host
-            taken = Mailbox.objects.filter(host=host, username=username).exclude(pk=self.instance.pk)
-            if taken.exists():
-                raise forms.ValidationError("This mailbox is already connected (possibly in another project).")
         return data
 
     def save(self, commit=True):
@@ -57,9 +90,12 @@ class FolderStateInline(admin.TabularInline):
     model = FolderState
     extra = 0
     can_delete = False
-    readonly_fields = ["name", "uidvalidity", "last_uid", "last_synced_at"]
+    readonly_fields = ["name", "uidvalidity", "last_uid", "last_synced_at", "window_since"]
 
     def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False
 
     def has_view_permission(self, request, obj=None):
@@ -69,8 +105,18 @@ class FolderStateInline(admin.TabularInline):
 @admin.register(Mailbox)
 class MailboxAdmin(ScopedAdmin):
     form = MailboxForm
-    list_display = ["name", "project", "username", "active", "state", "last_sync_at", "letter_count", "last_error"]
-    list_filter = ["active", "state"]
+    list_display = [
+        "name",
+        "project",
+        "username",
+        "active",
+        "state",
+        "last_sync_at",
+        "letters",
+        "unreadable",
+        "error",
+    ]
+    list_filter = ["active", "state", "provider"]
     search_fields = ["name", "username", "host"]
     readonly_fields = [
         "state",
@@ -80,32 +126,91 @@ class MailboxAdmin(ScopedAdmin):
         "last_error",
         "last_error_at",
         "failure_count",
+        "sync_horizon",
     ]
     inlines = [FolderStateInline]
-    actions = ["sync_now"]
+    actions = ["test_connection", "sync_now"]
 
-    @admin.display(description="Letters")
-    def letter_count(self, obj):
-        return obj.letters.count()
+    def get_queryset(self, request):
+        return selectors.mailboxes_with_counts(super().get_queryset(request))
+
+    @admin.display(description="Letters", ordering="letter_count")
+    def letters(self, obj):
+        return obj.letter_count
+
+    @admin.display(description="Unreadable", ordering="unreadable_count")
+    def unreadable(self, obj):
+        return obj.unreadable_count
+
+    @admin.display(description="Error")
+    def error(self, obj):
+        if not obj.last_error:
+            return ""
+        when = obj.last_error_at.strftime("%Y-%m-%d %H:%M UTC") if obj.last_error_at else ""
+        return f"{obj.last_error} ({when})" if when else obj.last_error
 
     @admin.action(description="Sync now")
     def sync_now(self, request, queryset):
+        ids = list(queryset.values_list("pk", flat=True))
+        for mailbox_id in ids:
+            tasks.sync_mailbox.delay(mailbox_id)
+        self.message_user(request, f"{len(ids)} syncs enqueued.", messages.SUCCESS)
+
+    @admin.action(description="Test connection")
+    def test_connection(self, request, queryset):
         for mailbox in queryset:
-            tasks.sync_mailbox.delay(mailbox.pk)
-        self.message_user(request, f"{queryset.count()} syncs enqueued.", messages.SUCCESS)
+            self._report(request, mailbox, services.check_connection(mailbox))
+
+    def _report(self, request, mailbox, verdict):
+        level = messages.SUCCESS if verdict.ok else messages.ERROR
+        self.message_user(request, f"{mailbox.name}: {verdict.message}", level)
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/test-connection/",
+                self.admin_site.admin_view(require_POST(self.test_connection_view)),
+                name="mailbox_sync_mailbox_test_connection",
+            ),
+            *super().get_urls(),
+        ]
+
+    def test_connection_view(self, request, object_id):
+        mailbox = get_object_or_404(self.get_queryset(request), pk=object_id)
+        if not self.has_change_permission(request, mailbox):
+            raise PermissionDenied
+        self._report(request, mailbox, services.check_connection(mailbox))
+        return redirect("admin:mailbox_sync_mailbox_change", mailbox.pk)
 
 
 @admin.register(Letter)
 class LetterAdmin(ScopedAdmin):
     project_path = "mailbox__project"
     list_display = ["received_at", "sender_email", "subject", "mailbox", "lead", "malformed", "not_lead_reason"]
-    list_filter = ["malformed", "origin"]
+    list_filter = ["malformed", "truncated", "origin"]
     search_fields = ["sender_email", "subject", "message_id"]
     date_hierarchy = "received_at"
-    exclude = ["raw"]
 
     def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields if f.name != "raw"]
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Reply)
+class ReplyAdmin(ScopedAdmin):
+    project_path = "mailbox__project"
+    list_display = ["sent_at", "mailbox", "recipient_list", "lead"]
+    search_fields = ["message_id", "in_reply_to"]
+    date_hierarchy = "sent_at"
+
+    @admin.display(description="To")
+    def recipient_list(self, obj):
+        return ", ".join(obj.recipients[:5])
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
 
     def has_add_permission(self, request, obj=None):
         return False

@@ -1,10 +1,13 @@
 from datetime import timedelta
 
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
 from attribution.models import Lead
 from projects.models import Project
+
+from .providers import Provider
 
 
 class Mailbox(models.Model):
@@ -20,21 +23,38 @@ class Mailbox(models.Model):
         OK = "ok", "OK"
         FAILING = "failing", "Failing"
 
+    class FolderMode(models.TextChoices):
+        LISTED = "listed", "The folders listed"
+        ALL = "all", "Every folder except Sent, Drafts, Trash and Spam"
+
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="mailboxes")
     name = models.CharField(max_length=200)
+    provider = models.CharField(max_length=16, choices=Provider.choices, default=Provider.OTHER)
     host = models.CharField(max_length=253)
     port = models.PositiveIntegerField(default=993)
     security = models.CharField(max_length=16, choices=Security.choices, default=Security.SSL)
     username = models.CharField(max_length=320)
     password_encrypted = models.TextField(blank=True, editable=False)
+    folder_mode = models.CharField(
+        max_length=16,
+        choices=FolderMode.choices,
+        default=FolderMode.LISTED,
+        help_text="Servers that file user+tag mail into tag folders hide letters from INBOX: then watch every folder.",
+    )
     folders = models.CharField(max_length=500, default="INBOX", help_text="Folders to watch, comma-separated.")
+    watch_sent = models.BooleanField(
+        default=False,
+        help_text="Also read the Sent folder (headers only): the first reply to a lead gives its response time.",
+    )
     active = models.BooleanField(default=True)
     repeat_period = models.DurationField(
         default=timedelta(days=1),
         help_text="A letter from the same sender to the same address within this period joins the earlier lead.",
     )
-    sync_interval_minutes = models.PositiveIntegerField(default=10)
-    text_limit = models.PositiveIntegerField(default=1000, help_text="Characters of letter text kept.")
+    sync_interval_minutes = models.PositiveIntegerField(default=10, validators=[MinValueValidator(1)])
+    text_limit = models.PositiveIntegerField(
+        default=1000, validators=[MinValueValidator(1)], help_text="Characters of letter text kept."
+    )
     tracked_only = models.BooleanField(default=False, help_text="Letters to untracked addresses are not leads.")
 
     # Sync state
@@ -45,12 +65,27 @@ class Mailbox(models.Model):
     last_error = models.TextField(blank=True, editable=False)
     last_error_at = models.DateTimeField(null=True, blank=True, editable=False)
     failure_count = models.PositiveIntegerField(default=0, editable=False)
+    # Letters that reached the mailbox before this are never read: the first
+    # sync sets it to 24 hours back, and folders found later start there too.
+    sync_horizon = models.DateTimeField(null=True, blank=True, editable=False)
+    # The claim of the one sync running now: until when, by which process
+    # ("host:pid"), and a token so that only that sync may renew or free it.
     claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
+    claimed_by = models.CharField(max_length=255, blank=True, editable=False)
+    claim_token = models.CharField(max_length=32, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         verbose_name_plural = "mailboxes"
-        constraints = [models.UniqueConstraint(fields=["host", "username"], name="mailbox_connected_once")]
+        # Connected only once, across all projects: the same host and (normalised)
+        # username would read the same letters into two projects.
+        constraints = [
+            models.UniqueConstraint(
+                fields=["host", "username"],
+                name="mailbox_connected_once",
+                violation_error_message="This mailbox is already connected (possibly in another project).",
+            )
+        ]
         indexes = [models.Index(fields=["active", "next_sync_at"], name="mailbox_due")]
 
     def __str__(self):
@@ -69,6 +104,10 @@ class FolderState(models.Model):
     uidvalidity = models.BigIntegerField()
     last_uid = models.BigIntegerField(default=0)
     last_synced_at = models.DateTimeField(null=True, blank=True)
+    # Set while the folder is read by arrival date (its first read, or a
+    # re-read after a UIDVALIDITY change): UIDs there are not in date order,
+    # so until the read completes `last_uid` only says how far it got.
+    window_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["mailbox", "name"], name="folderstate_unique")]
@@ -97,6 +136,9 @@ class Letter(models.Model):
     date_header = models.DateTimeField(
         null=True, blank=True, help_text="The sender's Date header, shown, never trusted"
     )
+    date_header_offset = models.SmallIntegerField(
+        null=True, blank=True, help_text="The Date header's time zone, minutes east of UTC"
+    )
     sender_email = models.EmailField(max_length=320, blank=True)
     sender_name = models.CharField(max_length=200, blank=True)
     subject = models.CharField(max_length=500, blank=True)
@@ -106,8 +148,10 @@ class Letter(models.Model):
     text = models.TextField(blank=True)
     attachments = models.JSONField(default=list, blank=True)
     size = models.PositiveIntegerField(default=0)
+    truncated = models.BooleanField(
+        default=False, help_text="Over the size limit: headers and the start of the body were kept"
+    )
     headers = models.JSONField(default=dict, blank=True)
-    raw = models.BinaryField()
     malformed = models.BooleanField(default=False)
     parse_error = models.TextField(blank=True)
     not_lead_reason = models.CharField(max_length=200, blank=True)
@@ -129,7 +173,53 @@ class Letter(models.Model):
         indexes = [
             models.Index(fields=["mailbox", "sender_email", "received_at"], name="letter_sender_received"),
             models.Index(fields=["message_id"], name="letter_message_id"),
+            models.Index(fields=["mailbox", "id"], condition=Q(attributed_at__isnull=True), name="letter_unattributed"),
         ]
 
     def __str__(self):
         return f"{self.sender_email}: {self.subject}"
+
+
+class LetterSource(models.Model):
+    """The letter's bytes as the server gave them (for a truncated letter: its
+    headers and the start of its body). Kept apart so that lists and
+    attribution, which read letters by the thousand, never load megabytes."""
+
+    letter = models.OneToOneField(Letter, primary_key=True, on_delete=models.CASCADE, related_name="source")
+    raw = models.BinaryField()
+
+    def __str__(self):
+        return f"Source of letter {self.letter_id}"
+
+
+class Reply(models.Model):
+    """A letter in the Sent folder (headers only). The first one that answers
+    a lead gives the lead's response time."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="replies")
+    folder = models.CharField(max_length=500)
+    uidvalidity = models.BigIntegerField()
+    uid = models.BigIntegerField()
+    dedupe_key = models.CharField(max_length=1000)
+    message_id = models.CharField(max_length=998, blank=True)
+    sent_at = models.DateTimeField(help_text="When it was filed in Sent (IMAP INTERNALDATE)")
+    recipients = models.JSONField(default=list, blank=True)
+    in_reply_to = models.CharField(max_length=998, blank=True)
+    references = models.JSONField(default=list, blank=True)
+    lead = models.ForeignKey(Lead, null=True, blank=True, on_delete=models.SET_NULL, related_name="replies")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "replies"
+        ordering = ["-sent_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["mailbox", "folder", "uidvalidity", "uid"], name="reply_unique_uid"),
+            models.UniqueConstraint(fields=["mailbox", "dedupe_key"], name="reply_unique_dedupe_key"),
+        ]
+        indexes = [
+            models.Index(fields=["lead", "sent_at"], name="reply_lead_sent"),
+            models.Index(fields=["mailbox", "sent_at"], condition=Q(lead__isnull=True), name="reply_unmatched"),
+        ]
+
+    def __str__(self):
+        return f"Reply {self.message_id or self.pk}"

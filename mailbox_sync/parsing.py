@@ -1,19 +1,56 @@
-"""Raw RFC 822 bytes → the fields a letter keeps. Never raises: a letter that
-cannot be parsed is still stored, flagged malformed with the reason."""
+"""Raw RFC 822 bytes → the fields a letter keeps.
 
+The letter is read once into the standard library's compat32 message tree
+(the parser mail-parser itself uses; mail-parser's full parse would also
+decode every part by its declared charset and build two dicts we would throw
+away). Dates, the Date header's and the top Received header's, are read by
+mail-parser's RFC 5322 date parser. Headers, names and text are decoded by
+`charsets`, because Russian mail so often declares the wrong charset or
+none. Never raises: a letter that cannot be parsed is still stored, flagged
+malformed with the reason.
+"""
+
+import binascii
+import email
 import hashlib
 import html
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.utils import getaddresses, parsedate_to_datetime
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import getaddresses
 
-import mailparser
 import nh3
+from mailparser.dates import parse_mail_date
+
+from . import charsets
 
 BLOCK_END_RE = re.compile(r"(?i)<\s*(br\s*/?|/p|/div|/tr|/li|/h[1-6])\s*>")
 BLANK_LINES_RE = re.compile(r"\n\s*\n\s*\n+")
 ANGLE_ID_RE = re.compile(r"<[^<>\s]+>")
+HTML_META_CHARSET_RE = re.compile(rb"""(?i)<meta[^>]+charset\s*=\s*["']?([\w.:-]+)""")
+# Bytes of a text part decoded at most: only the start of the text is kept,
+# so a long part is cut before it is decoded (HTML needs more: markup and
+# style come before the words).
+PLAIN_BYTES_PER_CHAR = 4
+HTML_BYTES = 512 * 1024
+
+# Headers kept for the not-a-lead checks and for display.
+KEPT_HEADERS = (
+    "Auto-Submitted",
+    "Precedence",
+    "List-Id",
+    "List-Unsubscribe",
+    "X-Spam-Flag",
+    "X-Spam-Status",
+    "X-Autoreply",
+    "X-Autorespond",
+    "Return-Path",
+    "Reply-To",
+    "X-Mailer",
+    "Content-Type",
+)
 
 
 @dataclass
@@ -25,6 +62,7 @@ class ParsedLetter:
     to: list[str] = field(default_factory=list)
     cc: list[str] = field(default_factory=list)
     date_header: datetime | None = None
+    date_offset_minutes: int | None = None
     received_header_at: datetime | None = None
     message_id: str = ""
     in_reply_to: str = ""
@@ -40,24 +78,9 @@ class ParsedLetter:
         return {"delivered_to": self.delivered_to, "to": self.to, "cc": self.cc}
 
 
-# Headers kept for the not-a-lead checks and for display.
-KEPT_HEADERS = (
-    "Auto-Submitted",
-    "Precedence",
-    "List-Id",
-    "List-Unsubscribe",
-    "X-Spam-Flag",
-    "X-Autoreply",
-    "X-Autorespond",
-    "Return-Path",
-    "Reply-To",
-    "X-Mailer",
-    "Content-Type",
-)
-
-
 def dedupe_key(message_id: str, raw: bytes) -> str:
-    """Message-ID when the letter has one, else a hash of the raw letter."""
+    """Message-ID when the letter has one, else a hash of the raw letter
+    (never From+Subject+Date, which two different letters can share)."""
     if message_id:
         return message_id[:900]
     return "sha256:" + hashlib.sha256(raw).hexdigest()
@@ -66,81 +89,42 @@ def dedupe_key(message_id: str, raw: bytes) -> str:
 def html_to_text(markup: str) -> str:
     markup = BLOCK_END_RE.sub("\n", markup)
     text = html.unescape(nh3.clean(markup, tags=set(), clean_content_tags={"script", "style", "head", "title"}))
-    return BLANK_LINES_RE.sub("\n\n", text).strip()
-
-
-def _addresses(pairs) -> list[str]:
-    return [addr.strip().lower() for _name, addr in pairs or [] if addr and "@" in addr]
-
-
-def _header_addresses(value) -> list[str]:
-    if not value:
-        return []
-    values = value if isinstance(value, list) else [value]
-    return [addr.strip().lower() for _name, addr in getaddresses([str(v) for v in values]) if "@" in addr]
-
-
-def _ids(value) -> list[str]:
-    if isinstance(value, list):  # the header appears more than once
-        value = " ".join(str(v) for v in value)
-    return ANGLE_ID_RE.findall(value or "")
-
-
-def _received_at(parsed) -> datetime | None:
-    hops = parsed.received or []
-    if not hops:
-        return None
-    # mailparser numbers hops from the bottom (first relay) up: the top
-    # Received header, added by the receiving server, has the highest number.
-    top = max(hops, key=lambda hop: hop.get("hop", 0))
-    try:
-        return parsedate_to_datetime(top.get("date", "")) if top.get("date") else None
-    except (TypeError, ValueError):
-        return None
+    return BLANK_LINES_RE.sub("\n\n", text.replace("\xa0", " ")).strip()
 
 
 def parse(raw: bytes, text_limit: int) -> ParsedLetter:
     try:
-        parsed = mailparser.parse_from_bytes(raw)
-    except Exception as error:  # noqa: BLE001 - any parser failure still stores the letter
-        return ParsedLetter(
-            malformed=True, parse_error=f"{type(error).__name__}: {error}"[:1000], text=_fallback_text(raw, text_limit)
-        )
+        message = email.message_from_bytes(raw)
+    except Exception as error:  # noqa: BLE001 - any parser failure (deep nesting too) still stores the letter
+        return _unparsed(raw, text_limit, f"{type(error).__name__}: {error}")
     letter = ParsedLetter()
     problems = []
     try:
-        # Header names are case-insensitive ("List-ID", "In-reply-to").
-        headers = {name.lower(): value for name, value in (parsed.headers or {}).items()}
-        letter.subject = (parsed.subject or "")[:500]
-        senders = parsed.from_ or []
-        if senders:
-            letter.sender_name = (senders[0][0] or "")[:200]
-            letter.sender_email = (senders[0][1] or "").strip().lower()[:320]
-        if "@" not in letter.sender_email:
-            letter.sender_email = ""
+        headers = _header_index(message)
+        letter.subject = charsets.decode_header(_first(headers, "subject"))[:500]
+        letter.sender_name, letter.sender_email = _sender(headers)
+        if not letter.sender_email:
             problems.append("no sender address")
-        letter.delivered_to = _dedupe(_addresses(parsed.delivered_to) + _header_addresses(headers.get("x-original-to")))
-        letter.to = _addresses(parsed.to)
-        letter.cc = _addresses(parsed.cc)
-        letter.date_header = parsed.date if isinstance(parsed.date, datetime) else None
-        letter.received_header_at = _received_at(parsed)
-        letter.message_id = (parsed.message_id or "").strip()[:998]
-        letter.in_reply_to = (_ids(headers.get("in-reply-to", "")) or [""])[0][:998]
-        letter.references = _ids(headers.get("references", ""))[-50:]
-        letter.headers = {name: str(headers[name.lower()])[:1000] for name in KEPT_HEADERS if name.lower() in headers}
-        body = "\n".join(parsed.text_plain) if parsed.text_plain else html_to_text("\n".join(parsed.text_html or []))
-        letter.text = body.strip()[:text_limit]
-        letter.attachments = [
-            {
-                "name": (a.get("filename") or "")[:255],
-                "type": (a.get("mail_content_type") or "")[:100],
-                "size": len(a.get("payload") or ""),
-            }
-            for a in parsed.attachments or []
-        ]
+        letter.delivered_to = _dedupe(
+            _addresses(headers.get("delivered-to")) + _addresses(headers.get("x-original-to"))
+        )
+        letter.to = _addresses(headers.get("to"))
+        letter.cc = _addresses(headers.get("cc"))
+        letter.date_header, letter.date_offset_minutes = _date(_first(headers, "date"))
+        letter.received_header_at = _received_at(_first(headers, "received"))
+        letter.message_id = _message_id(_first(headers, "message-id"))
+        letter.in_reply_to = (_ids(headers.get("in-reply-to")) or [""])[0][:998]
+        letter.references = _ids(headers.get("references"))[-50:]
+        letter.headers = {
+            name: charsets.decode_header(headers[name.lower()][0])[:1000]
+            for name in KEPT_HEADERS
+            if name.lower() in headers
+        }
+        text, letter.attachments = _body(message, text_limit)
+        letter.text = text[:text_limit]
         if not headers:
             problems.append("no headers")
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:  # noqa: BLE001 - keep what was read, flag the rest
         problems.append(f"{type(error).__name__}: {error}")
     if problems:
         letter.malformed = True
@@ -150,9 +134,227 @@ def parse(raw: bytes, text_limit: int) -> ParsedLetter:
     return letter
 
 
+@dataclass
+class ParsedReply:
+    """What a letter in the Sent folder tells: whom it answered, when."""
+
+    message_id: str = ""
+    in_reply_to: str = ""
+    references: list[str] = field(default_factory=list)
+    recipients: list[str] = field(default_factory=list)
+
+
+def parse_reply(raw_headers: bytes) -> ParsedReply:
+    """Headers only: the Sent folder's bodies are never read."""
+    try:
+        message = BytesHeaderParser(policy=compat32).parsebytes(raw_headers)
+        headers = _header_index(message)
+        return ParsedReply(
+            message_id=_message_id(_first(headers, "message-id")),
+            in_reply_to=(_ids(headers.get("in-reply-to")) or [""])[0][:998],
+            references=_ids(headers.get("references"))[-50:],
+            recipients=_dedupe(
+                _addresses(headers.get("to")) + _addresses(headers.get("cc")) + _addresses(headers.get("bcc"))
+            ),
+        )
+    except Exception:  # noqa: BLE001 - an unreadable reply is a reply to no one
+        return ParsedReply()
+
+
+# --- Headers ------------------------------------------------------------------
+
+
+def _header_index(message) -> dict[str, list]:
+    # Header names are case-insensitive ("List-ID", "In-reply-to"). Raw
+    # values: items() would already have decoded 8-bit bytes, lossily.
+    index: dict[str, list] = {}
+    for name, value in message.raw_items():
+        index.setdefault(name.lower(), []).append(value)
+    return index
+
+
+def _first(headers: dict, name: str):
+    values = headers.get(name)
+    return values[0] if values else None
+
+
+def _addresses(values) -> list[str]:
+    return _dedupe(address for _name, address in _mailboxes(values))
+
+
+def _mailboxes(values) -> list[tuple[str, str]]:
+    """(name, address) pairs; names still encoded, addresses lower case."""
+    if not values:
+        return []
+    raw = [str(value) for value in values]
+    pairs = getaddresses(raw)
+    if not any("@" in address for _name, address in pairs):
+        # Some mailers encode the whole header, address included.
+        pairs = getaddresses([charsets.decode_header(value) for value in raw])
+    result = []
+    for name, address in pairs:
+        address = charsets.decode(charsets.header_bytes(address.strip())).lower()
+        if "@" in address and " " not in address:
+            result.append((name, address[:320]))
+    return result
+
+
+def _sender(headers: dict) -> tuple[str, str]:
+    for header in ("from", "sender", "reply-to"):
+        for name, address in _mailboxes(headers.get(header, [])[:1]):
+            name = charsets.decode_header(name).strip().strip("\"'").strip()
+            return ("" if name.lower() == address else name[:200]), address
+    return "", ""
+
+
+def _message_id(value) -> str:
+    if value is None:
+        return ""
+    text = charsets.decode(charsets.header_bytes(value)).strip()
+    ids = ANGLE_ID_RE.findall(text)
+    return (ids[0] if ids else text)[:998]
+
+
+def _ids(values) -> list[str]:
+    text = " ".join(str(value) for value in values or [])
+    return ANGLE_ID_RE.findall(text)
+
+
+def _date(value) -> tuple[datetime | None, int | None]:
+    """The moment in UTC and the writer's offset from UTC, in minutes."""
+    if value is None:
+        return None, None
+    result = parse_mail_date(charsets.header_bytes(value).decode("ascii", "replace"))
+    if result.value is None:
+        return None, None
+    try:
+        return result.value, round(float(result.timezone) * 60)
+    except (TypeError, ValueError):
+        return result.value, None
+
+
+def _received_at(value) -> datetime | None:
+    """The date of the top Received header (added by the receiving server,
+    the first one in the letter): the arrival time of a letter from a file."""
+    if value is None:
+        return None
+    text = charsets.header_bytes(value).decode("ascii", "replace")
+    return _date(text.rpartition(";")[2])[0] if ";" in text else None
+
+
+# --- Body ---------------------------------------------------------------------
+
+
+def _body(message, text_limit: int) -> tuple[str, list[dict]]:
+    """The letter's text (text/plain, else text from HTML) and its
+    attachments. Parts inside an attached letter or archive are not the
+    letter's own text."""
+    plain, markup, attachments = [], [], []
+    inside_attachment: set[int] = set()
+    for part in message.walk():
+        if id(part) in inside_attachment:
+            continue
+        content_type = part.get_content_type()
+        disposition = part.get_content_disposition()
+        filename = _filename(part)
+        if part.is_multipart():
+            if content_type == "message/rfc822" or disposition == "attachment":
+                attachments.append(_attachment(part, filename or "attached letter.eml", content_type))
+                inside_attachment.update(id(child) for child in part.walk() if child is not part)
+            continue
+        if content_type in ("text/plain", "text/html") and disposition != "attachment" and not filename:
+            data = _payload(part)
+            charset = part.get_param("charset")
+            budget = HTML_BYTES if content_type == "text/html" else text_limit * PLAIN_BYTES_PER_CHAR + 1024
+            data = _head(data, budget)
+            if content_type == "text/html":
+                if not charset:
+                    meta = HTML_META_CHARSET_RE.search(data[:4096])
+                    charset = meta.group(1).decode("ascii") if meta else None
+                markup.append(charsets.decode(data, _charset_text(charset)))
+            else:
+                plain.append(charsets.decode(data, _charset_text(charset)))
+            continue
+        attachments.append(_attachment(part, filename, content_type))
+    text = "\n".join(t for t in plain if t.strip())
+    if not text.strip() and markup:
+        text = html_to_text("\n".join(markup))
+    return text.replace("\r\n", "\n").replace("\x00", "").strip(), attachments
+
+
+def _head(data: bytes, size: int) -> bytes:
+    """The first `size` bytes, without a UTF-8 character cut in two at the end
+    (a cut character would look like a wrong charset)."""
+    if len(data) <= size:
+        return data
+    head = data[:size]
+    for back in range(1, min(4, len(head)) + 1):
+        byte = head[-back]
+        if byte & 0xC0 == 0xC0:  # the lead byte of a multi-byte character
+            length = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return head[:-back] if back < length else head
+        if byte & 0xC0 != 0x80:
+            break
+    return head
+
+
+def _attachment(part, filename: str, content_type: str) -> dict:
+    if part.is_multipart():
+        size = sum(len(_payload(child)) for child in part.walk() if not child.is_multipart())
+    else:
+        size = len(_payload(part))
+    return {"name": filename[:255], "type": content_type[:100], "size": size}
+
+
+def _filename(part) -> str:
+    try:
+        name = part.get_filename()
+    except Exception:  # noqa: BLE001 - a broken parameter is no name
+        return ""
+    return charsets.decode_header(name) if name else ""
+
+
+def _charset_text(charset) -> str | None:
+    if isinstance(charset, tuple):  # RFC 2231 form: (charset, language, value)
+        charset = charset[2]
+    return str(charset) if charset else None
+
+
+def _payload(part) -> bytes:
+    """The part's bytes, decoded from its transfer encoding leniently: broken
+    base64 padding and odd encoding names are common."""
+    # The undecoded text: get_payload() would re-decode 8-bit bytes with the
+    # declared charset (lossily, when it is wrong).
+    payload = part._payload
+    if not isinstance(payload, str):
+        return b""
+    data = payload.encode("ascii", "surrogateescape")
+    encoding = str(part.get("content-transfer-encoding", "")).strip().lower()
+    if encoding == "base64":
+        try:
+            return binascii.a2b_base64(data)
+        except binascii.Error:
+            cleaned = re.sub(rb"[^A-Za-z0-9+/]", b"", data)
+            cleaned = cleaned[: len(cleaned) - len(cleaned) % 4]
+            return binascii.a2b_base64(cleaned) if cleaned else b""
+    if encoding == "quoted-printable":
+        return binascii.a2b_qp(data)
+    if encoding in ("x-uuencode", "uuencode", "x-uue", "uue"):
+        decoded = part.get_payload(decode=True)
+        return decoded if isinstance(decoded, bytes) else data
+    return data
+
+
+# --- Fallbacks ----------------------------------------------------------------
+
+
+def _unparsed(raw: bytes, text_limit: int, reason: str) -> ParsedLetter:
+    return ParsedLetter(malformed=True, parse_error=reason[:1000], text=_fallback_text(raw, text_limit))
+
+
 def _fallback_text(raw: bytes, limit: int) -> str:
-    return raw.decode("utf-8", errors="replace").replace("\x00", "")[:limit]
+    return charsets.decode(raw[: limit * 4 + 4096]).replace("\x00", "")[:limit]
 
 
-def _dedupe(items: list[str]) -> list[str]:
+def _dedupe(items) -> list[str]:
     return list(dict.fromkeys(items))

@@ -7,6 +7,8 @@ from mailbox_sync.models import Mailbox
 
 
 class Command(BaseCommand):
+    # Run by hand and by schedulers, often: the system checks belong to deploys.
+    requires_system_checks = []
     help = "Feed letters from .eml files through the same pipeline as the IMAP sync."
 
     def add_arguments(self, parser):

@@ -1,4 +1,4 @@
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from mailbox_sync import services
@@ -6,6 +6,8 @@ from mailbox_sync.models import Mailbox
 
 
 class _Progress:
+    """A tqdm bar per folder; the sync calls start() and advance()."""
+
     def __init__(self, name):
         self.name = name
         self.bar = None
@@ -25,12 +27,19 @@ class _Progress:
 
 
 class Command(BaseCommand):
+    # Run by hand and by schedulers, often: the system checks belong to deploys.
+    requires_system_checks = []
     help = "Sync mailboxes now (all active ones, or one with --mailbox), with a progress bar."
 
     def add_arguments(self, parser):
         parser.add_argument("--mailbox", type=int, help="ID of one mailbox (synced even if inactive)")
+        parser.add_argument(
+            "--batch", type=int, help="Letters fetched and committed together (default: IMAP_FETCH_BATCH)"
+        )
 
-    def handle(self, *args, mailbox=None, **options):
+    def handle(self, *args, mailbox=None, batch=None, **options):
+        if batch is not None and batch < 1:
+            raise CommandError("--batch must be at least 1")
         mailboxes = Mailbox.objects.filter(pk=mailbox) if mailbox else Mailbox.objects.filter(active=True)
         if mailbox and not mailboxes.exists():
             self.stderr.write(self.style.ERROR(f"No mailbox with id {mailbox}"))
@@ -38,12 +47,18 @@ class Command(BaseCommand):
         failed = 0
         for box in mailboxes.order_by("id"):
             progress = _Progress(box.name)
-            result = services.sync_mailbox(box.pk, progress=progress)
-            progress.close()
+            try:
+                result = services.sync_mailbox(box.pk, progress=progress, batch=batch)
+            finally:
+                progress.close()
             if result.error:
                 failed += 1
                 self.stderr.write(self.style.ERROR(f"{box.name}: {result.error}"))
-            else:
-                self.stdout.write(self.style.SUCCESS(f"{box.name}: {result.stored} new letters"))
+                continue
+            notes = [f"{result.malformed} unreadable"] if result.malformed else []
+            notes += [f"{result.truncated} over the size limit"] if result.truncated else []
+            notes += [f"{result.replies} replies"] if box.watch_sent else []
+            extra = f" ({', '.join(notes)})" if notes else ""
+            self.stdout.write(self.style.SUCCESS(f"{box.name}: {result.stored} new letters{extra}"))
         if failed:
             raise SystemExit(1)

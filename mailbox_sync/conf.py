@@ -1,0 +1,51 @@
+"""The sync's settings, read when used so that tests and deployments can
+change them: `getattr(settings, NAME, default)`."""
+
+from datetime import timedelta
+
+from django.conf import settings
+
+MB = 1024 * 1024
+
+
+def first_sync_window() -> timedelta:
+    """How far back the first sync of a mailbox reads (by INTERNALDATE)."""
+    return getattr(settings, "FIRST_SYNC_WINDOW", timedelta(hours=24))
+
+
+def imap_timeout() -> float:
+    return getattr(settings, "IMAP_TIMEOUT_SECONDS", 30)
+
+
+def imap_ca_file() -> str | None:
+    """Extra CA certificates (PEM) to trust, for servers with a private CA."""
+    return getattr(settings, "IMAP_CA_FILE", None) or None
+
+
+def fetch_batch() -> int:
+    """Letters fetched, stored and committed together."""
+    return max(1, getattr(settings, "IMAP_FETCH_BATCH", 50))
+
+
+def fetch_batch_bytes() -> int:
+    """Bytes of letters fetched at once, so that memory stays bounded."""
+    return getattr(settings, "IMAP_FETCH_BATCH_BYTES", 16 * MB)
+
+
+def letter_max_bytes() -> int:
+    """Letters above this size keep only their headers and the start of the body."""
+    return getattr(settings, "LETTER_MAX_BYTES", 25 * MB)
+
+
+def truncated_body_bytes() -> int:
+    """How much of an oversized letter's body is fetched and kept."""
+    return getattr(settings, "LETTER_TRUNCATED_BODY_BYTES", 256 * 1024)
+
+
+def claim_duration() -> timedelta:
+    """How long a sync's claim holds without renewal; every batch renews it."""
+    return timedelta(seconds=getattr(settings, "SYNC_CLAIM_SECONDS", 15 * 60))
+
+
+def max_backoff() -> timedelta:
+    return getattr(settings, "SYNC_MAX_BACKOFF", timedelta(hours=1))

@@ -1,0 +1,31 @@
+"""Reads for admin, the journal and the API."""
+
+from datetime import timedelta
+
+from django.db.models import Count, Min, Q
+
+from attribution.models import Lead
+
+from .models import Mailbox, Reply
+
+
+def mailboxes_with_counts(queryset=None):
+    """Mailboxes with their letter count and unreadable-letter count, in one query."""
+    queryset = Mailbox.objects.all() if queryset is None else queryset
+    return queryset.annotate(
+        letter_count=Count("letters", distinct=True),
+        unreadable_count=Count("letters", filter=Q(letters__malformed=True), distinct=True),
+    )
+
+
+def response_times(lead_ids) -> dict[int, timedelta]:
+    """Each lead's response time: from its first letter (the lead's time) to
+    the first reply that answers it. Leads without a reply are absent."""
+    first_replies = dict(
+        Reply.objects.filter(lead_id__in=lead_ids)
+        .values("lead_id")
+        .annotate(first=Min("sent_at"))
+        .values_list("lead_id", "first")
+    )
+    created = dict(Lead.objects.filter(pk__in=first_replies).values_list("id", "created_at"))
+    return {lead_id: max(first - created[lead_id], timedelta(0)) for lead_id, first in first_replies.items()}
