@@ -88,6 +88,8 @@ INSTALLED_APPS = [
     "frontend_js",
     "journal",
     "demo",
+    "drf_spectacular",
+    "integrations",
 ]
 
 MIDDLEWARE = [
@@ -157,6 +159,13 @@ else:
 # Written-behind activity (Redis only) reaches the database this often.
 ACTIVITY_FLUSH_SECONDS = env.int("ACTIVITY_FLUSH_SECONDS", default=30)
 RETENTION_DAYS = env.int("RETENTION_DAYS", default=90)
+# Integrations
+WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", default=False)
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+TELEGRAM_BOT_TOKEN = env.str("TELEGRAM_BOT_TOKEN", default="")
+API_RATE_LIMIT_PER_MINUTE = env.int("API_RATE_LIMIT_PER_MINUTE", default=120)
+vars().update(env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="emailtrack@localhost")
 # A MaxMind-format database (GeoLite2 City) for country and city; empty: no geo.
 GEOIP_DATABASE = env.str("GEOIP_DATABASE", default="")
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)

@@ -1,0 +1,49 @@
+"""The OpenAPI schema of the CRM API (drf-spectacular): only `/api/v1/`."""
+
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.permissions import AllowAny
+
+DESCRIPTION = """
+Leads with their source, for CRMs. Every request carries a project's API key:
+`Authorization: Bearer etk_…` (admin → API keys, or
+`python manage.py create_api_key --project ID`; a key is shown once).
+A key reaches only its own project.
+
+Lists are cursor-paginated: follow `next` until it is null (`limit` sets the
+page size, at most 200). Errors always have the shape
+`{"error": "message", "code": "machine_code"}`, with `fields` on validation
+errors. Each key may make `API_RATE_LIMIT_PER_MINUTE` requests a minute
+(default 120); over it the answer is 429 with `Retry-After`.
+
+Webhooks (`lead.created`, `lead.updated`) push the same lead object; see the
+README for their payload and signature.
+"""
+
+SCHEMA_SETTINGS = {
+    "TITLE": "emailtrack API",
+    "VERSION": "1",
+    "DESCRIPTION": DESCRIPTION,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "PREPROCESSING_HOOKS": ["integrations.api.schema.only_v1"],
+    "ENUM_NAME_OVERRIDES": {
+        "ChannelEnum": "tracker.models.Channel",
+        "LeadStatusEnum": "attribution.models.Lead.Status",
+        "MatchKindEnum": "attribution.models.MatchKind",
+    },
+}
+
+
+def only_v1(endpoints, **kwargs):
+    return [endpoint for endpoint in endpoints if endpoint[0].startswith("/api/v1/")]
+
+
+class SchemaView(SpectacularAPIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    custom_settings = SCHEMA_SETTINGS
+
+
+class DocsView(SpectacularSwaggerView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    title = "emailtrack API"

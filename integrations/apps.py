@@ -1,0 +1,15 @@
+from django.apps import AppConfig
+
+
+class IntegrationsConfig(AppConfig):
+    name = "integrations"
+    verbose_name = "Integrations (API, webhooks, notifications, analytics)"
+
+    def ready(self):
+        from attribution import events
+
+        from . import listeners
+        from .api import auth  # noqa: F401 - registers the OpenAPI description of the key scheme
+
+        events.subscribe(events.LEAD_CREATED, listeners.lead_created)
+        events.subscribe(events.LEAD_UPDATED, listeners.lead_updated)
