@@ -459,8 +459,11 @@ def test_memory_stays_bounded_by_the_fetch_budget_whatever_the_mailbox_size(mail
     # Both long enough for fetching to run ahead of storing as far as it may.
     small = peak_memory_of_a_first_sync(mail_server, 12)  # about 0.8 MB of letters
     large = peak_memory_of_a_first_sync(mail_server, 48)  # about 3.3 MB
-    assert large < small * 1.25, (small, large)
-    assert large < 48 * 68_000
+    # How far fetching runs ahead of storing depends on the machine's load, so
+    # the bound is absolute: four times the letters, not even twice the memory,
+    # and far below holding them all.
+    assert large < small * 2, (small, large)
+    assert large < 48 * 68_000 * 0.6, large
 
 
 @pytest.mark.imap
