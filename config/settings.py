@@ -164,6 +164,12 @@ WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", defaul
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
 TELEGRAM_BOT_TOKEN = env.str("TELEGRAM_BOT_TOKEN", default="")
 API_RATE_LIMIT_PER_MINUTE = env.int("API_RATE_LIMIT_PER_MINUTE", default=120)
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10)
+TELEGRAM_API_BASE_URL = env.str("TELEGRAM_API_BASE_URL", default="https://api.telegram.org")
+GA4_COLLECT_URL = env.str("GA4_COLLECT_URL", default="https://www.google-analytics.com/mp/collect")
+METRICA_API_BASE_URL = env.str("METRICA_API_BASE_URL", default="https://api-metrika.yandex.net")
+# Letters' text and senders' details are erased after this many days (reports keep their counts).
+PERSONAL_DATA_DAYS = env.int("PERSONAL_DATA_DAYS", default=365)
 vars().update(env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="emailtrack@localhost")
 # A MaxMind-format database (GeoLite2 City) for country and city; empty: no geo.
@@ -185,6 +191,9 @@ CELERY_BEAT_SCHEDULE = {
     "release-expired-leases": {"task": "substitution.tasks.release_expired_leases", "schedule": timedelta(minutes=1)},
     "purge-old-leases": {"task": "substitution.tasks.purge_old_leases", "schedule": timedelta(hours=6)},
     "purge-old-sessions": {"task": "tracker.tasks.purge_old_sessions", "schedule": timedelta(hours=6)},
+    "erase-personal-data": {"task": "attribution.tasks.erase_personal_data", "schedule": timedelta(hours=6)},
+    # Webhook retries and anything whose first attempt was lost.
+    "send-due-integrations": {"task": "integrations.tasks.send_due", "schedule": timedelta(minutes=1)},
 }
 
 AUTH_PASSWORD_VALIDATORS = [

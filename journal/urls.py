@@ -3,4 +3,9 @@ from django.urls import path
 from . import views
 
 app_name = "journal"
-urlpatterns = [path("", views.lead_list, name="list")]
+urlpatterns = [
+    path("", views.lead_list, name="list"),
+    path("leads/<int:lead_id>/", views.lead_detail, name="lead"),
+    path("reports/", views.report, name="report"),
+    path("export.csv", views.export, name="export"),
+]

@@ -1,10 +1,161 @@
-from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+"""The leads journal: list, lead page, report and CSV export.
 
-from .selectors import journal_page
+Each view reads the user's projects first; a project, lead or filter value
+of another tenant is a 404 (or, in a filter, an invalid choice).
+"""
+
+from datetime import date, timedelta
+from zoneinfo import ZoneInfo
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods
+
+from . import reports
+from .export import csv_lines
+from .filters import LeadFilterForm, day_start, filter_leads, filter_query
+from .forms import LeadEditForm
+from .selectors import (
+    MATCH_EXPLANATIONS,
+    can_edit_leads,
+    current_project,
+    journal_page,
+    journal_projects,
+    lead_letters,
+    lead_response_time,
+    leads_for_user,
+    with_tag_names,
+)
+
+
+def _no_projects(request, projects):
+    return render(request, "journal/no_projects.html", {"projects": projects, "project": None})
 
 
 @login_required
+@require_GET
 def lead_list(request):
-    leads, cursor = journal_page(request.user, request.GET.get("before", ""))
-    return render(request, "journal/list.html", {"leads": leads, "cursor": cursor})
+    projects = journal_projects(request.user)
+    project = current_project(request, projects)
+    if project is None:
+        return _no_projects(request, projects)
+    form = LeadFilterForm(request.GET, project=project)
+    page, cursor = journal_page(filter_leads(project, form), request.GET.get("before", ""))
+    with_tag_names(page)
+    context = {
+        "projects": projects,
+        "project": project,
+        "form": form,
+        "leads": page,
+        "cursor": cursor,
+        "paged": bool(request.GET.get("before")),
+        "next_query": filter_query(form, before=cursor),
+        "filter_query": filter_query(form),
+    }
+    return render(request, "journal/list.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def lead_detail(request, lead_id: int):
+    lead = get_object_or_404(
+        leads_for_user(request.user).select_related("project", "site", "session", "address", "lease"), pk=lead_id
+    )
+    projects = journal_projects(request.user)
+    may_edit = can_edit_leads(request.user, lead.project)
+    tags = list(lead.tags.all())
+    status = 200
+    if request.method == "POST":
+        if not may_edit:
+            raise PermissionDenied("Only members of the lead's project may change it.")
+        form = LeadEditForm(request.POST)
+        if form.is_valid() and form.changed_since_seen(lead):
+            # Keep what was typed, show the newer state, and let a second save go through.
+            data = request.POST.copy()
+            data["seen"] = lead.updated_at.isoformat()
+            form = LeadEditForm(data)
+            form.is_valid()
+            form.add_error(None, "Someone changed this lead after you opened it. Check its details and save again.")
+            status = 409
+        elif form.is_valid():
+            lead = form.save(lead)
+            if not form.errors:
+                messages.success(request, "Lead saved.")
+                return redirect("journal:lead", lead_id=lead.pk)
+            status = 400
+        else:
+            status = 400
+    else:
+        form = LeadEditForm.for_lead(lead, [tag.name for tag in tags])
+    context = {
+        "projects": projects,
+        "project": lead.project,
+        "lead": lead,
+        "tags": tags if request.method == "GET" else list(lead.tags.all()),
+        "letters": lead_letters(lead),
+        "session": lead.session,
+        "response_time": lead_response_time(lead),
+        "explanation": MATCH_EXPLANATIONS.get(lead.match_kind, ""),
+        "may_edit": may_edit,
+        "form": form,
+    }
+    return render(request, "journal/lead.html", context, status=status)
+
+
+def _report_form(request, project) -> tuple[LeadFilterForm, date, date]:
+    """The list's filters and a period: the last 30 days (in the project's
+    time zone) when none is given, and at most MAX_DAYS days."""
+    today = timezone.localdate(timezone=ZoneInfo(project.time_zone))
+    data = request.GET.copy()
+    if not data.get("date_from") and not data.get("date_to"):
+        start, end = reports.default_period(today)
+        data["date_from"], data["date_to"] = start.isoformat(), end.isoformat()
+    form = LeadFilterForm(data, project=project)
+    values = form.values
+    end = values.get("date_to") or max(values.get("date_from", today), today)
+    start = values.get("date_from") or end - timedelta(days=reports.DEFAULT_DAYS - 1)
+    if (end - start).days >= reports.MAX_DAYS:
+        start = end - timedelta(days=reports.MAX_DAYS - 1)
+        form.add_error("date_from", f"A report covers at most {reports.MAX_DAYS} days: this one starts on {start}.")
+    return form, start, end
+
+
+@login_required
+@require_GET
+def report(request):
+    projects = journal_projects(request.user)
+    project = current_project(request, projects)
+    if project is None:
+        return _no_projects(request, projects)
+    form, start, end = _report_form(request, project)
+    tz = ZoneInfo(project.time_zone)
+    leads = filter_leads(project, form).filter(
+        created_at__gte=day_start(start, tz), created_at__lt=day_start(end + timedelta(days=1), tz)
+    )
+    context = {
+        "projects": projects,
+        "project": project,
+        "form": form,
+        "report": reports.build_report(leads, project.time_zone, start, end),
+        "list_query": filter_query(form, date_from=start.isoformat(), date_to=end.isoformat()),
+    }
+    return render(request, "journal/report.html", context)
+
+
+@login_required
+@require_GET
+def export(request):
+    projects = journal_projects(request.user)
+    project = current_project(request, projects)
+    leads = None
+    if project is not None:
+        leads = filter_leads(project, LeadFilterForm(request.GET, project=project))
+    response = StreamingHttpResponse(csv_lines(project, leads), content_type="text/csv; charset=utf-8")
+    tz = ZoneInfo(project.time_zone if project else "UTC")
+    stamp = timezone.localtime(timezone=tz).strftime("%Y%m%d-%H%M")
+    response["Content-Disposition"] = f'attachment; filename="leads-{project.pk if project else 0}-{stamp}.csv"'
+    return response

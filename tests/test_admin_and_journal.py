@@ -1,13 +1,8 @@
-"""Admin and journal: every page scoped to the user's projects."""
-
-from datetime import timedelta
-from zoneinfo import ZoneInfo
+"""Admin: every page scoped to the user's projects. (The journal's tests are in tests/test_journal_*.py.)"""
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.utils import timezone
 
-from attribution.models import Lead, MatchKind
 from mailbox_sync.models import Mailbox
 from projects.models import Membership
 from tests.factories import make_setup
@@ -21,19 +16,6 @@ def staff(username, project=None, role=Membership.Role.MANAGER):
     if project is not None:
         Membership.objects.create(project=project, user=user, role=role)
     return user
-
-
-def lead(project, subject, minutes_ago, **fields):
-    at = timezone.now() - timedelta(minutes=minutes_ago)
-    return Lead.objects.create(
-        project=project,
-        created_at=at,
-        last_letter_at=at,
-        sender_email="c@client.test",
-        subject=subject,
-        match_kind=MatchKind.LIVE_LEASE,
-        **fields,
-    )
 
 
 def test_a_member_sees_only_their_projects_sites_in_admin(client):
@@ -119,48 +101,3 @@ def test_one_mailbox_cannot_be_connected_twice(admin_client):
     assert response.status_code == 200
     assert b"already connected" in response.content
     assert Mailbox.objects.filter(username="info@shop.test").count() == 1
-
-
-def test_the_journal_needs_a_login(client):
-    response = client.get("/journal/")
-    assert response.status_code == 302
-    assert "/admin/login/" in response["Location"]
-
-
-def test_the_journal_lists_the_users_leads_newest_first(client):
-    mine, theirs = make_setup(name="Mine"), make_setup(name="Theirs")
-    mine.project.time_zone = "Europe/Moscow"
-    mine.project.save()
-    older = lead(mine.project, "Older enquiry", 120, source="google", campaign="spring")
-    lead(mine.project, "Newer enquiry", 5, source="newsletter", campaign="autumn")
-    lead(theirs.project, "Secret enquiry", 1)
-    client.force_login(staff("mark", mine.project, role=Membership.Role.MARKETER))
-    page = client.get("/journal/").content.decode()
-    assert "Secret enquiry" not in page
-    assert page.index("Newer enquiry") < page.index("Older enquiry")
-    assert "autumn" in page and "newsletter" in page
-    moscow = older.created_at.astimezone(ZoneInfo("Europe/Moscow"))
-    assert f'{moscow:%Y-%m-%d %H:%M} <span class="muted">Europe/Moscow</span>' in page
-
-
-def test_the_journal_escapes_letter_content(client):
-    setup = make_setup(name="Mine")
-    lead(setup.project, "<script>alert(1)</script>", 1)
-    client.force_login(staff("anna", setup.project))
-    page = client.get("/journal/").content.decode()
-    assert "<script>alert(1)</script>" not in page
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-
-
-def test_the_journal_pages_with_a_cursor(client, settings):
-    setup = make_setup(name="Mine")
-    for n in range(55):
-        lead(setup.project, f"Enquiry {n:02d}", n)
-    client.force_login(staff("anna", setup.project))
-    first = client.get("/journal/")
-    assert first.content.decode().count('class="lead"') == 50
-    cursor = first.context["cursor"]
-    second = client.get("/journal/", {"before": cursor}).content.decode()
-    assert second.count('class="lead"') == 5
-    assert "Enquiry 54" in second and "Enquiry 00" not in second
-    assert client.get("/journal/", {"before": "garbage"}).status_code == 200

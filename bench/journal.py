@@ -1,0 +1,313 @@
+"""The journal's server time with 10,000 and then 1,000,000 leads in one
+project, measured in one run (target, issue 6: the 1,000,000-lead times at
+most 2x the 10,000-lead times).
+
+    .venv/bin/python bench/journal.py [--small 10000] [--large 1000000] [--repeat 30]
+
+In-process on PostgreSQL, DEBUG off, through Django's test client: the time
+from request to rendered response, no network. Two throwaway databases are
+filled in one run: `emailtrack_bench_journal_small` gets 10,000 leads, then
+`emailtrack_bench_journal_large` the same 10,000 and then the rest of the
+million (INSERT ... SELECT generate_series; a spread like a busy shop's: two
+years, ten channels, 200 campaigns, repeat customers, tags). Measurement
+rounds alternate between the two, so other load on the machine falls on both
+sizes alike; a bare endpoint (/api/v1/ping) is measured too as the baseline.
+"""
+
+import argparse
+import importlib
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from urllib.parse import quote
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+ROW_MARK = b'class="lead"'
+SMALL_DB, LARGE_DB = "emailtrack_bench_journal_small", "emailtrack_bench_journal_large"
+os.environ.update(
+    DATABASE_URL=f"postgres://postgres:postgres@127.0.0.1:5432/{SMALL_DB}",
+    REDIS_URL="redis://127.0.0.1:6379/12",
+    SECRET_KEY="bench-secret-key-bench-secret-key-bench-secret-key",
+    ENCRYPTION_KEY="Zk1pQmV2b3l3b2x2T1N0b0lQeGJYc3N2c2h6d0F0d0k=",
+    ALLOWED_HOSTS="*",
+    STATIC_ROOT="/tmp/emailtrack-bench-journal-static",
+    DJANGO_SETTINGS_MODULE="config.settings",
+)
+os.environ.pop("DEBUG", None)
+
+# One row per lead; h1..h3 are independent pseudo-random numbers of the
+# series number g, so every run makes the same data.
+INSERT_LEADS = """
+WITH g AS (
+    SELECT n,
+           abs(hashint4(n)::bigint) AS h1,
+           abs(hashint4(n + 1000000007)::bigint) AS h2,
+           abs(hashint4(n + 2000000011)::bigint) AS h3
+    FROM generate_series(%(first)s, %(last)s) AS n
+), c AS (
+    SELECT *,
+           (ARRAY['paid','paid','paid','organic','organic','direct','direct','social','referral','email',
+                  'paid_social','display','static','unknown','paid','organic','direct','paid','organic','referral'])
+           [1 + h1 %% 20] AS channel
+    FROM g
+)
+INSERT INTO attribution_lead (
+    project_id, created_at, last_letter_at, updated_at, sender_email, sender_name, subject, recipient,
+    match_kind, first_contact, status, comment, deal_amount, site_id,
+    channel, source, medium, campaign, term, content, keyword, landing_url, referrer, device_type, country, city
+)
+SELECT
+    %(project)s,
+    now() - make_interval(secs => h1 %% (730 * 86400)),
+    now() - make_interval(secs => h1 %% (730 * 86400)),
+    now(),
+    'client' || (h2 %% %(customers)s) || '@mail' || (h2 %% 97) || '.test',
+    'Client ' || (h2 %% %(customers)s),
+    (ARRAY['Price list, please','Order of bricks','Delivery question','Invoice needed','Wholesale terms',
+           'Do you ship to Kazan?','Request for quote','Partnership','Return of goods','Availability'])
+    [1 + h3 %% 10] || ' #' || n,
+    'info+' || (h3 %% 500) || '@shop.test',
+    (ARRAY['live_lease','live_lease','live_lease','live_lease','live_lease','live_lease','live_lease',
+           'live_lease','after_hold','after_hold','reused_since','taken_over','static','corrected',
+           'ambiguous','unknown','unknown','exhausted','live_lease','live_lease'])[1 + h2 %% 20],
+    h3 %% 10 < 7,
+    (ARRAY['new','new','new','new','new','new','in_progress','in_progress','won','won','lost','spam'])
+    [1 + h1 %% 12],
+    '',
+    CASE WHEN h1 %% 12 IN (8, 9) THEN (h2 %% 100000) + 0.5 END,
+    %(site)s + h3 %% 3,
+    channel,
+    CASE channel WHEN 'paid' THEN (ARRAY['google','yandex'])[1 + h2 %% 2]
+                 WHEN 'organic' THEN (ARRAY['google','yandex','bing'])[1 + h2 %% 3]
+                 WHEN 'social' THEN 'vk.com' WHEN 'referral' THEN 'partner' || (h2 %% 50) || '.test'
+                 WHEN 'email' THEN 'newsletter' WHEN 'paid_social' THEN 'vk_ads' WHEN 'display' THEN 'rtb'
+                 WHEN 'static' THEN 'billboard' ELSE '' END,
+    CASE channel WHEN 'paid' THEN 'cpc' WHEN 'organic' THEN 'organic' WHEN 'email' THEN 'email'
+                 WHEN 'paid_social' THEN 'cpc' WHEN 'display' THEN 'banner' WHEN 'referral' THEN 'referral'
+                 ELSE '' END,
+    CASE WHEN channel IN ('paid','email','paid_social','display') THEN 'camp-' || (h3 %% 200) ELSE '' END,
+    '', '',
+    CASE WHEN channel IN ('paid','organic') THEN 'bricks ' || (h3 %% 1000) ELSE '' END,
+    'https://shop.test/catalog/' || (h1 %% 300),
+    '',
+    (ARRAY['desktop','mobile','mobile','tablet'])[1 + h2 %% 4],
+    'RU', (ARRAY['Moscow','Kazan','Perm','Omsk'])[1 + h3 %% 4]
+FROM c
+"""
+
+INSERT_TAGS = """
+INSERT INTO attribution_lead_tags (lead_id, tag_id)
+SELECT id, %(tag)s + abs(hashint4(id::int)::bigint) %% 10
+FROM attribution_lead
+WHERE project_id = %(project)s AND id > %(after)s AND abs(hashint4(id::int + 7)::bigint) %% 10 = 0
+"""
+
+
+def pages(project, site, tag) -> dict[str, str]:
+    """The pages measured; the same names in both steps. The deep page starts
+    after the 1,000th newest lead, and the whole-address search looks for the
+    sender of a lead made in the first step, so both exist in both steps."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from attribution.models import Lead
+    from journal.selectors import make_cursor
+
+    leads = Lead.objects.filter(project_id=project)
+    deep = make_cursor(leads.order_by("-created_at", "-id")[999])
+    sender = leads.get(pk=leads.order_by("id").values_list("id", flat=True)[1234]).sender_email
+    week_start = (timezone.localdate() - timedelta(days=365)).isoformat()
+    week_end = (timezone.localdate() - timedelta(days=359)).isoformat()
+    base = f"/journal/?project={project}"
+    return {
+        "baseline: /api/v1/ping (no journal)": "/api/v1/ping",
+        "first page": base,
+        "page 21 (after 1,000 leads)": f"{base}&before={quote(deep)}",
+        "filtered: channel=paid": f"{base}&channel=paid",
+        "filtered: paid, won, first contact": f"{base}&channel=paid&status=won&contact=first",
+        "filtered: one campaign (rare)": f"{base}&campaign=camp-7",
+        "filtered: low-confidence match": f"{base}&match=low",
+        "filtered: one week a year ago": f"{base}&date_from={week_start}&date_to={week_end}",
+        "filtered: a tag": f"{base}&tag={tag}",
+        "filtered: site and tag": f"{base}&site={site}&tag={tag}",
+        "search: a whole sender address": f"{base}&q={quote(sender)}",
+        "search: part of an address (rare)": f"{base}&q=client1234%40",
+        "search: a subject word": f"{base}&q=wholesale",
+    }
+
+
+def week_ago() -> str:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    return (timezone.localdate() - timedelta(days=6)).isoformat()
+
+
+def use(database: str) -> None:
+    """Point Django's connection at one of the two databases (reconnects on next use)."""
+    from django.db import connection
+
+    connection.close()
+    connection.settings_dict["NAME"] = database
+
+
+def prepare(database: str):
+    """Schema, a project with three sites and ten tags, a marketer signed in."""
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.test import Client
+
+    from attribution.models import Tag
+    from projects.models import Membership, Project
+    from tests.factories import make_setup
+    from tracker.models import Site
+
+    use(database)
+    call_command("migrate", verbosity=0)
+    setup = make_setup(name="Bench")
+    project = setup.project
+    Project.objects.filter(pk=project.pk).update(time_zone="Europe/Moscow")
+    sites = [setup.site] + [
+        Site.objects.create(project=project, name=f"Site {n}", original_email=f"s{n}@shop.test") for n in (2, 3)
+    ]
+    tags = [Tag.objects.create(project=project, name=f"tag-{n}") for n in range(10)]
+    user = get_user_model().objects.create_user("bench", password="bench-password", is_staff=True)
+    Membership.objects.create(project=project, user=user, role=Membership.Role.MARKETER)
+    client = Client()
+    client.force_login(user)
+    return client, project, sites, tags
+
+
+def fill(database: str, project, sites, tags, first: int, last: int) -> int:
+    """Leads `first`..`last` of the series into `database`; returns its lead count."""
+    from django.db import connection
+
+    use(database)
+    started = time.perf_counter()
+    # A bulk load is faster with the journal's indexes built once afterwards
+    # (by the migration's own code) than kept up row by row.
+    indexes = importlib.import_module("attribution.migrations.0004_journal_indexes")
+    editor = SimpleNamespace(connection=connection)
+    indexes.drop(None, editor)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT coalesce(max(id), 0) FROM attribution_lead")
+        after = cursor.fetchone()[0]
+        params = {"first": first, "last": last, "project": project.pk, "site": sites[0].pk}
+        cursor.execute(INSERT_LEADS, {**params, "customers": max(last // 2, 1)})
+        cursor.execute(INSERT_TAGS, {"tag": tags[0].pk, "project": project.pk, "after": after})
+    indexes.create(None, editor)
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE attribution_lead")
+        cursor.execute("VACUUM ANALYZE attribution_lead_tags")
+        # Write the inserted pages out now, not during the measurement.
+        cursor.execute("CHECKPOINT")
+        cursor.execute("SELECT count(*) FROM attribution_lead")
+        total = cursor.fetchone()[0]
+    print(f"{database}: {total:,} leads ({time.perf_counter() - started:.1f} s to insert, analyze, checkpoint)")
+    return total
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--small", type=int, default=10_000)
+    parser.add_argument("--large", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=30)
+    args = parser.parse_args()
+    import psycopg
+
+    with psycopg.connect("postgresql://postgres:postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        for database in (SMALL_DB, LARGE_DB):
+            conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {database}")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("collectstatic", verbosity=0, interactive=False)
+    prepared = {database: prepare(database) for database in (SMALL_DB, LARGE_DB)}
+    # The same first leads in both; then the large one grows to its full size.
+    counts = {}
+    for database, steps in ((SMALL_DB, [(1, args.small)]), (LARGE_DB, [(1, args.small), (args.small + 1, args.large)])):
+        _client, project, sites, tags = prepared[database]
+        for first, last in steps:
+            counts[database] = fill(database, project, sites, tags, first, last)
+    time.sleep(2)
+
+    urls, samples = {}, {database: {} for database in prepared}
+    for database, (client, project, sites, tags) in prepared.items():
+        use(database)
+        urls[database] = pages(project.pk, sites[1].pk, tags[3].pk)
+        rows = []
+        for name, url in urls[database].items():  # warm caches; show what each page holds
+            for _ in range(3):
+                response = client.get(url)
+                assert response.status_code == 200, url
+            shown = response.content.count(ROW_MARK)
+            rows.append(f"{name.split(':')[-1].strip()} {shown}")
+            samples[database][name] = []
+        print(f"rows per page with {counts[database]:,} leads: " + ", ".join(rows))
+    # Rounds alternate between the databases, so load from other processes on
+    # the machine falls on both sizes alike.
+    for _round in range(args.repeat):
+        for database, (client, *_rest) in prepared.items():
+            use(database)
+            client.get(urls[database]["first page"])  # reconnect outside the measurement
+            for name, url in urls[database].items():
+                started = time.perf_counter()
+                response = client.get(url)
+                samples[database][name].append(time.perf_counter() - started)
+                assert response.status_code == 200
+
+    # For information, no target: a report and an export read every lead of
+    # their period, so they grow with the leads in it (a 1,000,000-lead shop
+    # has a hundred times more leads in a month than a 10,000-lead one).
+    info = {}
+    for database, (client, project, *_rest) in prepared.items():
+        use(database)
+        base = f"project={project.pk}"
+        info[database] = {}
+        for name, url in (
+            ("report, last 30 days (default)", f"/journal/reports/?{base}"),
+            ("CSV export, last 7 days", f"/journal/export.csv?{base}&date_from={week_ago()}"),
+        ):
+            times, size = [], 0
+            for _ in range(5):
+                started = time.perf_counter()
+                response = client.get(url)
+                size = sum(len(chunk) for chunk in response) if response.streaming else len(response.content)
+                times.append(time.perf_counter() - started)
+            info[database][name] = (statistics.median(times), size)
+
+    small = {name: statistics.median(values) for name, values in samples[SMALL_DB].items()}
+    large = {name: statistics.median(values) for name, values in samples[LARGE_DB].items()}
+    small_n, large_n = counts[SMALL_DB], counts[LARGE_DB]
+    print(f"\nmedian server time over {args.repeat} requests each (DEBUG off, in-process)")
+    print(f"{'page':38s} {small_n:>9,} leads {large_n:>9,} leads   ratio")
+    worst = 0.0
+    for name in small:
+        ratio = large[name] / small[name]
+        if not name.startswith("baseline"):
+            worst = max(worst, ratio)
+        print(f"{name:38s} {small[name] * 1000:9.2f} ms {large[name] * 1000:12.2f} ms   {ratio:5.2f}")
+    headline = large["filtered: channel=paid"] / small["filtered: channel=paid"]
+    first = large["first page"] / small["first page"]
+    print(f"\nfirst page: {first:.2f}x; filtered page (channel=paid): {headline:.2f}x; worst of all: {worst:.2f}x")
+    print("target: <= 2.00x")
+    print("\nfor information (no target; these read every lead of their period):")
+    for name, (small_time, small_size) in info[SMALL_DB].items():
+        large_time, large_size = info[LARGE_DB][name]
+        print(
+            f"{name:38s} {small_time * 1000:9.2f} ms {large_time * 1000:12.2f} ms"
+            f"   ({small_size:,} and {large_size:,} bytes)"
+        )
+
+
+if __name__ == "__main__":
+    main()

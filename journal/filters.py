@@ -1,0 +1,145 @@
+"""The journal's filters: one form for the list, the report and the export,
+so the three always agree on which leads a set of parameters means."""
+
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.http import QueryDict
+
+from attribution.models import Lead, MatchKind, Tag
+from projects.models import Project
+from tracker.models import Channel, Site
+
+from .selectors import LOW_CONFIDENCE
+
+LOW = "low"
+FIRST, RETURNING = "first", "returning"
+# The filters' names in query strings, carried by links from page to page.
+FILTER_FIELDS = (
+    "date_from",
+    "date_to",
+    "site",
+    "channel",
+    "source",
+    "medium",
+    "campaign",
+    "contact",
+    "match",
+    "status",
+    "tag",
+    "q",
+)
+
+
+class DateInput(forms.DateInput):
+    input_type = "date"
+
+
+class LeadFilterForm(forms.Form):
+    date_from = forms.DateField(required=False, label="From", widget=DateInput)
+    date_to = forms.DateField(required=False, label="To", widget=DateInput)
+    site = forms.TypedChoiceField(required=False, coerce=int, empty_value=None)
+    channel = forms.ChoiceField(required=False, choices=[("", "Any channel"), *Channel.choices])
+    source = forms.CharField(required=False, max_length=200)
+    medium = forms.CharField(required=False, max_length=200)
+    campaign = forms.CharField(required=False, max_length=200)
+    contact = forms.ChoiceField(
+        required=False, choices=[("", "First or returning"), (FIRST, "First contact"), (RETURNING, "Returning")]
+    )
+    match = forms.ChoiceField(
+        required=False, choices=[("", "Any match"), (LOW, "Low confidence (any)"), *MatchKind.choices]
+    )
+    status = forms.ChoiceField(required=False, choices=[("", "Any status"), *Lead.Status.choices])
+    tag = forms.TypedChoiceField(required=False, coerce=int, empty_value=None)
+    q = forms.CharField(required=False, max_length=200, label="Search")
+
+    def __init__(self, data, *, project: Project):
+        super().__init__(data)
+        self.project = project
+        sites = Site.objects.filter(project=project).order_by("name").values_list("id", "name")
+        self.fields["site"].choices = [("", "Any site"), *sites]
+        tags = Tag.objects.filter(project=project).order_by("name").values_list("id", "name")
+        self.fields["tag"].choices = [("", "Any tag"), *tags]
+        for name in ("source", "medium", "campaign"):
+            self.fields[name].widget.attrs["placeholder"] = name
+        self.fields["q"].widget.attrs["placeholder"] = "Sender or subject"
+        self.fields["q"].widget.attrs["title"] = (
+            "Part of the sender's address or name, or of the subject; a whole address finds exactly that sender."
+        )
+
+    def clean(self):
+        data = super().clean()
+        start, end = data.get("date_from"), data.get("date_to")
+        if start and end and start > end:
+            self.add_error("date_to", "The end of the period is before its start.")
+        return data
+
+    @property
+    def values(self) -> dict:
+        """The valid filters only: a mistyped field is reported on the form and
+        ignored, the others still apply."""
+        self.is_valid()
+        return {name: value for name, value in self.cleaned_data.items() if value not in (None, "")}
+
+
+def day_start(day: date, tz: ZoneInfo) -> datetime:
+    """Midnight of `day` in the project's time zone, as an aware datetime."""
+    return datetime.combine(day, time.min, tzinfo=tz)
+
+
+def filter_leads(project: Project, form: LeadFilterForm) -> QuerySet[Lead]:
+    """The project's leads that match the form's valid filters."""
+    leads = Lead.objects.filter(project=project)
+    values = form.values
+    tz = ZoneInfo(project.time_zone)
+    if "date_from" in values:
+        leads = leads.filter(created_at__gte=day_start(values["date_from"], tz))
+    if "date_to" in values:
+        leads = leads.filter(created_at__lt=day_start(values["date_to"] + timedelta(days=1), tz))
+    exact = {"site": "site_id", "channel": "channel", "source": "source", "medium": "medium"}
+    exact |= {"campaign": "campaign", "status": "status"}
+    leads = leads.filter(**{field: values[name] for name, field in exact.items() if name in values})
+    if "contact" in values:
+        leads = leads.filter(first_contact=values["contact"] == FIRST)
+    if values.get("match") == LOW:
+        leads = leads.filter(match_kind__in=LOW_CONFIDENCE)
+    elif "match" in values:
+        leads = leads.filter(match_kind=values["match"])
+    if "tag" in values:
+        # EXISTS, not a join, so aggregates in reports never count a lead twice.
+        tagged = Lead.tags.through.objects.filter(lead_id=OuterRef("pk"), tag_id=values["tag"])
+        leads = leads.filter(Exists(tagged))
+    if "q" in values:
+        leads = leads.filter(search(values["q"]))
+    return leads
+
+
+def search(text: str) -> Q:
+    """A whole address finds that sender's leads (an exact match on an
+    indexed column); anything else is a case-insensitive part of the
+    sender's address or name or of the subject (trigram indexes on PostgreSQL)."""
+    try:
+        validate_email(text)
+    except ValidationError:
+        return Q(sender_email__icontains=text) | Q(sender_name__icontains=text) | Q(subject__icontains=text)
+    return Q(sender_email=text.lower())
+
+
+def filter_query(form: LeadFilterForm, **changes) -> str:
+    """The query string of the form's filters (project included), with changes."""
+    query = QueryDict(mutable=True)
+    query["project"] = str(form.project.pk)
+    for name in FILTER_FIELDS:
+        value = form.data.get(name, "")
+        if value:
+            query[name] = value
+    for name, value in changes.items():
+        if value in (None, ""):
+            query.pop(name, None)
+        else:
+            query[name] = str(value)
+    return query.urlencode()

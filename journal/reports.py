@@ -1,0 +1,187 @@
+"""Reports for a period: leads per channel per day (days in the project's
+time zone) and a table by source / medium / campaign. The chart is drawn
+here as plain numbers for an inline SVG: no script, nothing from elsewhere."""
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import TruncDate
+
+from attribution.models import Lead
+from tracker.models import Channel
+
+DEFAULT_DAYS = 30
+MAX_DAYS = 366
+TABLE_ROWS = 500
+
+# Fixed per channel so a colour means the same thing in every report.
+CHANNEL_COLOURS = {
+    Channel.PAID: "#1f77b4",
+    Channel.ORGANIC: "#2ca02c",
+    Channel.PAID_SOCIAL: "#9467bd",
+    Channel.SOCIAL: "#e377c2",
+    Channel.DISPLAY: "#8c564b",
+    Channel.REFERRAL: "#ff7f0e",
+    Channel.EMAIL: "#17becf",
+    Channel.DIRECT: "#7f7f7f",
+    Channel.STATIC: "#bcbd22",
+    Channel.UNKNOWN: "#c7c7c7",
+}
+
+# Chart geometry, in SVG user units.
+PLOT_LEFT, PLOT_TOP, PLOT_HEIGHT, PLOT_WIDTH, AXIS_HEIGHT = 44, 10, 200, 900, 40
+
+
+@dataclass
+class Segment:
+    x: float
+    y: float
+    width: float
+    height: float
+    colour: str
+    title: str
+
+
+@dataclass
+class Label:
+    x: float
+    y: float
+    text: str
+
+
+@dataclass
+class Chart:
+    width: int
+    height: int
+    segments: list[Segment] = field(default_factory=list)
+    x_labels: list[Label] = field(default_factory=list)
+    y_labels: list[Label] = field(default_factory=list)
+
+
+@dataclass
+class SourceRow:
+    source: str
+    medium: str
+    campaign: str
+    leads: int
+    first_contacts: int
+    amount: Decimal
+
+    @property
+    def first_contact_share(self) -> float:
+        return 100 * self.first_contacts / self.leads if self.leads else 0.0
+
+
+@dataclass
+class Report:
+    start: date
+    end: date
+    days: list[date]
+    # {day: {channel: leads}}, every day of the period present.
+    per_day: dict[date, dict[str, int]]
+    day_totals: list[tuple[date, int]]
+    channels: list[tuple[str, str, str, int]]  # value, label, colour, leads
+    rows: list[SourceRow]
+    more_rows: int
+    total: SourceRow
+    chart: Chart
+
+
+def default_period(today: date) -> tuple[date, date]:
+    return today - timedelta(days=DEFAULT_DAYS - 1), today
+
+
+def nice_ceiling(value: int) -> int:
+    """The axis top: the smallest 1, 2 or 5 times a power of ten at or above `value`."""
+    step = 1
+    while True:
+        for factor in (1, 2, 5):
+            if step * factor >= value:
+                return step * factor
+        step *= 10
+
+
+def draw(days: list[date], per_day: dict[date, dict[str, int]], order: list[str]) -> Chart:
+    """Stacked bars, one per day, channels in a fixed order from the bottom."""
+    chart = Chart(width=PLOT_LEFT + PLOT_WIDTH + 10, height=PLOT_TOP + PLOT_HEIGHT + AXIS_HEIGHT)
+    top = nice_ceiling(max((sum(counts.values()) for counts in per_day.values()), default=0) or 1)
+    slot = PLOT_WIDTH / max(len(days), 1)
+    bar = max(slot * 0.8, 1.0)
+    labels = {channel: label for channel, label in Channel.choices}
+    for i, day in enumerate(days):
+        x = PLOT_LEFT + i * slot + (slot - bar) / 2
+        base = PLOT_TOP + PLOT_HEIGHT
+        for channel in order:
+            count = per_day[day].get(channel, 0)
+            if not count:
+                continue
+            height = PLOT_HEIGHT * count / top
+            base -= height
+            title = f"{day:%Y-%m-%d} · {labels.get(channel, channel)}: {count}"
+            chart.segments.append(
+                Segment(
+                    round(x, 2),
+                    round(base, 2),
+                    round(bar, 2),
+                    round(height, 2),
+                    CHANNEL_COLOURS.get(channel, "#999"),
+                    title,
+                )
+            )
+    every = max(1, round(len(days) / 10))
+    for i, day in enumerate(days):
+        if i % every == 0:
+            chart.x_labels.append(
+                Label(round(PLOT_LEFT + (i + 0.5) * slot, 2), PLOT_TOP + PLOT_HEIGHT + 16, f"{day:%d %b}")
+            )
+    for value in (0, top // 2, top) if top > 1 else (0, top):
+        y = PLOT_TOP + PLOT_HEIGHT - PLOT_HEIGHT * value / top
+        chart.y_labels.append(Label(PLOT_LEFT - 6, round(y, 2), str(value)))
+    return chart
+
+
+def build_report(leads: QuerySet[Lead], time_zone: str, start: date, end: date) -> Report:
+    """Counts of `leads` (already filtered to the period and the project)."""
+    tz = ZoneInfo(time_zone)
+    days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
+    per_day: dict[date, dict[str, int]] = {day: {} for day in days}
+    by_day = (
+        leads.annotate(day=TruncDate("created_at", tzinfo=tz))
+        .values("day", "channel")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    channel_totals: dict[str, int] = {}
+    for row in by_day:
+        if row["day"] in per_day:
+            per_day[row["day"]][row["channel"]] = row["n"]
+        channel_totals[row["channel"]] = channel_totals.get(row["channel"], 0) + row["n"]
+    order = [value for value, _label in Channel.choices]
+    channels = [
+        (value, label, CHANNEL_COLOURS[value], channel_totals[value])
+        for value, label in Channel.choices
+        if channel_totals.get(value)
+    ]
+    # Every group in one query; the totals are their sums, so the table's
+    # "All" row always agrees with its rows, and nothing is counted twice.
+    grouped = leads.values("source", "medium", "campaign").annotate(
+        leads=Count("id"), first_contacts=Count("id", filter=Q(first_contact=True)), amount=Sum("deal_amount")
+    )
+    rows = [SourceRow(**{**row, "amount": row["amount"] or Decimal("0.00")}) for row in grouped.order_by()]
+    total = SourceRow(
+        "",
+        "",
+        "",
+        sum(row.leads for row in rows),
+        sum(row.first_contacts for row in rows),
+        sum((row.amount for row in rows), Decimal("0.00")),
+    )
+    rows.sort(key=lambda row: (-row.leads, row.source, row.medium, row.campaign))
+    more_rows = max(len(rows) - TABLE_ROWS, 0)
+    rows = rows[:TABLE_ROWS]
+    day_totals = [(day, sum(per_day[day].values())) for day in days]
+    chart = draw(days, per_day, order)
+    return Report(start, end, days, per_day, day_totals, channels, rows, more_rows, total, chart)

@@ -1,0 +1,51 @@
+"""Small display helpers for the journal's templates."""
+
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from django import template
+
+from ..selectors import LOW_CONFIDENCE, NO_SOURCE
+
+register = template.Library()
+
+
+@register.filter
+def confidence(match_kind: str) -> str:
+    """ "low", "none" or "": the CSS class that marks how far to trust a match."""
+    if match_kind in LOW_CONFIDENCE:
+        return "low"
+    if match_kind in NO_SOURCE:
+        return "none"
+    return ""
+
+
+@register.filter
+def web_link(url: str) -> str:
+    """The URL when it is safe as a link (http or https only: a visitor's page
+    context could carry `javascript:`), else "" and the template shows text."""
+    try:
+        scheme = urlsplit(url or "").scheme.lower()
+    except ValueError:
+        return ""
+    return url if scheme in ("http", "https") else ""
+
+
+@register.filter
+def duration(value: timedelta | None) -> str:
+    if value is None:
+        return ""
+    minutes = int(value.total_seconds() // 60)
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    parts = [
+        f"{days} d" if days else "",
+        f"{hours} h" if hours else "",
+        f"{minutes} min" if minutes or not (days or hours) else "",
+    ]
+    return " ".join(part for part in parts if part)
+
+
+@register.filter
+def share(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.0f}%" if whole else "—"
