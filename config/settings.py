@@ -89,6 +89,7 @@ INSTALLED_APPS = [
     "journal",
     "demo",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "integrations",
 ]
 
@@ -220,6 +221,13 @@ STORAGES = {
         if DEBUG
         else "whitenoise.storage.CompressedManifestStaticFilesStorage"
     },
+}
+
+# The API docs' Swagger UI is served from our own static files, never a CDN.
+SPECTACULAR_SETTINGS = {
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 LOGIN_URL = "/admin/login/"

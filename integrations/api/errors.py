@@ -8,6 +8,7 @@ from django.core.exceptions import PermissionDenied, RequestDataTooBig, Suspicio
 from django.http import Http404, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
@@ -71,6 +72,20 @@ def api_exception_handler(exc, context):
         data = {"error": str(exc.detail), "code": code}
     set_rollback()
     return Response(data, status=exc.status_code, headers=headers)
+
+
+class JsonErrors:
+    """A view mixin: every error in the API's shape and as JSON, whatever
+    renderer the request asked for (the schema's YAML, the docs' HTML)."""
+
+    def get_exception_handler(self):
+        return api_exception_handler
+
+    def handle_exception(self, exc):
+        response = super().handle_exception(exc)
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = JSONRenderer.media_type
+        return response
 
 
 @csrf_exempt

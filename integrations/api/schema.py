@@ -1,7 +1,11 @@
 """The OpenAPI schema of the CRM API (drf-spectacular): only `/api/v1/`."""
 
+from django.http import Http404
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework import exceptions
 from rest_framework.permissions import AllowAny
+
+from .errors import JsonErrors
 
 DESCRIPTION = """
 Leads with their source, for CRMs. Every request carries a project's API key:
@@ -37,13 +41,19 @@ def only_v1(endpoints, **kwargs):
     return [endpoint for endpoint in endpoints if endpoint[0].startswith("/api/v1/")]
 
 
-class SchemaView(SpectacularAPIView):
+class SchemaView(JsonErrors, SpectacularAPIView):
     authentication_classes = []
     permission_classes = [AllowAny]
     custom_settings = SCHEMA_SETTINGS
 
+    def perform_content_negotiation(self, request, force=False):
+        try:
+            return super().perform_content_negotiation(request, force)
+        except Http404:  # DRF's answer to an unknown ?format=
+            raise exceptions.NotFound("Unknown schema format: use ?format=json or ?format=yaml.") from None
 
-class DocsView(SpectacularSwaggerView):
+
+class DocsView(JsonErrors, SpectacularSwaggerView):
     authentication_classes = []
     permission_classes = [AllowAny]
     title = "emailtrack API"

@@ -17,7 +17,7 @@ from substitution.selectors import pool_health
 
 from . import serializers as s
 from .auth import ApiKeyAuthentication, HasApiKey
-from .errors import api_exception_handler
+from .errors import JsonErrors
 from .pagination import Cursor
 from .throttling import ApiKeyThrottle
 
@@ -58,7 +58,7 @@ def documented(method, **kwargs):
     return api_schema(**kwargs)(copy)
 
 
-class ApiView(GenericAPIView):
+class ApiView(JsonErrors, GenericAPIView):
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = [HasApiKey]
     throttle_classes = [ApiKeyThrottle]
@@ -66,9 +66,6 @@ class ApiView(GenericAPIView):
     parser_classes = [JSONParser]
     pagination_class = Cursor
     schema = AutoSchema()
-
-    def get_exception_handler(self):
-        return api_exception_handler
 
     @property
     def project(self):
