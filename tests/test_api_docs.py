@@ -55,6 +55,18 @@ def test_schema_and_docs_errors_have_the_api_shape(client, method, url, headers,
     assert body["code"] == code and body["error"]
 
 
+@pytest.mark.parametrize("url", ["/api/", "/api/v2/leads", "/api/v1/", "/api/v1/nothing", "/api/schema/x"])
+def test_any_unknown_api_path_is_a_json_404(client, url):
+    response = client.get(url)
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+
+
+def test_the_slashless_schema_and_docs_paths_still_redirect(client):
+    assert client.get("/api/schema")["Location"] == "/api/schema/"
+    assert client.get("/api/docs")["Location"] == "/api/docs/"
+
+
 def test_an_unknown_schema_format_says_which_formats_exist(client):
     body = client.get("/api/schema/?format=xml").json()
     assert "json" in body["error"] and "yaml" in body["error"]

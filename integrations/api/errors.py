@@ -91,5 +91,6 @@ class JsonErrors:
 @csrf_exempt
 def not_found(request, *args, **kwargs):
     """Any other path under /api/v1/: the API's 404, in its shape."""
-    hint = " (API paths end without a slash)" if request.path.endswith("/") else ""
+    is_endpoint_with_slash = request.path.endswith("/") and request.path.rstrip("/").count("/") > 2
+    hint = " (API paths end without a slash)" if is_endpoint_with_slash else ""
     return JsonResponse({"error": f"No such API endpoint{hint}.", "code": "not_found"}, status=404)

@@ -22,6 +22,7 @@ urlpatterns = [
     path("v1/mailboxes", views.MailboxListView.as_view(), name="api-mailboxes"),
     path("v1/mailboxes/<int:pk>", views.MailboxDetailView.as_view(), name="api-mailbox"),
     path("v1/summary", views.SummaryView.as_view(), name="api-summary"),
-    # Anything else under /api/v1/ (but the public collect, ping and report endpoints): the API's JSON 404.
-    re_path(r"^v1/(?!collect$|ping$|report)", not_found),
+    # Anything else under /api/ (but the public collect, ping and report endpoints, and the
+    # slash-less schema and docs paths, which redirect): the API's JSON 404.
+    re_path(r"^(?!v1/collect$|v1/ping$|v1/report|schema$|docs$)", not_found),
 ]
