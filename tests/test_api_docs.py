@@ -7,6 +7,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from integrations.api.schema import SchemaView
+
 
 class _Assets(HTMLParser):
     def __init__(self):
@@ -76,6 +78,25 @@ def test_the_schema_is_still_served_in_both_formats(client):
     assert client.get("/api/schema/?format=json").json()["info"]["title"] == "emailtrack API"
     yaml = client.get("/api/schema/?format=yaml")
     assert yaml.status_code == 200 and yaml.content.startswith(b"openapi: 3.")
+
+
+def test_the_schema_is_generated_once_and_ignores_a_version_it_does_not_have(client, monkeypatch):
+    generated = []
+
+    class CountingGenerator(SchemaView.generator_class):
+        def get_schema(self, *args, **kwargs):
+            generated.append(1)
+            return super().get_schema(*args, **kwargs)
+
+    monkeypatch.setattr(SchemaView, "generator_class", CountingGenerator)
+    monkeypatch.setattr(SchemaView, "_schema", None)
+    first = client.get("/api/schema/?format=json&version=evil-version-string")
+    second = client.get("/api/schema/?format=json&lang=zz")
+    assert first.status_code == second.status_code == 200
+    assert first.content == second.content
+    assert b"evil-version-string" not in first.content
+    assert first.json()["info"]["version"] == "1"
+    assert generated == [1]
 
 
 @pytest.mark.browser

@@ -4,6 +4,7 @@ from django.http import Http404
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework import exceptions
 from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
 
 from .errors import JsonErrors
 
@@ -45,6 +46,18 @@ class SchemaView(JsonErrors, SpectacularAPIView):
     authentication_classes = []
     permission_classes = [AllowAny]
     custom_settings = SCHEMA_SETTINGS
+    # Generated once per process: the schema does not change while the service
+    # runs, and a public endpoint must not spend ~40 ms of CPU on every call.
+    # `?version=` and `?lang=` are ignored (one version, one language).
+    _schema = None
+
+    def _get_schema_response(self, request):
+        cls = type(self)
+        if cls._schema is None:
+            generator = self.generator_class(urlconf=self.urlconf, patterns=self.patterns)
+            cls._schema = generator.get_schema(request=request, public=self.serve_public)
+        filename = self._get_filename(request, None)
+        return Response(data=cls._schema, headers={"Content-Disposition": f'inline; filename="{filename}"'})
 
     def perform_content_negotiation(self, request, force=False):
         try:
