@@ -130,7 +130,9 @@ def pages(project, site, tag) -> dict[str, str]:
         "page 21 (after 1,000 leads)": f"{base}&before={quote(deep)}",
         "filtered: channel=paid": f"{base}&channel=paid",
         "filtered: paid, won, first contact": f"{base}&channel=paid&status=won&contact=first",
-        "filtered: one campaign (rare)": f"{base}&campaign=camp-7",
+        "filtered: part of a campaign (camp-7)": f"{base}&campaign=CAMP-7",
+        "filtered: exactly one campaign": f"{base}&campaign=%22camp-7%22",
+        "filtered: part of a source (yandex)": f"{base}&source=Yandex",
         "filtered: low-confidence match": f"{base}&match=low",
         "filtered: one week a year ago": f"{base}&date_from={week_start}&date_to={week_end}",
         "filtered: a tag": f"{base}&tag={tag}",
@@ -192,16 +194,21 @@ def fill(database: str, project, sites, tags, first: int, last: int) -> int:
     started = time.perf_counter()
     # A bulk load is faster with the journal's indexes built once afterwards
     # (by the migration's own code) than kept up row by row.
-    indexes = importlib.import_module("attribution.migrations.0004_journal_indexes")
+    indexes = [
+        importlib.import_module(f"attribution.migrations.{name}")
+        for name in ("0004_journal_indexes", "0005_journal_source_search")
+    ]
     editor = SimpleNamespace(connection=connection)
-    indexes.drop(None, editor)
+    for migration in indexes:
+        migration.drop(None, editor)
     with connection.cursor() as cursor:
         cursor.execute("SELECT coalesce(max(id), 0) FROM attribution_lead")
         after = cursor.fetchone()[0]
         params = {"first": first, "last": last, "project": project.pk, "site": sites[0].pk}
         cursor.execute(INSERT_LEADS, {**params, "customers": max(last // 2, 1)})
         cursor.execute(INSERT_TAGS, {"tag": tags[0].pk, "project": project.pk, "after": after})
-    indexes.create(None, editor)
+    for migration in indexes:
+        migration.create(None, editor)
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE attribution_lead")
         cursor.execute("VACUUM ANALYZE attribution_lead_tags")

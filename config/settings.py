@@ -230,7 +230,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/journal/login/"  # the journal's own sign-in; admin keeps /admin/login/
 
 LOGGING = {
     "version": 1,
@@ -246,6 +246,6 @@ HEARTBEAT_SECONDS = 60
 SESSION_TIMEOUT = timedelta(minutes=30)
 FIRST_SYNC_WINDOW = timedelta(hours=24)
 IMAP_TIMEOUT_SECONDS = env.int("IMAP_TIMEOUT_SECONDS", default=30)
-IMAP_FETCH_BATCH = 50
+IMAP_FETCH_BATCH = 200
 SYNC_CLAIM_SECONDS = 15 * 60
 SYNC_MAX_BACKOFF = timedelta(hours=1)

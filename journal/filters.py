@@ -5,8 +5,6 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from django import forms
-from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import QueryDict
 
@@ -14,9 +12,11 @@ from attribution.models import Lead, MatchKind, Tag
 from projects.models import Project
 from tracker.models import Channel, Site
 
+from .search import contains, search
 from .selectors import LOW_CONFIDENCE
 
 LOW = "low"
+SOURCE_FIELDS = ("source", "medium", "campaign")
 FIRST, RETURNING = "first", "returning"
 # The filters' names in query strings, carried by links from page to page.
 FILTER_FIELDS = (
@@ -64,8 +64,11 @@ class LeadFilterForm(forms.Form):
         self.fields["site"].choices = [("", "Any site"), *sites]
         tags = Tag.objects.filter(project=project).order_by("name").values_list("id", "name")
         self.fields["tag"].choices = [("", "Any tag"), *tags]
-        for name in ("source", "medium", "campaign"):
+        for name in SOURCE_FIELDS:
             self.fields[name].widget.attrs["placeholder"] = name
+            self.fields[name].widget.attrs["title"] = (
+                f'Part of the {name}, in any case; in double quotes, exactly that {name}: "spring_sale".'
+            )
         self.fields["q"].widget.attrs["placeholder"] = "Sender or subject"
         self.fields["q"].widget.attrs["title"] = (
             "Part of the sender's address or name, or of the subject; a whole address finds exactly that sender."
@@ -100,9 +103,11 @@ def filter_leads(project: Project, form: LeadFilterForm) -> QuerySet[Lead]:
         leads = leads.filter(created_at__gte=day_start(values["date_from"], tz))
     if "date_to" in values:
         leads = leads.filter(created_at__lt=day_start(values["date_to"] + timedelta(days=1), tz))
-    exact = {"site": "site_id", "channel": "channel", "source": "source", "medium": "medium"}
-    exact |= {"campaign": "campaign", "status": "status"}
+    exact = {"site": "site_id", "channel": "channel", "status": "status"}
     leads = leads.filter(**{field: values[name] for name, field in exact.items() if name in values})
+    for name in SOURCE_FIELDS:
+        if name in values:
+            leads = leads.filter(source_match(name, values[name]))
     if "contact" in values:
         leads = leads.filter(first_contact=values["contact"] == FIRST)
     if values.get("match") == LOW:
@@ -118,15 +123,13 @@ def filter_leads(project: Project, form: LeadFilterForm) -> QuerySet[Lead]:
     return leads
 
 
-def search(text: str) -> Q:
-    """A whole address finds that sender's leads (an exact match on an
-    indexed column); anything else is a case-insensitive part of the
-    sender's address or name or of the subject (trigram indexes on PostgreSQL)."""
-    try:
-        validate_email(text)
-    except ValidationError:
-        return Q(sender_email__icontains=text) | Q(sender_name__icontains=text) | Q(subject__icontains=text)
-    return Q(sender_email=text.lower())
+def source_match(column: str, text: str) -> Q:
+    """A source, medium or campaign as a marketer types it: any part of the
+    value, in any case ("spring" finds "Spring_sale"); in double quotes,
+    exactly that value (the list's "only this campaign" links use quotes)."""
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        return Q(**{column: text[1:-1]})
+    return contains(column, text)
 
 
 def filter_query(form: LeadFilterForm, **changes) -> str:

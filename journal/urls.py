@@ -1,6 +1,7 @@
 from django.urls import path
 
 from . import views
+from .auth import JournalLoginView, JournalLogoutView
 
 app_name = "journal"
 urlpatterns = [
@@ -8,4 +9,6 @@ urlpatterns = [
     path("leads/<int:lead_id>/", views.lead_detail, name="lead"),
     path("reports/", views.report, name="report"),
     path("export.csv", views.export, name="export"),
+    path("login/", JournalLoginView.as_view(), name="login"),
+    path("logout/", JournalLogoutView.as_view(), name="logout"),
 ]

@@ -107,7 +107,7 @@ def test_a_user_of_no_project_cannot_open_or_edit_a_lead(client, victim):
 def test_every_page_needs_a_login(client, path):
     response = client.get(path)
     assert response.status_code == 302
-    assert response["Location"].startswith("/admin/login/")
+    assert response["Location"].startswith("/journal/login/")
 
 
 def test_a_superuser_sees_every_project(client, victim):
