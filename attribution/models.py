@@ -106,3 +106,20 @@ class Lead(models.Model):
 
     def __str__(self):
         return f"{self.sender_email}: {self.subject}"
+
+
+class ErasedSender(models.Model):
+    """A sender whose letters' personal data retention has erased, kept as a
+    keyed digest of the address (not reversible without the server's secret,
+    and different in each project) with the time of their first lead letter,
+    so a later letter from them is still seen as a returning customer's."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="erased_senders")
+    digest = models.CharField(max_length=64)
+    first_letter_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "digest"], name="erased_sender_unique_digest")]
+
+    def __str__(self):
+        return f"{self.digest[:12]}… since {self.first_letter_at:%Y-%m-%d}"
