@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from attribution.models import Lead, MatchKind
 from journal.filters import LeadFilterForm, filter_leads, search
-from journal.selectors import after_cursor
+from journal.selectors import after_cursor, journal_page
 from projects.models import Membership
 from tests.factories import make_setup
 from tests.test_journal_support import make_lead, member
@@ -400,3 +400,20 @@ def test_a_whole_address_finds_exactly_that_sender_and_a_part_finds_all_that_con
         "Longer",
         "Exact",
     ]
+
+
+def test_a_tagged_page_finds_its_ids_on_indexes_alone_then_reads_only_its_rows():
+    setup = make_setup()
+    tag = setup.project.tags.create(name="vip")
+    form = LeadFilterForm({"site": setup.site.pk, "tag": tag.pk}, project=setup.project)
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_bitmapscan = off")
+    with CaptureQueriesContext(connection) as queries:
+        journal_page(filter_leads(setup.project, form))
+    (sql,) = [query["sql"] for query in queries.captured_queries if "attribution_lead" in query["sql"]]
+    assert " IN (SELECT " in sql and "LIMIT 51" in sql, sql
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + sql)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "Index Only Scan using lead_project_site" in plan, plan
