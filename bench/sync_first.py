@@ -200,6 +200,9 @@ def main():
                 stats = pstats.Stats(profile).sort_stats(args.profile_sort)
                 stats.print_stats(30)
                 stats.print_callees("_sync_folder")
+                stats.print_callees("batch.py")
+                stats.print_callees("history.py")
+                stats.print_callees("store.py")
         bare_median = statistics.median(bare)
         print(
             f"median: bare {bare_median:,.0f} letters/s, ours {statistics.median(ours):,.0f} letters/s: "

@@ -11,5 +11,5 @@ class IntegrationsConfig(AppConfig):
         from . import listeners
         from .api import auth  # noqa: F401 - registers the OpenAPI description of the key scheme
 
-        events.subscribe(events.LEAD_CREATED, listeners.lead_created)
-        events.subscribe(events.LEAD_UPDATED, listeners.lead_updated)
+        events.subscribe_many(events.LEAD_CREATED, listeners.leads_created)
+        events.subscribe_many(events.LEAD_UPDATED, listeners.leads_updated)

@@ -8,20 +8,33 @@ from . import analytics, notifications, webhooks
 from .models import NotificationSetting, SiteAnalytics
 
 
-def lead_event_has_work(event: str, lead_id: int) -> bool:
-    """Whether anything in the lead's project listens (so that projects
-    without integrations put nothing on the queue)."""
-    lead = Lead.objects.filter(pk=lead_id).values("project_id", "site_id").first()
-    if lead is None:
-        return False
-    if webhooks.subscribed(lead["project_id"], event):
+def leads_with_work(event: str, lead_ids: list[int]) -> list[int]:
+    """The leads (in the order given) whose project, or for a new lead its
+    site's analytics, listens to the event; asked once per project and site,
+    however many leads."""
+    found = Lead.objects.filter(pk__in=lead_ids).order_by().values_list("pk", "project_id", "site_id")
+    where = {lead_id: (project_id, site_id) for lead_id, project_id, site_id in found}
+    projects, sites = {}, {}
+
+    def listens(project_id, site_id) -> bool:
+        if project_id not in projects:
+            projects[project_id] = _project_listens(event, project_id)
+        if projects[project_id] or event != events.LEAD_CREATED or not site_id:
+            return projects[project_id]
+        if site_id not in sites:
+            sites[site_id] = SiteAnalytics.objects.filter(site_id=site_id).exists()
+        return sites[site_id]
+
+    return [lead_id for lead_id in lead_ids if lead_id in where and listens(*where[lead_id])]
+
+
+def _project_listens(event: str, project_id: int) -> bool:
+    if webhooks.subscribed(project_id, event):
         return True
     if event != events.LEAD_CREATED:
         return False
-    members = NotificationSetting.objects.filter(membership__project_id=lead["project_id"])
-    if members.filter(email_enabled=True).exists() or members.filter(telegram_enabled=True).exists():
-        return True
-    return bool(lead["site_id"]) and SiteAnalytics.objects.filter(site_id=lead["site_id"]).exists()
+    members = NotificationSetting.objects.filter(membership__project_id=project_id)
+    return members.filter(email_enabled=True).exists() or members.filter(telegram_enabled=True).exists()
 
 
 def lead_event(event: str, lead_id: int) -> dict[str, list[int]]:

@@ -6,14 +6,15 @@ from attribution import events
 from . import dispatch, tasks
 
 
-def lead_created(lead_id: int) -> None:
-    _enqueue(events.LEAD_CREATED, lead_id)
+def leads_created(lead_ids: list[int]) -> None:
+    _enqueue(events.LEAD_CREATED, lead_ids)
 
 
-def lead_updated(lead_id: int) -> None:
-    _enqueue(events.LEAD_UPDATED, lead_id)
+def leads_updated(lead_ids: list[int]) -> None:
+    _enqueue(events.LEAD_UPDATED, lead_ids)
 
 
-def _enqueue(event: str, lead_id: int) -> None:
-    if dispatch.lead_event_has_work(event, lead_id):
+def _enqueue(event: str, lead_ids: list[int]) -> None:
+    # A batch of letters makes many leads at once: the check is per project.
+    for lead_id in dispatch.leads_with_work(event, lead_ids):
         tasks.on_lead_event.delay(event, lead_id)

@@ -12,6 +12,7 @@ box-drawing signs, which the score punishes.
 import base64
 import binascii
 import codecs
+import functools
 import math
 import re
 from collections import Counter
@@ -58,8 +59,11 @@ _ALIASES = {
 }
 
 
+@functools.lru_cache(maxsize=512)
 def codec_name(charset: str | None) -> str:
-    """Python's codec name for a declared charset, or "" when it names none."""
+    """Python's codec name for a declared charset, or "" when it names none.
+    Cached: codecs.lookup is slow for names it must search for, and a letter
+    asks a few times."""
     if not charset:
         return ""
     charset = charset.strip().strip("\"'").lower()

@@ -24,7 +24,7 @@ def imap_ca_file() -> str | None:
 
 def fetch_batch() -> int:
     """Letters fetched, stored and committed together."""
-    return max(1, getattr(settings, "IMAP_FETCH_BATCH", 50))
+    return max(1, getattr(settings, "IMAP_FETCH_BATCH", 200))
 
 
 def fetch_batch_bytes() -> int:

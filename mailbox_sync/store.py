@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 # Letters attributed per query of pending ones.
 PENDING_CHUNK = 500
+# Letters attributed together (their reads and writes are shared).
+ATTRIBUTION_BATCH = 500
 # Letters whose attribution failed are retried, at most this many per sync.
 FAILED_RETRY_LIMIT = 100
 
@@ -192,16 +194,26 @@ def ingest_raw(*, mailbox: Mailbox, raw: bytes, origin: str = Letter.Origin.FILE
 
 def attribute_stored(letter_ids: list[int]) -> None:
     """Turn stored letters into leads, in the order given (arrival order, so
-    that a later letter can join an earlier one's lead). A failure is
-    recorded on the letter, which stays stored and is retried later."""
+    that a later letter can join an earlier one's lead), a batch at a time.
+    When a batch fails, its letters are attributed one by one, so that a
+    failure is recorded on the one letter that caused it; that letter stays
+    stored and is retried later."""
+    from attribution.batch import attribute_letters
     from attribution.services import attribute_letter
 
-    for letter_id in letter_ids:
+    for start in range(0, len(letter_ids), ATTRIBUTION_BATCH):
+        chunk = letter_ids[start : start + ATTRIBUTION_BATCH]
         try:
-            attribute_letter(letter_id)
-        except Exception as error:  # noqa: BLE001 - one bad letter must not stop the rest
-            log.exception("Attribution failed for letter %s", letter_id)
-            Letter.objects.filter(pk=letter_id).update(attribution_error=f"{type(error).__name__}: {error}"[:1000])
+            attribute_letters(chunk)
+            continue
+        except Exception:  # noqa: BLE001 - found out letter by letter below
+            log.exception("Attribution of a batch of %s letters failed; attributing them one by one", len(chunk))
+        for letter_id in chunk:
+            try:
+                attribute_letter(letter_id)
+            except Exception as error:  # noqa: BLE001 - one bad letter must not stop the rest
+                log.exception("Attribution failed for letter %s", letter_id)
+                Letter.objects.filter(pk=letter_id).update(attribution_error=f"{type(error).__name__}: {error}"[:1000])
 
 
 def attribute_pending(mailbox: Mailbox) -> int:

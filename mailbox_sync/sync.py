@@ -230,6 +230,19 @@ def _sync_folder(client, mailbox, folder: imap.Folder, token, result: SyncResult
                 yield run, items
                 started = time.perf_counter()
 
+    # Stored letters wait for attribution until a few batches' worth are
+    # there (a batch of letters costs the same few queries whatever its
+    # size); letters a crash leaves unattributed are picked up by the next
+    # sync's attribute_pending.
+    unattributed: list[int] = []
+
+    def attribute(at_least: int) -> None:
+        if len(unattributed) >= max(at_least, 1):
+            started = time.perf_counter()
+            store.attribute_stored(unattributed)
+            unattributed.clear()
+            result.attribution_seconds += time.perf_counter() - started
+
     with Prefetch(produce) as batches:
         for run, items in batches:
             result.seen += len(items)
@@ -260,10 +273,12 @@ def _sync_folder(client, mailbox, folder: imap.Folder, token, result: SyncResult
                 result.stored += len(stored.letters)
                 result.malformed += stored.malformed
                 result.truncated += stored.truncated
-                store.attribute_stored([letter.pk for letter in stored.letters])
+                unattributed.extend(letter.pk for letter in stored.letters)
             result.attribution_seconds += time.perf_counter() - stored_at
+            attribute(store.ATTRIBUTION_BATCH)
             if progress is not None:
                 progress.advance(len(run))
+    attribute(0)
     done = {"last_synced_at": timezone.now()}
     if window is not None:
         # Letters below UIDNEXT that the window left out are older than it:
