@@ -20,8 +20,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "snippet.js"
 DIST = HERE / "dist"
-FEATURES = ("consent", "hide")
-PLACEHOLDER = "__CONFIG__"
+FEATURES = ("consent", "hide", "report", "shadow")
+# A site's setting in the source: `__name__`, replaced by its JSON value.
+PLACEHOLDER = re.compile(r"\b__([a-z]+)__\b")
 DIRECTIVE = re.compile(r"^\s*// @(if (\w+)|endif)\s*$")
 IDENT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$")
 
@@ -59,14 +60,29 @@ def preprocess(source: str, features) -> str:
     return "\n".join(kept) + "\n"
 
 
+def _without_unused_catch_bindings(tokens: list) -> list:
+    """`catch(e){}` → `catch{}` (ES2019): an empty handler needs no binding."""
+    kept, index = [], 0
+    while index < len(tokens):
+        window = [text for _, text in tokens[index : index + 6]]
+        if len(window) == 6 and window[:2] == ["catch", "("] and window[3:] == [")", "{", "}"]:
+            kept += [tokens[index], tokens[index + 4], tokens[index + 5]]
+            index += 6
+        else:
+            kept.append(tokens[index])
+            index += 1
+    return kept
+
+
 def _compact(code: str) -> str:
     """Re-join the minifier's tokens with no space but where two would merge,
-    and write true/false as !0/!1 (calmjs.parse leaves both to us)."""
+    write true/false as !0/!1 (calmjs.parse leaves both to us) and drop unused
+    catch bindings."""
     from calmjs.parse.lexers.es5 import Lexer
 
     lexer = Lexer()
     lexer.input(code)
-    tokens = [(token.type, token.value) for token in lexer]
+    tokens = _without_unused_catch_bindings([(token.type, token.value) for token in lexer])
     out, previous = [], ("", "")
     for index, (kind, text) in enumerate(tokens):
         if kind in ("TRUE", "FALSE"):
@@ -92,9 +108,21 @@ def minify(source: str) -> str:
 
     code = minify_print(es5(source), obfuscate=True, obfuscate_globals=False, drop_semi=True)
     code = _compact(code)
-    if code.count(PLACEHOLDER) != 1:
-        raise BuildError(f"the built snippet must hold {PLACEHOLDER} exactly once")
+    names = PLACEHOLDER.findall(code)
+    if not names or len(names) != len(set(names)):
+        raise BuildError("the built snippet must hold each of its __setting__ placeholders once")
     return code + "\n"
+
+
+def placeholders(code: str) -> list[str]:
+    """The settings a built variant expects, in order."""
+    return PLACEHOLDER.findall(code)
+
+
+def render(code: str, values: dict) -> str:
+    """The built variant with each placeholder replaced by its setting's JSON
+    value (KeyError for a setting that `values` lacks)."""
+    return PLACEHOLDER.sub(lambda match: values[match.group(1)], code)
 
 
 def build() -> dict[str, str]:

@@ -37,8 +37,21 @@ class SnippetSettings(models.Model):
         validators=[MinValueValidator(50), MaxValueValidator(3000)],
     )
     install_check = models.BooleanField(
-        default=True,
-        help_text="The snippet reports the pages where a block's original address was not found.",
+        default=False,
+        help_text=(
+            "The snippet reports the pages where a block's original address was not found (once a page "
+            "view, when the visitor leaves it). Turn it on while installing or changing blocks: it adds "
+            "to the script every page loads."
+        ),
+    )
+    shadow_dom = models.BooleanField(
+        "inside web components (shadow DOM)",
+        default=False,
+        help_text=(
+            "Also replace the address inside open shadow roots: web components and chat widgets that "
+            "draw their content there, including ones made after the page loaded. Adds to the script "
+            "every page loads, so only for sites that need it."
+        ),
     )
 
     class Meta:

@@ -12,7 +12,7 @@ from substitution.models import Block
 from substitution.services import blocks_for_site
 from tracker.models import Site
 
-from .build import DIST, PLACEHOLDER, variant_name
+from .build import DIST, placeholders, render, variant_name
 from .models import SnippetSettings
 
 
@@ -20,8 +20,8 @@ from .models import SnippetSettings
 def built_script(name: str) -> str:
     """A file of dist/, read once per process (they change only with a deploy)."""
     text = (DIST / name).read_text()
-    if text.count(PLACEHOLDER) != 1:
-        raise RuntimeError(f"frontend_js/dist/{name} lost its {PLACEHOLDER} placeholder")
+    if "site" not in placeholders(text):
+        raise RuntimeError(f"frontend_js/dist/{name} lost its __site__ placeholder")
     return text
 
 
@@ -40,6 +40,10 @@ def features(options: SnippetSettings) -> frozenset:
         wanted.add("consent")
     if options.anti_flicker:
         wanted.add("hide")
+    if options.install_check:
+        wanted.add("report")
+    if options.shadow_dom:
+        wanted.add("shadow")
     return frozenset(wanted)
 
 
@@ -82,8 +86,9 @@ def block_selector(block: Block) -> str:
 
 
 def site_config(site: Site, collect_url: str, report_url: str) -> dict:
-    """What the script is told about the site. Keys a variant does not read are
-    left out: every byte is downloaded by every page."""
+    """What the script is told about the site: the values of its variant's
+    __name__ placeholders. Keys a variant does not read are left out: every
+    byte is downloaded by every page."""
     options = snippet_settings(site)
     blocks = []
     # Blocks with a scope first: they take their elements before a "find in
@@ -91,17 +96,23 @@ def site_config(site: Site, collect_url: str, report_url: str) -> dict:
     for block in sorted(blocks_for_site(site), key=lambda b: (b.kind == Block.Kind.FIND, b.pk)):
         if block.kind != Block.Kind.FIND and not block.selector.strip():
             continue  # misconfigured: nothing to select
-        entry = {"id": block.pk, "email": site.original_email}
+        entry = {"id": block.pk}
         if selector := block_selector(block):
             entry["sel"] = selector
         blocks.append(entry)
-    config = {"site": site.site_key, "collect": collect_url, "blocks": blocks, "hb": settings.HEARTBEAT_SECONDS}
-    if options.install_check:
-        config["report"] = report_url
+    config = {
+        "site": site.site_key,
+        "email": site.original_email,
+        "blocks": blocks,
+        "collect": collect_url,
+        "hb": settings.HEARTBEAT_SECONDS,
+    }
     wanted = features(options)
+    if "report" in wanted:
+        config["report"] = report_url
     if "consent" in wanted:
-        config["consent"] = not options.consent_mode  # tracking allowed before the page says so
-        config["gpc"] = options.honour_gpc
+        config["consent"] = int(not options.consent_mode)  # tracking allowed before the page says so
+        config["gpc"] = int(options.honour_gpc)
     if "hide" in wanted:
         config["hide"] = options.anti_flicker_timeout_ms
     return config
@@ -113,10 +124,15 @@ class Snippet:
     etag: str
 
 
+def js_value(value) -> str:
+    """A setting as a JavaScript literal (JSON), inert if the script is ever
+    inlined into HTML."""
+    text = json.dumps(value, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def render_snippet(site: Site, collect_url: str, report_url: str) -> Snippet:
     config = site_config(site, collect_url, report_url)
-    text = json.dumps(config, separators=(",", ":"))
-    # Keep the JSON inert if the script is ever inlined into HTML.
-    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    body = built_script(variant_name(features(snippet_settings(site)))).replace(PLACEHOLDER, text, 1)
+    built = built_script(variant_name(features(snippet_settings(site))))
+    body = render(built, {name: js_value(value) for name, value in config.items()})
     return Snippet(body=body, etag='"' + hashlib.sha256(body.encode()).hexdigest()[:32] + '"')

@@ -2,37 +2,47 @@
  *
  * The readable source. `python -m frontend_js.build` turns it into the files
  * in dist/ that /s/<site_key>.js serves, with the site's settings in place of
- * __CONFIG__ (services.py); a test rebuilds them and compares. Lines between
- * `// @if FEATURE` and `// @endif` go only into the variants of sites that
- * use the feature (consent: consent mode or Global Privacy Control; hide:
- * anti-flicker), so a site downloads only the code its settings need. ES5,
- * which the minifier (calmjs.parse) reads; every byte is loaded by every page
- * of every customer site (budget: 1,500 bytes gzipped with two blocks).
+ * the __name__ placeholders (services.py); a test rebuilds them and compares.
+ * Lines between `// @if FEATURE` and `// @endif` go only into the variants of
+ * sites that use the feature (consent: consent mode or Global Privacy
+ * Control; hide: anti-flicker; report: the install check; shadow: inside
+ * shadow roots), so a site downloads only the code its settings need. ES5 (which the minifier, calmjs.parse, reads) plus what
+ * browsers since 2020 have (Unicode property escapes, attachShadow). Every
+ * byte is loaded by every page of every customer site (budget: 1,500 bytes
+ * gzipped with two blocks, in every variant), so it is written for size as
+ * much as for the reader.
  *
  * What it promises the host page:
  * - It never throws: every entry point (start, observer, timers, events,
- *   promises, the public function) catches; on any failure the page keeps
- *   its original address.
+ *   promises, the public function, the attachShadow wrapper) catches; on any
+ *   failure the page keeps its original address.
  * - No eval, no <style> tags, no style attribute strings: it runs under a
  *   strict Content-Security-Policy that allows its origin (anti-flicker hides
  *   through the CSSOM, which CSP does not govern).
  * - A cached address is shown only until its lease's expiry; past it, only
  *   the server's answer puts an address on the page.
  * - In consent mode, until consent it stores nothing and sends no ids.
- *
- * C = {site, collect, report, blocks: [{id, email, sel}], hb, consent, gpc,
- * hide}: a block without `sel` is "find in the page"; the others work inside
- * the elements that `sel` (a CSS selector) selects.
  */
 (function (w, d) {
-  var C = __CONFIG__, KEY = "emailtrack_" + C.site, blocks = C.blocks;
-  var saved = {}, shown = {}, callbacks = [], sent = 0, exp, known;
+  // The site's settings. A block ({id, sel}) without `sel` is "find in the
+  // page"; the others work inside the elements that `sel` (a CSS selector)
+  // selects.
+  var site = __site__, email = __email__, blocks = __blocks__, collect = __collect__, hb = __hb__;
+  // @if report
+  var report = __report__; // the install check's URL
+  // @endif
   // @if consent
-  var consent, started, gpc = C.gpc && navigator.globalPrivacyControl;
+  // `allowed`: tracking is allowed before the page says so (no consent mode).
+  // Global Privacy Control, if honoured, says no whatever the page says.
+  var allowed = __consent__, gpc = __gpc__ && navigator.globalPrivacyControl, consent;
   // @endif
   // @if hide
-  var hiding, hidden = [];
+  var hide = __hide__, hidden; // the elements hidden until the address came
   // @endif
+  var KEY = "emailtrack_" + site, saved = {}, shown = {}, callbacks = [], sent = 0, exp, known, observer;
+  // The addresses the page may show (in lower case): the original, and each
+  // one shown since, so that a new lease replaces an old one.
+  var seen = [email.toLowerCase()];
 
   // Every callback the browser or the page runs for us goes through here.
   function safe(f) {
@@ -46,91 +56,125 @@
   function store() {
     try {
       // @if consent
-      if (!consent) return localStorage.removeItem(KEY);
+      if (!consent) delete localStorage[KEY];
+      else
       // @endif
-      localStorage.setItem(KEY, JSON.stringify(saved));
+        localStorage[KEY] = JSON.stringify(saved);
     } catch (e) { /* storage blocked: the page still works */ }
   }
 
-  // The block's pattern matches every address it may show on this page: the
-  // original and each one shown since, so a new lease replaces an old one.
-  // The edges keep sales.info@x and info@x.org from matching info@x.
-  function pattern(b) {
-    b.seen = b.seen || [b.email];
-    b.re = RegExp("(^|[^\\w.+-])(" + b.seen.map(function (s) {
-      return s.replace(/\W/g, "\\$&");
-    }).join("|") + ")(?![\\w-]|\\.\\w)", "gi");
+  // The document (or an open shadow root): watched for changes from now on,
+  // and done at once (with the open shadow roots already inside it: neither
+  // XPath nor the observer looks into a shadow root by itself).
+  function watch(root) {
+    observer.observe(root, { childList: true, subtree: true, characterData: true, attributes: true });
+    each(root);
+    // @if shadow
+    [].forEach.call(root.querySelectorAll("*"), host);
+    // @endif
   }
+
+  // @if shadow
+  function host(el) {
+    if (el.shadowRoot) watch(el.shadowRoot);
+  }
+
+  // @endif
 
   // The texts and attributes (of `root` and below it) that hold an "@": XPath
   // finds them natively, so the page is never walked node by node in script.
   // (Each branch filters on its own: a filter over the union is far slower.)
   function each(root) {
     try {
-      if (root.nodeType == 3) return root.nodeValue.indexOf("@") < 0 || fix(root, root.parentNode);
-      var found = d.evaluate(".//text()[contains(.,'@')]|.//@*[contains(.,'@')]", root, null, 6, null), n, k;
-      for (k = 0; (n = found.snapshotItem(k)); k++) fix(n, n.ownerElement || n.parentNode);
-    } catch (e) { /* not in the document's tree */ }
+      // @if shadow
+      host(root); // an added shadow host
+      // XPath takes no shadow root as its context: its children, then.
+      if (root.nodeType == 11) return [].forEach.call(root.childNodes, each);
+      // @endif
+      if (root.nodeValue) return fix(root); // an added text
+      var found = d.evaluate(".//text()[contains(.,'@')]|.//@*[contains(.,'@')]", root, null, 6, null), k;
+      for (k = found.snapshotLength; k--; ) fix(found.snapshotItem(k));
+    } catch (e) { /* not in a document */ }
   }
 
-  // A text or attribute `n` of element `el`, rewritten by each block whose
-  // scope holds it (a block with `sel` works inside the elements it selects).
-  // While a block's address is unknown (b.to empty) a match only marks the
-  // block found (and in anti-flicker mode hides the element).
-  function fix(n, el) {
-    // Code, and what the visitor types, is never rewritten.
-    if (el.closest("[data-emailtrack-ignore],script,style,textarea,input,[contenteditable]")) return;
-    blocks.forEach(function (b) {
-      try {
-        if (b.sel && !el.closest(b.sel)) return;
-        var v = n.nodeValue.replace(b.re, function (m, edge) {
-          b.found = 1;
-          // @if hide
-          // An element with its own inline visibility is left alone, so
-          // unhiding never changes what the page set.
-          if (hiding && !b.to && !el.style.visibility) {
-            hidden.push(el);
-            el.style.visibility = "hidden";
-          }
-          // @endif
-          return b.to ? edge + b.to : m;
-        });
-        if (v != n.nodeValue) n.nodeValue = v;
-      } catch (e) { /* an invalid selector, a Trusted Types sink */ }
+  // A text or attribute: each whole address in it that the page may show
+  // (sales.info@x and info@x.org are not info@x) becomes the address of the
+  // first block whose scope holds the element; every such block is found
+  // here. While that block's address is unknown (b.to empty), the address
+  // stays (in anti-flicker mode, hidden).
+  function fix(n) {
+    try {
+      // (A text right inside a shadow root belongs to its host.)
+      var el = n.ownerElement || n.parentElement || n.parentNode.host, v = n.nodeValue;
+      // Code, and what the visitor types, is never rewritten.
+      if (v.indexOf("@") < 0 || el.closest("[data-emailtrack-ignore],script,style,textarea,input,[contenteditable]")) return;
+      v = v.replace(/[\p{L}\w.+@-]*[\p{L}\w]/gu, function (m) {
+        var to;
+        if (seen.indexOf(m.toLowerCase()) >= 0) {
+          blocks.forEach(function (b) {
+            try {
+              if (!b.sel || el.closest(b.sel)) {
+                // @if report
+                b.found = 1;
+                // @endif
+                // @if hide
+                // An element with its own inline visibility is left alone,
+                // so unhiding never changes what the page set.
+                if (hidden && !b.to && !el.style.visibility) {
+                  hidden.push(el);
+                  el.style.visibility = "hidden";
+                }
+                // @endif
+                to = to || b.to || m;
+              }
+            } catch (e) { /* an invalid selector */ }
+          });
+        }
+        return to || m;
+      });
+      if (v != n.nodeValue) n.nodeValue = v;
+    } catch (e) { /* gone, or a Trusted Types sink */ }
+  }
+
+  // Only what changed is looked at, never the whole page again; our own
+  // writes come back here and change nothing the second time.
+  function changed(records) {
+    records.forEach(function (r) {
+      [].forEach.call(r.addedNodes, each);
+      // A changed text, or the attributes of an element whose one changed.
+      [].forEach.call(r.target.attributes || [r.target], fix);
     });
   }
 
   // @if hide
   function unhide() {
-    hiding = 0;
-    hidden.forEach(function (el) {
-      el.style.visibility = "";
-    });
+    if (hidden) {
+      hidden.forEach(function (el) {
+        el.style.visibility = "";
+      });
+    }
+    hidden = 0;
   }
 
   // @endif
-  // Shows `subs` ([{block, email}]). A block without one goes back to its
+  // Shows `subs` ([{block, email}]). A block without one goes back to the
   // original if it showed another address; else the page is left as it is.
   function use(subs) {
-    var map = {}, changed; // b.to starts undefined: the first call always shows
-    subs.forEach(function (s) {
-      map[s.block] = s.email;
-    });
+    var again; // b.to starts undefined: the first call always shows
     blocks.forEach(function (b) {
-      var to = map[b.id] || (b.seen[1] ? b.email : "");
+      var to = b.to && email || "";
+      subs.forEach(function (s) {
+        if (s.block == b.id) to = s.email;
+      });
       if (to != b.to) {
-        b.to = to;
-        changed = 1;
-        if (to && b.seen.indexOf(to) < 0) {
-          b.seen.push(to);
-          pattern(b);
-        }
+        again = 1;
+        seen.push((b.to = to).toLowerCase());
       }
-      shown[b.id] = to || b.email;
+      shown[b.id] = to || email;
     });
     known = 1;
-    if (changed) {
-      each(d.documentElement);
+    if (again) {
+      watch(d);
       callbacks.forEach(function (f) {
         safe(f)(shown);
       });
@@ -139,17 +183,13 @@
 
   function got(data) {
     use(data.subs); // an error answer ({"error"}) throws here: a failure
-    C.hb = data.hb || C.hb; // the server says when to beat next
+    hb = data.hb || hb; // the server says when to beat next
+    exp = data.exp;
+    saved = data;
     // @if consent
-    data.c = !C.consent; // consent given by the page: remembered until withdrawn
-    if (consent) {
-      // @endif
-      exp = data.exp;
-      saved = data;
-      store();
-      // @if consent
-    }
+    data.c = !allowed; // consent given by the page: remembered until withdrawn
     // @endif
+    store();
     // @if hide
     unhide();
     // @endif
@@ -165,23 +205,23 @@
 
   function cookie(re) {
     // @if consent
-    if (!consent) return;
+    if (consent)
     // @endif
-    return (d.cookie.match(re) || [])[1];
+      return (d.cookie.match(re) || [])[1];
   }
 
   function send(heartbeat) {
     var mine = ++sent;
-    fetch(C.collect, {
+    fetch(collect, {
       method: "POST",
       keepalive: true,
       // Keys left undefined are not sent; the server reads them as null
-      // (and a missing "consent" as true).
+      // (and a missing "consent" as true, a missing "hb" as false).
       body: JSON.stringify({
         // @if consent
         consent: !!consent,
         // @endif
-        v: 1, site: C.site, vid: saved.vid, url: location.href, ref: d.referrer, hb: !!heartbeat,
+        v: 1, site: site, vid: saved.vid, url: location.href, ref: d.referrer, hb: heartbeat,
         screen: screen.width + "x" + screen.height, lang: navigator.language,
         ga: cookie(/_ga=\w+\.\w+\.(\d+\.\d+)/), ym: cookie(/_ym_uid=(\d+)/)
       })
@@ -195,14 +235,17 @@
   // The heartbeat extends the lease while the page is visible. A lease past
   // its expiry without the server's word goes back to the original at once.
   function beat() {
-    // @if consent
-    if (!consent) return;
-    // @endif
     if (exp && exp * 1e3 <= Date.now()) {
       exp = 0;
       use([]);
     }
-    if (!d.hidden) send(1);
+    // @if report
+    if (d.hidden) check();
+    // @endif
+    // @if consent
+    if (consent)
+    // @endif
+      if (!d.hidden) send(true);
   }
 
   // Every `hb` seconds (as the server last said), and at the lease's expiry
@@ -211,26 +254,24 @@
     setTimeout(safe(function () {
       beat();
       tick();
-    }), Math.min(C.hb, exp ? exp - Date.now() / 1e3 : C.hb) * 1e3);
+    }), Math.min(hb, exp ? exp - Date.now() / 1e3 : hb) * 1e3);
   }
 
-  // Install check, a while after the page has loaded (content may come
-  // late): the blocks whose original address this page lacks.
+  // @if report
+  // Install check, once a page, when it is first hidden (the visitor leaves
+  // or switches away; content that came late has come): the blocks whose
+  // address this page lacks. The server keeps the page's address without
+  // its query and fragment.
   function check() {
     var missing = [];
-    if (d.readyState != "complete") return later();
     blocks.forEach(function (b) {
       if (!b.found) missing.push(b.id);
     });
-    if (missing[0] && C.report) {
-      // The server keeps the page's address without its query and fragment.
-      navigator.sendBeacon(C.report, JSON.stringify({ site: C.site, url: location.href, missing: missing }));
-    }
+    if (report && missing[0]) navigator.sendBeacon(report, JSON.stringify({ site: site, url: location.href, missing: missing }));
+    report = 0;
   }
 
-  function later() {
-    setTimeout(safe(check), 3e3);
-  }
+  // @endif
 
   function command(name, arg) {
     if (name == "ready") {
@@ -240,59 +281,50 @@
     // @if consent
     if (name == "consent" && !gpc && !arg != !consent) {
       consent = !!arg;
-      if (!consent) {
-        saved = {};
-        store();
-        exp = 0;
-        use([]);
-      }
-      if (started) send();
+      if (!consent) got({ subs: [] }); // forgets the visitor: stores nothing, shows the original
+      if (sent) send(); // once started; before, the first page view carries it
     }
     // @endif
   }
 
   try {
     try {
-      saved = JSON.parse(localStorage.getItem(KEY)) || {};
+      saved = JSON.parse(localStorage[KEY]) || {};
     } catch (e) { /* nothing cached */ }
     // @if consent
-    consent = !gpc && (C.consent || saved.c);
+    consent = !gpc && (allowed || saved.c);
     if (!consent) {
       saved = {};
       store();
     }
     // @endif
-    var queue = w.emailtrack && w.emailtrack.q || [];
+    // Started at the top of <head>, the observer sees each node the parser
+    // adds before it is painted: no flash of the original address.
+    observer = new MutationObserver(safe(changed));
+    var queue = w.emailtrack;
     w.emailtrack = safe(command);
-    queue.forEach(function (args) {
+    (queue && queue.q || []).forEach(function (args) {
       w.emailtrack(args[0], args[1]);
     });
-    blocks.forEach(pattern);
-    if (saved.exp * 1e3 > Date.now()) {
-      exp = saved.exp;
-      use(saved.subs);
-    } else {
+    if (saved.exp * 1e3 > Date.now()) got(saved);
+    else {
       // @if hide
-      hiding = C.hide;
-      setTimeout(safe(unhide), hiding);
+      hidden = [];
+      setTimeout(safe(unhide), hide);
       // @endif
-      each(d.documentElement);
+      watch(d);
     }
-    // Started at the top of <head>, this sees each node the parser adds before
-    // it is painted: no flash of the original address. Only what changed is
-    // looked at, never the whole page again; our own writes come back here
-    // and change nothing the second time.
-    new MutationObserver(safe(function (records) {
-      records.forEach(function (r) {
-        [].forEach.call(r.addedNodes, each);
-        if (r.target.nodeType == 3) each(r.target);
-      });
-    })).observe(d.documentElement, { childList: true, subtree: true, characterData: true });
-    d.addEventListener("visibilitychange", safe(beat));
-    later();
-    // @if consent
-    started = 1;
+    // @if shadow
+    // Shadow roots made from now on (web components, chat widgets): open ones
+    // are watched as the document is. The page gets its root as before.
+    var proto = Element.prototype, attach = proto.attachShadow;
+    proto.attachShadow = function (options) {
+      var root = attach.call(this, options);
+      if (root.mode == "open") safe(watch)(root);
+      return root;
+    };
     // @endif
+    d.addEventListener("visibilitychange", safe(beat));
     tick();
     send();
   } catch (e) { /* never into the host page */ }

@@ -3,6 +3,7 @@ it, its caching; and the site's admin page."""
 
 import gzip
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,9 +31,16 @@ def served(site, client=None, **headers):
 
 
 def config_of(response) -> dict:
-    text = response.content.decode()
-    config, _ = json.JSONDecoder().raw_decode(text, text.index('{"site":'))
-    return config
+    """The settings rendered into a served script, read back through the
+    placeholders of the built variant it was made from."""
+    text = response.content.decode().strip()
+    for built in build.build().values():
+        pattern = re.escape(built.strip())
+        for name in build.placeholders(built):
+            pattern = pattern.replace(re.escape(f"__{name}__"), f"(?P<{name}>.+?)", 1)
+        if match := re.fullmatch(pattern, text, re.S):
+            return {name: json.loads(value) for name, value in match.groupdict().items()}
+    raise AssertionError("not a built variant")
 
 
 # The build
@@ -40,12 +48,7 @@ def config_of(response) -> dict:
 
 def test_the_committed_built_files_are_what_the_source_builds_to():
     built = build.build()
-    assert set(built) == {
-        "snippet.min.js",
-        "snippet.consent.min.js",
-        "snippet.hide.min.js",
-        "snippet.consent.hide.min.js",
-    }
+    assert len(built) == 16 and {"snippet.min.js", "snippet.consent.hide.report.shadow.min.js"} <= set(built)
     for name, text in built.items():
         assert (build.DIST / name).read_text() == text, f"run python -m frontend_js.build ({name} is stale)"
     assert build.main(["--check"]) == 0
@@ -63,23 +66,33 @@ def test_feature_regions_go_only_into_their_variants():
 
 def test_the_minifier_keeps_meaning_where_it_joins_tokens():
     code = build.minify(
-        "var x = __CONFIG__; if (a in b) { y = x + +z; w = /a/g instanceof RegExp; v = true; u = false; }"
+        "var x = __site__; if (a in b) { y = x + +z; w = /a/g instanceof RegExp; v = true; u = false; }"
+        " try { f(); } catch (e) {} try { g(); } catch (e) { h(e); }"
     )
-    assert code == "var x=__CONFIG__;if(a in b){y=x+ +z;w=/a/g instanceof RegExp;v=!0;u=!1}\n"
+    assert code == (
+        "var x=__site__;if(a in b){y=x+ +z;w=/a/g instanceof RegExp;v=!0;u=!1}try{f()}catch{}try{g()}catch(c){h(c)}\n"
+    )
     with pytest.raises(build.BuildError):
-        build.minify("var x = __CONFIG__; true.toString();")
+        build.minify("var x = __site__; true.toString();")
     with pytest.raises(build.BuildError):
         build.minify("var x = 1;")  # no placeholder
+    with pytest.raises(build.BuildError):
+        build.minify("var x = __site__, y = __site__;")  # one twice
+    assert build.render("f(__site__,__hb__)", {"site": '"__hb__"', "hb": "60"}) == 'f("__hb__",60)'
 
 
-def test_only_the_consent_and_anti_flicker_variants_carry_that_code():
+def test_only_the_variants_of_a_feature_carry_its_code():
+    marks = {
+        "consent": "globalPrivacyControl",
+        "hide": "style.visibility",
+        "report": "sendBeacon",
+        "shadow": "attachShadow",
+    }
     built = build.build()
-    assert "globalPrivacyControl" not in built["snippet.min.js"]
-    assert "style.visibility" not in built["snippet.min.js"]
-    assert "globalPrivacyControl" in built["snippet.consent.min.js"]
-    assert "style.visibility" in built["snippet.hide.min.js"]
-    assert "globalPrivacyControl" in built["snippet.consent.hide.min.js"]
-    assert "style.visibility" in built["snippet.consent.hide.min.js"]
+    for features in build.variants():
+        text = built[build.variant_name(features)]
+        for feature, mark in marks.items():
+            assert (mark in text) == (feature in features), (features, mark)
     for text in built.values():
         assert "eval(" not in text and "Function(" not in text and "innerHTML" not in text
 
@@ -88,12 +101,25 @@ def test_only_the_consent_and_anti_flicker_variants_carry_that_code():
 
 
 @pytest.mark.django_db
-def test_the_served_script_for_a_site_with_two_blocks_is_within_the_size_budget(settings):
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"consent_mode": True},
+        {"honour_gpc": True},
+        {"anti_flicker": True},
+        {"consent_mode": True, "anti_flicker": True},
+        {"consent_mode": True, "honour_gpc": True, "anti_flicker": True},
+    ],
+    ids=["default", "consent", "gpc", "anti-flicker", "consent-anti-flicker", "consent-gpc-anti-flicker"],
+)
+def test_the_served_script_for_a_site_with_two_blocks_is_within_the_size_budget(settings, options):
     settings.ALLOWED_HOSTS = [HOST]
     setup = make_setup()
     setup.rule.blocks.add(
         Block.objects.create(project=setup.project, name="Footer", kind="id", selector="footer-email")
     )
+    snippet_options(setup.site, **options)
     response = served(setup.site, Client(HTTP_HOST=HOST), secure=True)
     assert len(config_of(response)["blocks"]) == 2
     assert config_of(response)["collect"] == f"https://{HOST}/api/v1/collect"
@@ -105,9 +131,12 @@ def test_the_size_script_prints_raw_gzip_and_brotli_sizes_within_budget():
         [sys.executable, str(ROOT / "bench" / "snippet_size.py")], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    line = next(row for row in result.stdout.splitlines() if row.strip().startswith("default settings"))
-    raw, gz, br = (int(n) for n in line.split()[-3:])
-    assert br < gz <= BUDGET_GZIP < raw
+    rows = [row.split() for row in result.stdout.splitlines()[2:]]
+    assert len(rows) == 24  # six variants, each also with the opt-in parts
+    for row in rows:
+        raw, gz, br = (int(n) for n in (row[-5:-2] if row[-1] == "budget" else row[-3:]))
+        assert br < gz < raw and (gz > BUDGET_GZIP) == (row[-1] == "budget")
+    assert all(row[-1] != "budget" for row in rows[:6])
 
 
 # What the site's settings put into the script
@@ -128,13 +157,13 @@ def test_each_block_kind_becomes_a_css_scope_and_scoped_blocks_come_first():
     setup.rule.blocks.add(unusable)
 
     config = config_of(served(setup.site))
-    email = setup.site.original_email
+    assert config["email"] == setup.site.original_email
     assert config["blocks"] == [
-        {"id": blocks[0].pk, "email": email, "sel": "#contact\\.main"},
-        {"id": blocks[1].pk, "email": email, "sel": ".email"},
-        {"id": blocks[2].pk, "email": email, "sel": "footer .mail"},
-        {"id": blocks[3].pk, "email": email, "sel": "[data-Contact]"},
-        {"id": setup.block.pk, "email": email},
+        {"id": blocks[0].pk, "sel": "#contact\\.main"},
+        {"id": blocks[1].pk, "sel": ".email"},
+        {"id": blocks[2].pk, "sel": "footer .mail"},
+        {"id": blocks[3].pk, "sel": "[data-Contact]"},
+        {"id": setup.block.pk},
     ]
 
 
@@ -159,22 +188,23 @@ def test_the_sites_settings_choose_the_scripts_variant_and_what_it_is_told():
     setup = make_setup()
     default = served(setup.site)
     config = config_of(default)
-    assert config["report"] == "http://testserver/api/v1/report"
     assert config["hb"] == 60
-    assert not {"consent", "gpc", "hide"} & set(config)
+    assert not {"consent", "gpc", "hide", "report"} & set(config)
     assert b"globalPrivacyControl" not in default.content and b"style.visibility" not in default.content
 
-    snippet_options(setup.site, consent_mode=True, anti_flicker=True, anti_flicker_timeout_ms=800, install_check=False)
-    both = served(setup.site)
-    config = config_of(both)
-    assert (config["consent"], config["gpc"], config["hide"]) == (False, False, 800)
-    assert "report" not in config
-    assert b"globalPrivacyControl" in both.content and b"style.visibility" in both.content
+    options = {"consent_mode": True, "anti_flicker": True, "anti_flicker_timeout_ms": 800}
+    snippet_options(setup.site, **options, install_check=True, shadow_dom=True)
+    all_on = served(setup.site)
+    config = config_of(all_on)
+    assert (config["consent"], config["gpc"], config["hide"]) == (0, 0, 800)
+    assert config["report"] == "http://testserver/api/v1/report"
+    for mark in (b"globalPrivacyControl", b"style.visibility", b"sendBeacon", b"attachShadow"):
+        assert mark in all_on.content
 
-    snippet_options(setup.site, consent_mode=False, honour_gpc=True, anti_flicker=False)
+    snippet_options(setup.site, consent_mode=False, honour_gpc=True, anti_flicker=False, install_check=False)
     config = config_of(served(setup.site))
-    assert (config["consent"], config["gpc"]) == (True, True)
-    assert "hide" not in config
+    assert (config["consent"], config["gpc"]) == (1, 1)
+    assert "hide" not in config and "report" not in config
 
 
 @pytest.mark.django_db
