@@ -46,6 +46,7 @@ class SiteSnapshot:
     rules: tuple[RuleView, ...]
     blocks: tuple  # (id, kind, selector) of every block an active rule uses
     excluded_referrers: tuple  # the referral-exclusion list plus the site's own domains
+    last_non_direct_days: int
     fingerprint: str
 
 
@@ -90,6 +91,7 @@ def load_snapshot(site_key: str) -> SiteSnapshot | None:
         tuple(views),
         tuple(blocks[k] for k in sorted(blocks)),
         parse_domains(site.referral_exclusions) + tuple(d.domain.lower() for d in site.domains.all()),
+        site.last_non_direct_days,
     )
     fingerprint = hashlib.sha256(repr(body).encode()).hexdigest()[:16]
     return SiteSnapshot(*body, fingerprint=fingerprint)
@@ -140,6 +142,17 @@ class Substitution:
     refused: str = ""
 
 
+def first_rule(snapshot: SiteSnapshot, visit: Visit, *, with_visitor: bool) -> RuleView | None:
+    """The first active rule matching the visit; a dynamic rule needs a
+    visitor (no consent: it does not apply)."""
+    for rule in snapshot.rules:
+        if rule.kind == Rule.Kind.DYNAMIC and not with_visitor:
+            continue
+        if rule.matches(visit):
+            return rule
+    return None
+
+
 def substitute(
     *, snapshot: SiteSnapshot, visitor: Visitor | None, visit: Visit, now: datetime, ip_hash: str = ""
 ) -> Substitution:
@@ -149,25 +162,33 @@ def substitute(
     An empty answer means: keep the original address."""
     from .services import lease_acquire
 
-    for rule in snapshot.rules:
-        if not rule.matches(visit):
-            continue
-        if rule.kind == Rule.Kind.STATIC:
-            return Substitution(subs=_subs(rule, rule.static_email), expires_at=None, rule=rule)
-        if visitor is None:
-            continue
-        pool = Pool.objects.get(pk=rule.pool_id)
-        allocation = lease_acquire(pool=pool, visitor=visitor, now=now, ip_hash=ip_hash)
-        if not allocation.email:
-            return Substitution(subs=[], expires_at=None, rule=rule, refused=allocation.refused)
-        return Substitution(
-            subs=_subs(rule, allocation.email),
-            expires_at=allocation.expires_at,
-            rule=rule,
-            lease_id=allocation.lease.pk if allocation.lease else None,
-            hold_minutes=pool.hold_minutes,
-        )
-    return Substitution(subs=[], expires_at=None)
+    rule = first_rule(snapshot, visit, with_visitor=visitor is not None)
+    if rule is None or rule.kind == Rule.Kind.STATIC:
+        return static_or_nothing(rule)
+    pool = Pool.objects.get(pk=rule.pool_id)
+    allocation = lease_acquire(pool=pool, visitor=visitor, now=now, ip_hash=ip_hash)
+    return leased(rule, allocation, pool.hold_minutes)
+
+
+def leased(rule: RuleView, allocation, hold_minutes: int) -> Substitution:
+    """A dynamic rule's answer: the leased address in each block, or (refused)
+    the original address."""
+    if not allocation.email:
+        return Substitution(subs=[], expires_at=None, rule=rule, refused=allocation.refused)
+    return Substitution(
+        subs=_subs(rule, allocation.email),
+        expires_at=allocation.expires_at,
+        rule=rule,
+        lease_id=allocation.lease.pk if allocation.lease else None,
+        hold_minutes=hold_minutes,
+    )
+
+
+def static_or_nothing(rule: RuleView | None) -> Substitution:
+    """The answer of a rule that leases nothing: a static address, or none."""
+    if rule is None:
+        return Substitution(subs=[], expires_at=None)
+    return Substitution(subs=_subs(rule, rule.static_email), expires_at=None, rule=rule)
 
 
 def _subs(rule: RuleView, email: str) -> list[dict]:

@@ -7,33 +7,72 @@ import os
 import traceback
 
 
-def allocate_many(database_url: str, pool_id: int, site_id: int, worker: int, count: int, results) -> None:
-    """Fresh visitors, one allocation each, with real time."""
+def allocate_many(
+    database_url: str, pool_id: int, site_id: int, worker: int, count: int, results, first_visits: bool = False
+) -> None:
+    """Fresh visitors, one allocation each, with real time: through
+    lease_acquire, or (`first_visits`) through the collect endpoint's service
+    as a new visitor's first page view."""
     os.environ["DATABASE_URL"] = database_url
     os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
-    ok = refused = 0
     try:
         import django
 
         django.setup()
         from django.db import connections
-        from django.utils import timezone
 
-        from substitution.models import Pool
-        from substitution.services import lease_acquire
-        from tracker.models import Visitor
-
-        pool = Pool.objects.get(pk=pool_id)
-        for i in range(count):
-            now = timezone.now()
-            vid = f"w{worker}v{i:05d}"
-            visitor = Visitor.objects.create(site_id=site_id, vid=vid, created_at=now, last_seen_at=now)
-            allocation = lease_acquire(pool=pool, visitor=visitor, now=now, ip_hash=f"ip{worker}-{i}")
-            if allocation.email:
-                ok += 1
-            else:
-                refused += 1
+        if first_visits:
+            ok, refused = _first_visits(site_id, worker, count)
+        else:
+            ok, refused = _allocations(pool_id, site_id, worker, count)
         connections.close_all()
         results.put(("done", worker, ok, refused))
     except Exception:  # noqa: BLE001 - reported to the parent, which fails the test
         results.put(("error", worker, traceback.format_exc(), 0))
+
+
+def _allocations(pool_id: int, site_id: int, worker: int, count: int) -> tuple[int, int]:
+    from django.utils import timezone
+
+    from substitution.models import Pool
+    from substitution.services import lease_acquire
+    from tracker.models import Visitor
+
+    pool = Pool.objects.get(pk=pool_id)
+    ok = refused = 0
+    for i in range(count):
+        now = timezone.now()
+        vid = f"w{worker}v{i:05d}"
+        visitor = Visitor.objects.create(site_id=site_id, vid=vid, created_at=now, last_seen_at=now)
+        allocation = lease_acquire(pool=pool, visitor=visitor, now=now, ip_hash=f"ip{worker}-{i}")
+        if allocation.email:
+            ok += 1
+        else:
+            refused += 1
+    return ok, refused
+
+
+def _first_visits(site_id: int, worker: int, count: int) -> tuple[int, int]:
+    import json
+
+    from django.utils import timezone
+
+    from tracker import services
+    from tracker.models import Site
+
+    key = Site.objects.get(pk=site_id).site_key
+    raw = json.dumps({"v": 1, "site": key, "vid": None, "url": "https://shop.test/", "consent": True}).encode()
+    ok = refused = 0
+    for i in range(count):
+        answer = services.collect(
+            request=services.parse_request(raw),
+            origin="https://shop.test",
+            user_agent="Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0 Safari/537.36",
+            now=timezone.now(),
+            ip=f"10.{worker}.{i // 250}.{i % 250}",
+        )
+        if answer["subs"]:
+            ok += 1
+        else:
+            refused += 1
+    return ok, refused

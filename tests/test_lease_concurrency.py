@@ -16,7 +16,7 @@ PROCESSES = 8
 PER_PROCESS = 250
 
 
-def run_workers(setup, per_process=PER_PROCESS):
+def run_workers(setup, per_process=PER_PROCESS, first_visits=False):
     settings = connection.settings_dict
     database_url = (
         f"postgres://{settings['USER']}:{settings['PASSWORD']}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}"
@@ -25,7 +25,8 @@ def run_workers(setup, per_process=PER_PROCESS):
     results = context.Queue()
     workers = [
         context.Process(
-            target=allocate_many, args=(database_url, setup.pool.pk, setup.site.pk, n, per_process, results)
+            target=allocate_many,
+            args=(database_url, setup.pool.pk, setup.site.pk, n, per_process, results, first_visits),
         )
         for n in range(PROCESSES)
     ]
@@ -75,3 +76,27 @@ def test_eight_processes_on_a_small_pool_lease_each_address_once():
     assert refused == PROCESSES * 60 - 25
     assert assert_no_overlap(setup.pool) == 25
     assert Lease.objects.filter(pool=setup.pool).values("address_id").distinct().count() == 25
+
+
+def test_eight_processes_of_first_visits_never_overlap_on_an_address():
+    """New visitors' one-statement allocation, mixed with the ORM path's
+    take-over once the pool runs dry."""
+    setup = make_setup(pool_size=200, policy=Pool.ExhaustedPolicy.TAKE_OVER)
+    setup.pool.max_live_leases_per_ip = 0
+    setup.pool.save()
+    succeeded, refused = run_workers(setup, first_visits=True)
+    total = PROCESSES * PER_PROCESS
+    assert (succeeded, refused) == (total, 0)
+    assert assert_no_overlap(setup.pool) == total
+    assert Lease.objects.filter(pool=setup.pool, released_at__isnull=True).count() == 200
+    assert Lease.objects.filter(pool=setup.pool).values("address_id").distinct().count() == 200
+    assert PoolExhaustion.objects.filter(pool=setup.pool).count() == total - 200
+
+
+def test_eight_processes_of_first_visits_on_a_small_pool_lease_each_address_once():
+    setup = make_setup(pool_size=25, policy=Pool.ExhaustedPolicy.ORIGINAL)
+    setup.pool.max_live_leases_per_ip = 0
+    setup.pool.save()
+    succeeded, refused = run_workers(setup, per_process=60, first_visits=True)
+    assert (succeeded, refused) == (25, PROCESSES * 60 - 25)
+    assert assert_no_overlap(setup.pool) == 25

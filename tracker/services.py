@@ -16,18 +16,18 @@ from django.db.models import Exists, F, OuterRef
 
 from substitution import activity
 from substitution.conditions import Visit
-from substitution.rules import cached_snapshot, domain_of, site_snapshot, substitute
+from substitution.rules import SiteSnapshot, cached_snapshot, domain_of, site_snapshot, substitute
 
-from . import geo, hotpath
-from .channels import Source, classify, host_of, last_non_direct
-from .devices import Device, inspect_user_agent
-from .models import BotHit, Channel, Session, Site, SiteDomain, Visitor
+from . import first_visit, hotpath
+from .channels import classify, host_of
+from .devices import inspect_user_agent
+from .models import BotHit, Session, Site, SiteDomain, Visitor
+from .sessions import record_page_view, visit_of
 
 VID_RE = re.compile(r"\A[A-Za-z0-9_-]{8,64}\Z")  # \Z: "$" would let a trailing newline through
 SITE_KEY_RE = re.compile(r"\A[A-Za-z0-9_-]{1,32}\Z")
 # NUL and lone surrogates (JSON "\ud800" decodes to one) cannot be stored in PostgreSQL text.
 UNSTORABLE_RE = re.compile("[\x00\ud800-\udfff]")
-LAST_URLS_KEPT = 10
 DOMAIN_TOUCH_SECONDS = 300
 
 
@@ -163,20 +163,6 @@ def _touch_domain(domain_id: int, now: datetime) -> None:
         SiteDomain.objects.filter(pk=domain_id).update(last_seen_at=now)
 
 
-def visit_of(session: Session) -> Visit:
-    return Visit(
-        utm_source=session.utm_source,
-        utm_medium=session.utm_medium,
-        utm_campaign=session.utm_campaign,
-        utm_term=session.utm_term,
-        utm_content=session.utm_content,
-        referrer_domain=host_of(session.referrer),
-        landing_url=session.landing_url,
-        channel=session.channel,
-        device_type=session.device_type,
-    )
-
-
 def _answer(vid, result) -> dict:
     return {
         "vid": vid,
@@ -245,43 +231,71 @@ def collect(*, request: CollectRequest, origin: str, user_agent: str, now: datet
         if fast is not None:
             return fast
 
-    site = Site.objects.get(pk=snapshot.site_id)
+    if request.vid is None and first_visit.supported():
+        first = first_visit.first_page_view(
+            snapshot=snapshot,
+            request=request,
+            source=source,
+            device=device,
+            user_agent=user_agent,
+            ip=ip,
+            ip_hash=ip_hash(ip),
+            now=now,
+        )
+        if first is not None:
+            visitor, session, result = first
+            if result.lease_id:
+                transaction.on_commit(lambda: _remember(snapshot, visitor, session, result, now))
+            return _answer(visitor.vid, result)
+
     with transaction.atomic():
-        visitor = _visitor(site, request.vid, now)
-        session = _record_page_view(visitor, request, source, user_agent, now, site=site, device=device, ip=ip)
+        visitor = _visitor(snapshot.site_id, request.vid, now)
+        session = record_page_view(
+            visitor,
+            request,
+            source,
+            user_agent,
+            now,
+            last_non_direct_days=snapshot.last_non_direct_days,
+            device=device,
+            ip=ip,
+        )
         result = substitute(snapshot=snapshot, visitor=visitor, visit=visit_of(session), now=now, ip_hash=ip_hash(ip))
         if result.lease_id:
-            transaction.on_commit(
-                lambda: hotpath.remember(
-                    site_id=site.pk,
-                    vid=visitor.vid,
-                    fingerprint=snapshot.fingerprint,
-                    lease_id=result.lease_id,
-                    visitor_id=visitor.pk,
-                    session=session,
-                    subs=result.subs,
-                    hold_minutes=result.hold_minutes,
-                    db_expires_at=result.expires_at,
-                    now=now,
-                )
-            )
+            transaction.on_commit(lambda: _remember(snapshot, visitor, session, result, now))
         else:
-            transaction.on_commit(lambda: hotpath.forget(site.pk, visitor.vid))
+            transaction.on_commit(lambda: hotpath.forget(snapshot.site_id, visitor.vid))
     return _answer(visitor.vid, result)
 
 
-def _visitor(site: Site, vid: str | None, now: datetime) -> Visitor:
+def _remember(snapshot: SiteSnapshot, visitor: Visitor, session: Session, result, now: datetime) -> None:
+    """After commit: the visitor's next page views are answered from Redis."""
+    hotpath.remember(
+        site_id=snapshot.site_id,
+        vid=visitor.vid,
+        fingerprint=snapshot.fingerprint,
+        lease_id=result.lease_id,
+        visitor_id=visitor.pk,
+        session=session,
+        subs=result.subs,
+        hold_minutes=result.hold_minutes,
+        db_expires_at=result.expires_at,
+        now=now,
+    )
+
+
+def _visitor(site_id: int, vid: str | None, now: datetime) -> Visitor:
     if vid:
-        visitor = Visitor.objects.filter(site=site, vid=vid).first()
+        visitor = Visitor.objects.filter(site_id=site_id, vid=vid).first()
         if visitor is not None:
             Visitor.objects.filter(pk=visitor.pk).update(last_seen_at=now)
             return visitor
     new_vid = vid or uuid.uuid4().hex
     try:
         with transaction.atomic():
-            return Visitor.objects.create(site=site, vid=new_vid, created_at=now, last_seen_at=now)
+            return Visitor.objects.create(site_id=site_id, vid=new_vid, created_at=now, last_seen_at=now)
     except IntegrityError:  # two first page views of one visitor at once
-        return Visitor.objects.get(site=site, vid=new_vid)
+        return Visitor.objects.get(site_id=site_id, vid=new_vid)
 
 
 def count_bot_hit(site_id: int, now: datetime) -> None:
@@ -294,94 +308,6 @@ def count_bot_hit(site_id: int, now: datetime) -> None:
             BotHit.objects.create(site_id=site_id, day=day, count=1)
     except IntegrityError:  # the day's first two bot hits at once
         BotHit.objects.filter(site_id=site_id, day=day).update(count=F("count") + 1)
-
-
-def _new_session_details(
-    site: Site, visitor: Visitor, previous: Session | None, source: Source, device: Device, ip: str, now: datetime
-) -> dict:
-    """What a new session records beyond the page view: its source (last
-    non-direct applied), device, geo of the full IP (only the truncated IP is
-    kept) and whether the visitor had been here before."""
-    earlier = previous
-    if source.channel == Channel.DIRECT and site.last_non_direct_days and previous is not None:
-        if previous.channel == Channel.DIRECT or previous.source_inherited:
-            earlier = (
-                visitor.sessions.filter(source_inherited=False)
-                .exclude(channel__in=(Channel.DIRECT, Channel.STATIC, Channel.UNKNOWN))
-                .order_by("-started_at")
-                .first()
-            )
-    source = last_non_direct(source, earlier, now, site.last_non_direct_days)
-    place = geo.locate(ip)
-    return {
-        "channel": source.channel,
-        "source": source.source,
-        "keyword": source.keyword,
-        "search_engine": source.search_engine,
-        "click_ids": source.click_ids,
-        "source_inherited": source.inherited,
-        **source.utm,
-        "device_type": device.device_type,
-        "os": device.os,
-        "os_version": device.os_version,
-        "browser": device.browser,
-        "browser_version": device.browser_version,
-        "country": place.country,
-        "city": place.city,
-        "ip_truncated": geo.truncate_ip(ip),
-        "returning_visitor": previous is not None or visitor.created_at < now,
-    }
-
-
-def _record_page_view(
-    visitor: Visitor,
-    request: CollectRequest,
-    source: Source,
-    user_agent: str,
-    now: datetime,
-    *,
-    site: Site,
-    device: Device,
-    ip: str = "",
-):
-    session = visitor.sessions.order_by("-started_at").first()
-    timed_out = session is None or now - session.last_seen_at >= settings.SESSION_TIMEOUT
-    new_campaign = (
-        session is not None
-        and not request.heartbeat
-        and source.channel != Channel.DIRECT
-        and (source.channel, source.source, source.utm["utm_campaign"])
-        != (session.channel, session.source, session.utm_campaign)
-    )
-    if timed_out or new_campaign:
-        return Session.objects.create(
-            visitor=visitor,
-            started_at=now,
-            last_seen_at=now,
-            landing_url=request.url,
-            referrer=request.ref,
-            page_views=0 if request.heartbeat else 1,
-            last_urls=[request.url] if request.url else [],
-            user_agent=user_agent[:500],
-            screen=request.screen,
-            lang=request.lang,
-            ga_client_id=request.ga,
-            ym_client_id=request.ym,
-            **_new_session_details(site, visitor, session, source, device, ip, now),
-        )
-    session.last_seen_at = now
-    fields = ["last_seen_at"]
-    if not request.heartbeat:
-        session.page_views += 1
-        if request.url:
-            session.last_urls = (session.last_urls + [request.url])[-LAST_URLS_KEPT:]
-        fields += ["page_views", "last_urls"]
-    for attr, value in (("ga_client_id", request.ga), ("ym_client_id", request.ym)):
-        if value and not getattr(session, attr):
-            setattr(session, attr, value)
-            fields.append(attr)
-    session.save(update_fields=fields)
-    return session
 
 
 RETENTION_BATCH = 1000

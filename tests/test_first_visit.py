@@ -1,0 +1,151 @@
+"""A new visitor's first page view: one SQL statement writes the visitor, the
+session and the lease, with the same rules as the ORM path (LRU, per-IP cap,
+expired leases released first, exhaustion policy, the unique index as the
+final arbiter)."""
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from substitution.models import Address, Lease, Pool, PoolExhaustion, StaticAddress
+from substitution.rules import forget_snapshots
+from tests.factories import make_setup, minutes
+from tracker import services
+from tracker.models import Channel, Session, Visitor
+
+pytestmark = pytest.mark.django_db(transaction=True)
+T0 = datetime(2025, 7, 31, 12, 0, tzinfo=UTC)
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36"
+URL = "https://shop.test/?utm_source=newsletter&utm_medium=email&utm_campaign=autumn"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_snapshots():
+    forget_snapshots()
+    yield
+    forget_snapshots()
+
+
+def first_visit(setup, *, now=T0, ip="198.51.100.7", url=URL) -> dict:
+    raw = json.dumps({"v": 1, "site": setup.site.site_key, "vid": None, "url": url, "ref": "", "consent": True})
+    request = services.parse_request(raw.encode())
+    return services.collect(request=request, origin="https://shop.test", user_agent=BROWSER, now=now, ip=ip)
+
+
+def test_a_new_visitors_page_view_is_one_database_statement():
+    setup = make_setup()
+    first_visit(setup, ip="203.0.113.9")  # the process now keeps the site's configuration
+    with CaptureQueriesContext(connection) as queries:
+        answer = first_visit(setup)
+    assert len(queries) == 1, [q["sql"] for q in queries]
+    visitor = Visitor.objects.get(vid=answer["vid"])
+    lease = Lease.objects.get(visitor=visitor)
+    assert answer["subs"] == [{"block": setup.block.pk, "email": lease.address.email}]
+    assert answer["exp"] == int((T0 + minutes(30)).timestamp())
+    assert (lease.started_at, lease.last_activity_at, lease.expires_at) == (T0, T0, T0 + minutes(30))
+    assert lease.ip_hash == services.ip_hash("198.51.100.7")
+    assert Address.objects.get(pk=lease.address_id).held
+    session = Session.objects.get(visitor=visitor)
+    assert (session.channel, session.source, session.utm_campaign, session.page_views) == (
+        Channel.EMAIL,
+        "newsletter",
+        "autumn",
+        1,
+    )
+    assert (session.last_urls, session.device_type, session.returning_visitor) == ([URL], "desktop", False)
+    assert str(session.ip_truncated) == "198.51.100.0"
+
+
+def test_first_visits_take_never_used_addresses_then_the_one_released_longest_ago():
+    setup = make_setup(pool_size=4)
+    first, second, third, fourth = Address.objects.filter(pool=setup.pool).order_by("id")
+    Address.objects.filter(pk=first.pk).update(last_released_at=T0 - minutes(10))
+    Address.objects.filter(pk=second.pk).update(last_released_at=T0 - minutes(50))
+    taken = [first_visit(setup, ip=f"198.51.100.{n}")["subs"][0]["email"] for n in range(4)]
+    assert taken == [third.email, fourth.email, second.email, first.email]
+
+
+def test_a_lease_never_starts_before_its_address_was_released():
+    setup = make_setup(pool_size=1)
+    released = T0 + minutes(1)  # another web process's clock runs a little ahead
+    Address.objects.filter(pool=setup.pool).update(last_released_at=released)
+    answer = first_visit(setup)
+    lease = Lease.objects.get()
+    assert lease.started_at == released
+    assert answer["exp"] == int((released + minutes(30)).timestamp())
+
+
+def test_leases_past_their_hold_are_released_before_a_first_visit_takes_an_address():
+    setup = make_setup(pool_size=2, hold_minutes=30)
+    earlier = first_visit(setup, now=T0 - minutes(60), ip="198.51.100.1")
+    old = Lease.objects.get()
+    assert old.expires_at == T0 - minutes(30)
+    answer = first_visit(setup, now=T0, ip="198.51.100.2")
+    old.refresh_from_db()
+    assert (old.released_at, old.end_reason) == (T0 - minutes(30), Lease.EndReason.EXPIRED)
+    # Released 30 minutes ago, it loses to the never used address (LRU).
+    assert answer["subs"][0]["email"] != earlier["subs"][0]["email"]
+    assert Lease.objects.filter(released_at__isnull=True).count() == 1
+
+
+def test_a_client_ip_at_the_pools_cap_gets_the_original_address_but_a_session():
+    setup = make_setup(pool_size=5)
+    setup.pool.max_live_leases_per_ip = 2
+    setup.pool.save()
+    answers = [first_visit(setup) for _ in range(3)]
+    assert [bool(a["subs"]) for a in answers] == [True, True, False]
+    assert answers[2]["exp"] is None
+    assert Lease.objects.count() == 2
+    assert Session.objects.count() == Visitor.objects.count() == 3
+    assert first_visit(setup, ip="203.0.113.9")["subs"]  # another client is not capped
+
+
+def test_a_first_visit_to_an_exhausted_pool_keeps_the_original_and_counts_the_event():
+    setup = make_setup(pool_size=1)
+    assert first_visit(setup, ip="198.51.100.1")["subs"]
+    answer = first_visit(setup, ip="198.51.100.2")
+    assert (answer["subs"], answer["exp"]) == ([], None)
+    assert PoolExhaustion.objects.filter(pool=setup.pool).count() == 1
+    assert Visitor.objects.count() == 2
+
+
+def test_a_first_visit_to_an_exhausted_pool_with_take_over_takes_the_least_recently_active_lease():
+    setup = make_setup(pool_size=1, policy=Pool.ExhaustedPolicy.TAKE_OVER)
+    victim = first_visit(setup, now=T0, ip="198.51.100.1")
+    thief = first_visit(setup, now=T0 + minutes(1), ip="198.51.100.2")
+    assert thief["subs"] == victim["subs"]
+    live = Lease.objects.get(released_at__isnull=True)
+    assert live.visitor.vid == thief["vid"]
+    assert Lease.objects.get(visitor__vid=victim["vid"]).end_reason == Lease.EndReason.TAKEN_OVER
+
+
+def test_a_static_rule_answers_a_first_visit_with_its_channel_address_and_no_lease():
+    setup = make_setup()
+    static = StaticAddress.objects.create(project=setup.project, name="Maps", email="maps@shop.test")
+    maps = setup.project.rules.create(name="Maps", order=0, kind="static", static_address=static)
+    maps.sites.add(setup.site)
+    maps.blocks.add(setup.block)
+    setup.rule.order = 1
+    setup.rule.save()
+    first_visit(setup, ip="203.0.113.9")
+    with CaptureQueriesContext(connection) as queries:
+        answer = first_visit(setup)
+    assert len(queries) == 1
+    assert answer["subs"] == [{"block": setup.block.pk, "email": "maps@shop.test"}]
+    assert not Lease.objects.exists()
+    assert Session.objects.get(visitor__vid=answer["vid"]).page_views == 1
+
+
+def test_a_live_lease_the_flags_missed_is_never_doubled():
+    setup = make_setup(pool_size=1)
+    first_visit(setup, ip="198.51.100.1")
+    # A free flag out of step with the leases: the partial unique index on
+    # live leases still refuses a second one on the address.
+    Address.objects.filter(pool=setup.pool).update(held=False)
+    answer = first_visit(setup, ip="198.51.100.2")
+    assert answer["subs"] == []
+    assert Lease.objects.filter(released_at__isnull=True).count() == 1
+    assert Lease.objects.count() == 1

@@ -1,0 +1,199 @@
+"""A new visitor's first page view in one SQL statement (PostgreSQL).
+
+The snippet's first request carries no visitor id. It needs a visitor, a
+session and, under a dynamic rule, a lease. Through the ORM that took about
+twenty round trips inside a transaction, and under load every round trip
+waits for a CPU: throughput collapsed. Here one statement, committed on its
+own, inserts the visitor and the session and, in the same statement, takes
+the pool's free address released longest ago under a row lock (FOR UPDATE
+SKIP LOCKED, so concurrent first visits take different rows; a row another
+allocation has just marked held fails the re-check), marks it held and
+inserts the lease. Nothing is written behind: every row is durable before
+the answer. The partial unique index on live leases stays the final arbiter:
+a conflict rolls the whole statement back and the ORM path answers instead.
+
+The statement leases nothing, and substitution.services.lease_acquire
+decides, whenever the ORM path's other rules could apply: leases whose hold
+has run out wait to be released (activity is flushed first, and LRU then
+sees their addresses as free), or no address is free (the pool's exhaustion
+policy). The per-IP cap is checked in the statement itself.
+"""
+
+import uuid
+from datetime import datetime
+from functools import cache
+
+from django.db import IntegrityError, connection, transaction
+from django.db.backends.postgresql.base import ServerBindingCursor
+
+from substitution.models import Lease, Pool, Rule
+from substitution.rules import SiteSnapshot, Substitution, first_rule, leased, static_or_nothing
+from substitution.services import Allocation, lease_acquire
+
+from .channels import Source
+from .devices import Device
+from .models import Session, Visitor
+from .sessions import new_session, visit_of
+
+_ALLOCATE = """
+, pool AS (
+    SELECT id, hold_minutes, max_live_leases_per_ip FROM substitution_pool WHERE id = %s
+), checks AS (
+    SELECT
+        coalesce((
+            SELECT expires_at <= %s FROM substitution_lease
+            WHERE pool_id = pool.id AND released_at IS NULL ORDER BY expires_at LIMIT 1
+        ), false) AS expired,
+        CASE WHEN pool.max_live_leases_per_ip > 0 AND %s::text <> '' THEN (
+            SELECT count(*) FROM substitution_lease
+            WHERE pool_id = pool.id AND released_at IS NULL AND expires_at > %s AND ip_hash = %s
+        ) >= pool.max_live_leases_per_ip ELSE false END AS ip_cap
+    FROM pool
+), address AS MATERIALIZED (
+    SELECT id, email, last_released_at FROM substitution_address
+    WHERE pool_id = %s AND active AND NOT held AND NOT (SELECT expired OR ip_cap FROM checks)
+    ORDER BY last_released_at ASC NULLS FIRST, id
+    LIMIT 1 FOR UPDATE SKIP LOCKED
+), held AS (
+    UPDATE substitution_address SET held = true FROM address WHERE substitution_address.id = address.id
+), lease AS (
+    INSERT INTO substitution_lease
+        (pool_id, address_id, visitor_id, started_at, last_activity_at, expires_at, end_reason, ip_hash)
+    SELECT pool.id, address.id, new_visitor.id, start.at, start.at,
+        start.at + make_interval(mins => pool.hold_minutes), '', %s::text
+    FROM pool, address, new_visitor,
+        -- A lease never starts before the address's previous lease ended
+        -- (clocks of two web processes may differ by a little).
+        LATERAL (SELECT greatest(%s::timestamptz, address.last_released_at) AS at) start
+    RETURNING id, expires_at
+)
+SELECT (SELECT id FROM new_visitor), (SELECT id FROM new_session),
+    (SELECT email FROM address), (SELECT id FROM lease), (SELECT expires_at FROM lease),
+    (SELECT hold_minutes FROM pool), (SELECT ip_cap FROM checks)
+"""
+_NO_ALLOCATION = """
+SELECT (SELECT id FROM new_visitor), (SELECT id FROM new_session), NULL, NULL, NULL, NULL, NULL
+"""
+
+
+def supported() -> bool:
+    return connection.vendor == "postgresql"
+
+
+@cache
+def _fields(model) -> tuple:
+    return tuple(field for field in model._meta.concrete_fields if not field.primary_key)
+
+
+def _insert(model, *, visitor_column: str = "") -> str:
+    """INSERT of a model's fields; `visitor_column` takes the id of the
+    visitor inserted by the same statement."""
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in _fields(model))
+    values = ", ".join(
+        "(SELECT id FROM new_visitor)" if field.column == visitor_column else "%s" for field in _fields(model)
+    )
+    return f"INSERT INTO {model._meta.db_table} ({columns}) VALUES ({values}) RETURNING id"
+
+
+def _values(instance, *, visitor_column: str = "") -> list:
+    return [
+        field.get_db_prep_save(getattr(instance, field.attname), connection)
+        for field in _fields(type(instance))
+        if field.column != visitor_column
+    ]
+
+
+@cache
+def _sql(allocate: bool) -> str:
+    """The statement's text, the same on every call so it is planned once per connection."""
+    sql = f"WITH new_visitor AS ({_insert(Visitor)}), new_session AS ({_insert(Session, visitor_column='visitor_id')})"
+    return sql + (_ALLOCATE if allocate else _NO_ALLOCATION)
+
+
+def _statement(visitor: Visitor, session: Session, pool_id: int | None, ip_hash: str, now: datetime):
+    params = _values(visitor) + _values(session, visitor_column="visitor_id")
+    if pool_id is None:
+        return _sql(False), params
+    params += [pool_id, now, ip_hash, now, ip_hash, pool_id, ip_hash, now]
+    return _sql(True), params
+
+
+class _PreparedCursor(ServerBindingCursor):
+    """Parameters bound by the server, and the statement prepared once per
+    connection: PostgreSQL plans it once, not on every first visit. (Behind a
+    pooler in transaction mode, prepared statements need its support, e.g.
+    PgBouncer 1.21's max_prepared_statements.)"""
+
+    def execute(self, query, params=None, **kwargs):
+        return super().execute(query, params, prepare=True)
+
+
+def _execute(sql: str, params: list):
+    # Inside a transaction (a test's, a caller's) a savepoint keeps a conflict
+    # from breaking it; otherwise the statement commits on its own, with no
+    # BEGIN and COMMIT round trips.
+    if connection.in_atomic_block:
+        with transaction.atomic():
+            return _fetch(sql, params)
+    return _fetch(sql, params)
+
+
+def _fetch(sql: str, params: list):
+    # Django's cursor() also does this: the health check of a reused
+    # connection and connecting on first use.
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    # Through Django's cursor wrapper: database errors become Django's, and
+    # queries are logged where Django logs them (tests count them).
+    with connection._prepare_cursor(_PreparedCursor(connection.connection)) as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def first_page_view(
+    *,
+    snapshot: SiteSnapshot,
+    request,
+    source: Source,
+    device: Device,
+    user_agent: str,
+    ip: str,
+    ip_hash: str,
+    now: datetime,
+) -> tuple[Visitor, Session, Substitution] | None:
+    """Record a new visitor's first page view and answer it: the visitor, the
+    session and the substitution of the first matching rule, every row
+    committed. None when the statement conflicted and wrote nothing: the
+    caller takes the ORM path."""
+    visitor = Visitor(site_id=snapshot.site_id, vid=uuid.uuid4().hex, created_at=now, last_seen_at=now)
+    session = new_session(
+        visitor,
+        None,
+        request,
+        source,
+        user_agent,
+        now,
+        last_non_direct_days=snapshot.last_non_direct_days,
+        device=device,
+        ip=ip,
+    )
+    rule = first_rule(snapshot, visit_of(session), with_visitor=True)
+    pool_id = rule.pool_id if rule is not None and rule.kind == Rule.Kind.DYNAMIC else None
+    sql, params = _statement(visitor, session, pool_id, ip_hash, now)
+    try:
+        visitor_id, session_id, email, lease_id, expires_at, hold_minutes, ip_cap = _execute(sql, params)
+    except IntegrityError:
+        return None
+    visitor.pk, session.pk = visitor_id, session_id
+    session.visitor = visitor
+    if pool_id is None:
+        return visitor, session, static_or_nothing(rule)
+    if lease_id is not None:
+        lease = Lease(pk=lease_id, expires_at=expires_at)
+        return visitor, session, leased(rule, Allocation(email, expires_at, lease), hold_minutes)
+    if ip_cap:
+        return visitor, session, leased(rule, Allocation(email="", expires_at=None, refused="ip_cap"), hold_minutes)
+    # Expired leases to release first, or no free address: the ORM path decides.
+    pool = Pool.objects.get(pk=pool_id)
+    allocation = lease_acquire(pool=pool, visitor=visitor, now=now, ip_hash=ip_hash)
+    return visitor, session, leased(rule, allocation, pool.hold_minutes)

@@ -1,0 +1,154 @@
+"""Sessions: a visitor's page view either continues their session or starts
+a new one (after SESSION_TIMEOUT without activity, or on a new campaign)."""
+
+from datetime import datetime
+
+from django.conf import settings
+
+from substitution.conditions import Visit
+
+from . import geo
+from .channels import Source, host_of, last_non_direct
+from .devices import Device
+from .models import Channel, Session, Visitor
+
+LAST_URLS_KEPT = 10
+
+
+def visit_of(session: Session) -> Visit:
+    """What the rules' conditions read of a session."""
+    return Visit(
+        utm_source=session.utm_source,
+        utm_medium=session.utm_medium,
+        utm_campaign=session.utm_campaign,
+        utm_term=session.utm_term,
+        utm_content=session.utm_content,
+        referrer_domain=host_of(session.referrer),
+        landing_url=session.landing_url,
+        channel=session.channel,
+        device_type=session.device_type,
+    )
+
+
+def _new_session_details(
+    last_non_direct_days: int,
+    visitor: Visitor,
+    previous: Session | None,
+    source: Source,
+    device: Device,
+    ip: str,
+    now: datetime,
+) -> dict:
+    """What a new session records beyond the page view: its source (last
+    non-direct applied), device, geo of the full IP (only the truncated IP is
+    kept) and whether the visitor had been here before."""
+    earlier = previous
+    if source.channel == Channel.DIRECT and last_non_direct_days and previous is not None:
+        if previous.channel == Channel.DIRECT or previous.source_inherited:
+            earlier = (
+                visitor.sessions.filter(source_inherited=False)
+                .exclude(channel__in=(Channel.DIRECT, Channel.STATIC, Channel.UNKNOWN))
+                .order_by("-started_at")
+                .first()
+            )
+    source = last_non_direct(source, earlier, now, last_non_direct_days)
+    place = geo.locate(ip)
+    return {
+        "channel": source.channel,
+        "source": source.source,
+        "keyword": source.keyword,
+        "search_engine": source.search_engine,
+        "click_ids": source.click_ids,
+        "source_inherited": source.inherited,
+        **source.utm,
+        "device_type": device.device_type,
+        "os": device.os,
+        "os_version": device.os_version,
+        "browser": device.browser,
+        "browser_version": device.browser_version,
+        "country": place.country,
+        "city": place.city,
+        "ip_truncated": geo.truncate_ip(ip),
+        "returning_visitor": previous is not None or visitor.created_at < now,
+    }
+
+
+def new_session(
+    visitor: Visitor,
+    previous: Session | None,
+    request,
+    source: Source,
+    user_agent: str,
+    now: datetime,
+    *,
+    last_non_direct_days: int,
+    device: Device,
+    ip: str = "",
+) -> Session:
+    """A new session starting with this page view (or heartbeat), not saved yet."""
+    return Session(
+        visitor=visitor,
+        started_at=now,
+        last_seen_at=now,
+        landing_url=request.url,
+        referrer=request.ref,
+        page_views=0 if request.heartbeat else 1,
+        last_urls=[request.url] if request.url else [],
+        user_agent=user_agent[:500],
+        screen=request.screen,
+        lang=request.lang,
+        ga_client_id=request.ga,
+        ym_client_id=request.ym,
+        **_new_session_details(last_non_direct_days, visitor, previous, source, device, ip, now),
+    )
+
+
+def record_page_view(
+    visitor: Visitor,
+    request,
+    source: Source,
+    user_agent: str,
+    now: datetime,
+    *,
+    last_non_direct_days: int,
+    device: Device,
+    ip: str = "",
+) -> Session:
+    """Continue the visitor's session, or start a new one after a timeout or
+    when a new campaign arrives (a heartbeat never starts a campaign)."""
+    session = visitor.sessions.order_by("-started_at").first()
+    timed_out = session is None or now - session.last_seen_at >= settings.SESSION_TIMEOUT
+    new_campaign = (
+        session is not None
+        and not request.heartbeat
+        and source.channel != Channel.DIRECT
+        and (source.channel, source.source, source.utm["utm_campaign"])
+        != (session.channel, session.source, session.utm_campaign)
+    )
+    if timed_out or new_campaign:
+        started = new_session(
+            visitor,
+            session,
+            request,
+            source,
+            user_agent,
+            now,
+            last_non_direct_days=last_non_direct_days,
+            device=device,
+            ip=ip,
+        )
+        started.save(force_insert=True)
+        return started
+    session.last_seen_at = now
+    fields = ["last_seen_at"]
+    if not request.heartbeat:
+        session.page_views += 1
+        if request.url:
+            session.last_urls = (session.last_urls + [request.url])[-LAST_URLS_KEPT:]
+        fields += ["page_views", "last_urls"]
+    for attr, value in (("ga_client_id", request.ga), ("ym_client_id", request.ym)):
+        if value and not getattr(session, attr):
+            setattr(session, attr, value)
+            fields.append(attr)
+    session.save(update_fields=fields)
+    return session
