@@ -6,8 +6,8 @@ backs off, never holds up another mailbox, and a later success clears it.
 This module also starts the mail server the mailbox_sync tests share: a
 second Dovecot (the pattern of tests/conftest.py) that serves IMAPS and
 STARTTLS with a certificate made here, marks folders with special-use flags,
-and does not slow every login after a failed one (Dovecot's auth penalty is
-off), so tests that use wrong passwords stay fast.
+and, like it, does not slow every login after a failed one (Dovecot's auth
+penalty is off), so tests that use wrong passwords stay fast.
 """
 
 import datetime as dt
@@ -55,13 +55,6 @@ service imap-login {{
 passdb {{
   driver = static
   args = password=secret
-}}
-# No auth penalty: after one failed login Dovecot would delay every login
-# from 127.0.0.1 by seconds.
-service anvil {{
-  unix_listener anvil-auth-penalty {{
-    mode = 0
-  }}
 }}
 namespace inbox {{
   inbox = yes
