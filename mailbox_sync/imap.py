@@ -13,7 +13,7 @@ from django.db import models
 from imapclient import IMAPClient
 from imapclient.exceptions import CapabilityError, IMAPClientAbortError, IMAPClientError, LoginError
 
-from . import conf, providers
+from . import bodystructure, conf, providers
 
 
 class Failure(models.TextChoices):
@@ -88,6 +88,8 @@ class FetchedMessage:
     internal_date: datetime
     size: int
     truncated: bool = False
+    # For a truncated letter: every attachment, from the server's BODYSTRUCTURE.
+    attachments: list[dict] | None = None
 
 
 @dataclass(frozen=True)
@@ -262,14 +264,19 @@ def fetch_letters(client, uids: list[int], metas: dict[int, Meta]) -> list[Fetch
                 fetched.append(FetchedMessage(uid, bytes(raw), metas[uid].internal_date, metas[uid].size))
     if over:
         keep = conf.truncated_body_bytes()
-        response = client.fetch(over, ["BODY.PEEK[HEADER]", f"BODY.PEEK[TEXT]<0.{keep}>"])
+        # The start of the body shows only the attachments in it: the
+        # BODYSTRUCTURE lists them all, without their content.
+        response = client.fetch(over, ["BODY.PEEK[HEADER]", f"BODY.PEEK[TEXT]<0.{keep}>", "BODYSTRUCTURE"])
         for uid in over:
             data = response.get(uid, {})
             header = data.get(b"BODY[HEADER]")
             if header is not None:
                 body = data.get(b"BODY[TEXT]<0>") or b""
                 raw = bytes(header) + bytes(body)
-                fetched.append(FetchedMessage(uid, raw, metas[uid].internal_date, metas[uid].size, truncated=True))
+                structure = data.get(b"BODYSTRUCTURE")
+                listed = bodystructure.attachments(structure) if structure is not None else None
+                meta = metas[uid]
+                fetched.append(FetchedMessage(uid, raw, meta.internal_date, meta.size, True, listed))
     fetched.sort(key=lambda message: message.uid)
     return fetched
 

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.parser import BytesHeaderParser
-from email.policy import compat32
+from email.policy import Compat32, compat32
 from email.utils import getaddresses
 
 import nh3
@@ -78,6 +78,19 @@ class ParsedLetter:
         return {"delivered_to": self.delivered_to, "to": self.to, "cc": self.cc}
 
 
+class _RawValues(Compat32):
+    """compat32, except that a header value holding raw 8-bit bytes (kept as
+    surrogate escapes) is handed over as it is, for `charsets` to decode in
+    its real charset: compat32 would turn those bytes into replacement signs
+    (an attachment named in koi8-r would lose its name)."""
+
+    def header_fetch_parse(self, name, value):
+        return value
+
+
+RAW_VALUES = _RawValues()
+
+
 def dedupe_key(message_id: str, raw: bytes) -> str:
     """Message-ID when the letter has one, else a hash of the raw letter
     (never From+Subject+Date, which two different letters can share)."""
@@ -94,7 +107,7 @@ def html_to_text(markup: str) -> str:
 
 def parse(raw: bytes, text_limit: int) -> ParsedLetter:
     try:
-        message = email.message_from_bytes(raw)
+        message = email.message_from_bytes(raw, policy=RAW_VALUES)
     except Exception as error:  # noqa: BLE001 - any parser failure (deep nesting too) still stores the letter
         return _unparsed(raw, text_limit, f"{type(error).__name__}: {error}")
     letter = ParsedLetter()

@@ -221,9 +221,7 @@ def _sync_folder(client, mailbox, folder: imap.Folder, token, result: SyncResult
                     items = imap.fetch_headers(client, wanted, metas) if wanted else []
                 else:
                     items = [
-                        store.Incoming(
-                            m.raw, m.internal_date, m.uid, m.size, m.truncated, parsing.parse(m.raw, mailbox.text_limit)
-                        )
+                        store.Incoming(m.raw, m.internal_date, m.uid, m.size, m.truncated, _parse(m, mailbox))
                         for m in (imap.fetch_letters(client, wanted, metas) if wanted else [])
                     ]
                 result.fetch_seconds += time.perf_counter() - started
@@ -285,6 +283,13 @@ def _sync_folder(client, mailbox, folder: imap.Folder, token, result: SyncResult
         # later syncs must not read them as new.
         done.update(window_since=None, last_uid=Greatest(F("last_uid"), max(uidnext - 1, 0)))
     FolderState.objects.filter(pk=state.pk).update(**done)
+
+
+def _parse(message: imap.FetchedMessage, mailbox: Mailbox) -> parsing.ParsedLetter:
+    parsed = parsing.parse(message.raw, mailbox.text_limit)
+    if message.attachments is not None:  # a truncated letter: the server listed them all
+        parsed.attachments = message.attachments
+    return parsed
 
 
 def _segments(uids: list[int], metas: dict, window: datetime | None, most: int):

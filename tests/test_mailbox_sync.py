@@ -3,6 +3,7 @@ last 24 hours by arrival time, later syncs every UID above the high-water
 mark; the mailbox is never changed; UIDVALIDITY changes, every-folder mode,
 spam folders, oversized and unreadable letters, and bounded memory."""
 
+import base64
 import io
 import tracemalloc
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from mailbox_sync import parsing
 from mailbox_sync.models import FolderState, Letter, Mailbox
 from mailbox_sync.services import due_mailbox_ids, mailbox_set_password, store_letter, sync_mailbox
 from tests.factories import letter_bytes, make_setup
@@ -429,6 +431,67 @@ def test_a_letter_over_the_size_limit_is_stored_with_headers_size_and_the_start_
     assert (big.sender_email, big.message_id) == ("ivan@client.test", "<big@client.test>")
     # The 8 MB letter was never in memory whole (nor were its copies).
     assert peak < 4 * 1024 * 1024, peak
+
+
+def oversized_with_attachments() -> bytes:
+    """A 2 MB letter whose attachments lie before, in and after its first 64 KB."""
+
+    def base64_part(headers: str, data: bytes) -> str:
+        encoded = base64.encodebytes(data).decode().replace("\n", "\r\n")
+        return f"--b\r\n{headers}Content-Transfer-Encoding: base64\r\n\r\n{encoded}"
+
+    inner = "From: Anna <anna@client.test>\r\nSubject: Earlier letter\r\n\r\nThe earlier letter.\r\n"
+    return (
+        "From: Ivan <ivan@client.test>\r\nTo: info@shop.test\r\nSubject: Drawings and invoice\r\n"
+        "Message-ID: <big-attachments@client.test>\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nВсё во вложении.\r\n"
+        + base64_part('Content-Type: image/png; name="logo.png"\r\n', bytes(range(256)) * 4)
+        + base64_part(
+            'Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="plans.dwg"\r\n',
+            bytes(2_000_000),
+        )
+        + base64_part(
+            "Content-Type: application/pdf\r\n"
+            "Content-Disposition: attachment; filename*=utf-8''%D0%A1%D1%87%D1%91%D1%82.pdf\r\n",
+            b"%PDF" * 1250,
+        )
+        + base64_part('Content-Type: application/msword; name="=?utf-8?B?0JTQvtCz0L7QstC+0YA=?=.doc"\r\n', b"doc" * 7)
+        + f"--b\r\nContent-Type: message/rfc822\r\n\r\n{inner}"
+        + "--b--\r\n"
+    ).encode()
+
+
+@pytest.mark.imap
+def test_every_attachment_of_a_letter_over_the_size_limit_is_listed_from_its_bodystructure(
+    mail_server, account, settings
+):
+    user, _password, mailbox = account
+    settings.LETTER_MAX_BYTES = 1024 * 1024
+    settings.LETTER_TRUNCATED_BODY_BYTES = 64 * 1024
+    raw = oversized_with_attachments()
+    mail_server.append(user, raw, when=now_s() - timedelta(hours=1))
+    result = sync_mailbox(mailbox.pk)
+    assert (result.error, result.stored, result.truncated) == ("", 1, 1)
+    letter = Letter.objects.get(mailbox=mailbox)
+    assert letter.truncated
+    assert len(bytes(letter.source.raw)) < 70 * 1024
+    assert letter.text == "Всё во вложении."
+    listed = [(item["name"], item["type"]) for item in letter.attachments]
+    assert listed == [
+        ("logo.png", "image/png"),
+        ("plans.dwg", "application/octet-stream"),
+        ("Счёт.pdf", "application/pdf"),
+        ("Договор.doc", "application/msword"),
+        ("attached letter.eml", "message/rfc822"),
+    ]
+    # The same as the parser lists when it reads the whole letter; base64
+    # sizes are worked out from the encoded size, up to the two padding bytes.
+    whole = parsing.parse(raw, 1000).attachments
+    assert [(item["name"], item["type"]) for item in whole] == listed
+    for item, expected in zip(letter.attachments, whole, strict=True):
+        assert expected["size"] <= item["size"] <= expected["size"] + 2, item
+    assert [item["size"] for item in whole] == [1024, 2_000_000, 5000, 21, len("The earlier letter.")]
 
 
 def peak_memory_of_a_first_sync(server, letters: int) -> int:

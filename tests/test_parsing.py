@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mailbox_sync import charsets, parsing
+from mailbox_sync import bodystructure, charsets, parsing
 from tests.factories import letter_bytes
 
 T0 = datetime(2025, 7, 31, 12, 0, tzinfo=UTC)
@@ -258,3 +258,55 @@ def test_a_long_utf8_body_cut_before_decoding_keeps_whole_characters(limit):
     text = "Жёлтый кирпич, ёмкость 🧱 " * 5000
     raw = b"From: a@client.test\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + text.encode()
     assert parsing.parse(raw, limit).text == text[:limit]
+
+
+# --- Attachments from a BODYSTRUCTURE (letters over the size limit) -------------
+
+
+def test_a_bodystructure_lists_attachments_as_the_parser_would():
+    # As imapclient parses Dovecot's answer: a forwarded archive (a multipart
+    # with an attachment disposition), an 8-bit koi8-r name, inline text.
+    zipped = (b"application", b"zip", None, None, None, b"base64", 1370, None, None, None, None)
+    structure = (
+        [
+            (b"text", b"plain", (b"charset", b"utf-8"), None, None, b"8bit", 40, 2, None, None, None, None),
+            ([zipped], b"mixed", (b"boundary", b"z"), (b"attachment", (b"filename", b"archive.zip")), None, None),
+            (
+                b"text",
+                b"csv",
+                (b"name", "Прайс.csv".encode("koi8_r")),
+                None,
+                None,
+                b"quoted-printable",
+                300,
+                10,
+                None,
+                None,
+                None,
+                None,
+            ),
+        ],
+        b"mixed",
+        (b"boundary", b"b"),
+        None,
+        None,
+        None,
+    )
+    assert bodystructure.attachments(structure) == [
+        {"name": "archive.zip", "type": "multipart/mixed", "size": 1002},
+        {"name": "Прайс.csv", "type": "text/csv", "size": 300},
+    ]
+
+
+@pytest.mark.parametrize("structure", [(), (None,), ([],), ([(b"text",)], b"mixed"), "nonsense", 42])
+def test_a_bodystructure_that_cannot_be_read_lists_what_it_can_and_never_raises(structure):
+    assert isinstance(bodystructure.attachments(structure), list)
+
+
+def test_an_attachment_named_in_raw_8bit_koi8r_keeps_its_name():
+    raw = (
+        b'From: a@client.test\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nSee the price list.\r\n"
+        b'--b\r\nContent-Type: text/csv; name="' + "Прайс.csv".encode("koi8_r") + b'"\r\n\r\na,b\r\n--b--\r\n'
+    )
+    assert parsing.parse(raw, 100).attachments == [{"name": "Прайс.csv", "type": "text/csv", "size": 3}]
