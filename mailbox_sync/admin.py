@@ -1,6 +1,6 @@
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path
 from django.views.decorators.http import require_POST
@@ -11,6 +11,9 @@ from . import providers, selectors, services, tasks
 from .models import FolderState, Letter, Mailbox, Reply
 
 PRESET_NOTES = " ".join(f"{provider.label}: {preset.note}" for provider, preset in providers.PRESETS.items())
+# The form's second button: test what was entered, save nothing.
+TEST_CONNECTION = "_test_connection"
+TESTED_NOT_SAVED = "Connection tested; nothing was saved."
 
 
 class MailboxForm(forms.ModelForm):
@@ -78,7 +81,29 @@ class MailboxForm(forms.ModelForm):
         data["host"] = services.normalise_host(data.get("host") or "")
         if not self.instance.pk and not data.get("password"):
             self.add_error("password", "A new mailbox needs its password.")
+        if TEST_CONNECTION in self.data and not self.errors:
+            # Before saving (a new mailbox too): the entered server, login and
+            # folders; an empty password means the stored one. The error only
+            # keeps the admin from saving; the page shows the verdict.
+            self.connection_verdict = services.check_connection(
+                self._entered_mailbox(data), data.get("password") or None
+            )
+            self.password_typed = bool(data.get("password"))
+            self.add_error(None, TESTED_NOT_SAVED)
         return data
+
+    def _entered_mailbox(self, data) -> Mailbox:
+        return Mailbox(
+            provider=data["provider"],
+            host=data["host"],
+            port=data.get("port") or 0,
+            security=data.get("security") or Mailbox.Security.SSL,
+            username=data.get("username") or "",
+            folder_mode=data["folder_mode"],
+            folders=data.get("folders") or "INBOX",
+            watch_sent=bool(data.get("watch_sent")),
+            password_encrypted=self.instance.password_encrypted,
+        )
 
     def save(self, commit=True):
         if self.cleaned_data.get("password"):
@@ -160,6 +185,19 @@ class MailboxAdmin(ScopedAdmin):
     def test_connection(self, request, queryset):
         for mailbox in queryset:
             self._report(request, mailbox, services.check_connection(mailbox))
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        form = context["adminform"].form
+        verdict = getattr(form, "connection_verdict", None)
+        if verdict is not None:
+            said = f"Connection test: {verdict.message}"
+            if form.password_typed:
+                # PasswordInput never renders what was typed.
+                said = said.rstrip(".") + ". To save, enter the password again."
+            self.message_user(request, said, messages.SUCCESS if verdict.ok else messages.ERROR)
+            if form.errors.keys() == {NON_FIELD_ERRORS} and form.non_field_errors() == [TESTED_NOT_SAVED]:
+                context["errors"] = []  # a test, not a mistake to correct
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def _report(self, request, mailbox, verdict):
         level = messages.SUCCESS if verdict.ok else messages.ERROR

@@ -12,7 +12,7 @@ from mailbox_sync.models import Letter, Mailbox
 from mailbox_sync.services import mailbox_password, store_letter
 from projects.models import Membership
 from tests.factories import letter_bytes, make_setup
-from tests.test_mailbox_sync_connect import new_account, serve_mail
+from tests.test_mailbox_sync_connect import closed_port, new_account, serve_mail
 
 pytestmark = pytest.mark.django_db
 
@@ -163,3 +163,88 @@ def test_another_projects_mailbox_cannot_be_tested(client):
     Membership.objects.create(project=mine.project, user=user, role=Membership.Role.MANAGER)
     client.force_login(user)
     assert client.post(f"/admin/mailbox_sync/mailbox/{theirs.mailbox.pk}/test-connection/").status_code == 404
+
+
+# --- Test connection before saving ---------------------------------------------
+
+
+def submitted_for_a_test(client, project, **fields):
+    """The add form posted with its "test connection" button."""
+    response = client.post(ADD, {**form(project, **fields), "_test_connection": "1"})
+    assert response.status_code == 200, response.status_code
+    return response, messages_of(response)
+
+
+@pytest.mark.imap
+def test_the_add_form_tests_the_entered_connection_without_saving_or_showing_the_password(admin_client, mail_server):
+    project = make_setup().project
+    page = admin_client.get(ADD).content.decode()
+    assert 'name="_test_connection"' in page
+    fields = {"host": "127.0.0.1", "port": mail_server.port, "security": "none", "password": "secret"}
+    response, said = submitted_for_a_test(admin_client, project, username="new-box@example.com", **fields)
+    assert said == ["Connection test: Connected: INBOX (0 letters). To save, enter the password again."], said
+    assert not Mailbox.objects.filter(name="Sales inbox").exists()
+    page = response.content.decode()
+    assert "secret" not in page
+    assert 'value="new-box@example.com"' in page  # the rest of the form is kept
+    assert "Please correct" not in page
+    # Saved with the same values: the usual add.
+    assert admin_client.post(ADD, form(project, username="new-box@example.com", **fields)).status_code == 302
+    assert mailbox_password(Mailbox.objects.get(name="Sales inbox")) == "secret"
+
+
+@pytest.mark.imap
+@pytest.mark.parametrize(
+    ("fields", "verdict"),
+    [
+        ({"security": "none", "password": "not-the-password-7"}, "Authentication failed"),
+        ({"security": "ssl"}, "TLS error"),
+        ({"security": "none", "folders": "INBOX, Orders"}, "'Orders' is missing"),
+        ({"security": "none", "port": "closed"}, "unreachable"),
+    ],
+)
+def test_the_add_form_says_what_is_wrong_with_the_entered_connection(
+    admin_client, mail_server, settings, fields, verdict
+):
+    settings.IMAP_TIMEOUT_SECONDS = 3
+    user, _password = mail_server.account(password="the-real-one")
+    project = make_setup().project
+    entered = {"host": "127.0.0.1", "port": mail_server.port, "username": user, "password": "the-real-one", **fields}
+    if entered["port"] == "closed":
+        entered["port"] = closed_port()
+    response, said = submitted_for_a_test(admin_client, project, **entered)
+    assert len(said) == 1 and said[0].startswith("Connection test: ") and verdict in said[0], said
+    assert entered["password"] not in response.content.decode()
+    assert not Mailbox.objects.filter(name="Sales inbox").exists()
+
+
+@pytest.mark.imap
+def test_the_change_form_tests_edited_values_with_the_stored_password(admin_client, mail_server, account):
+    _user, _password, mailbox = account
+    url = f"/admin/mailbox_sync/mailbox/{mailbox.pk}/change/"
+    entered = form(
+        mailbox.project,
+        name=mailbox.name,
+        host="127.0.0.1",
+        port=mailbox.port,
+        security="none",
+        username=mailbox.username,
+        password="",
+        folders="INBOX, Archive",
+    )
+    response = admin_client.post(url, {**entered, "_test_connection": "1"})
+    said = messages_of(response)
+    assert len(said) == 1 and "'Archive' is missing" in said[0], said
+    assert "enter the password again" not in said[0]
+    mailbox.refresh_from_db()
+    assert mailbox.folders == "INBOX"  # nothing saved
+    response = admin_client.post(url, {**entered, "folders": "INBOX", "_test_connection": "1"})
+    assert messages_of(response) == ["Connection test: Connected: INBOX (0 letters)"]
+
+
+def test_a_form_with_mistakes_is_not_tested(admin_client):
+    project = make_setup().project
+    response = admin_client.post(ADD, {**form(project, password=""), "_test_connection": "1"})
+    assert response.status_code == 200
+    assert messages_of(response) == []
+    assert b"A new mailbox needs its password." in response.content
