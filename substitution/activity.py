@@ -232,6 +232,25 @@ def flush(orphans: bool = False) -> int:
     return len(leases)
 
 
+def send_without_reply(*command) -> None:
+    """Send one command whose answer nobody waits for (CLIENT REPLY SKIP):
+    a cache write that costs a request no round trip. A failure is logged,
+    never raised: the cache only saves work, the database has the truth."""
+    pool = redis().connection_pool
+    try:
+        connection = pool.get_connection()
+    except Exception:  # noqa: BLE001 - Redis unreachable: the next request takes the slow path
+        log.warning("Redis unreachable: a cache write was skipped", exc_info=True)
+        return
+    try:
+        connection.send_packed_command(connection.pack_commands([("CLIENT", "REPLY", "SKIP"), command]))
+    except Exception:  # noqa: BLE001 - as above; the connection is not reused half-written
+        connection.disconnect()
+        log.warning("Redis write failed: a cache write was skipped", exc_info=True)
+    finally:
+        pool.release(connection)
+
+
 def visit_key(site_id: int, vid: str) -> str:
     """The fast path's cached answer for one visitor (see tracker.hotpath)."""
     return f"et:visit:{site_id}:{vid}"

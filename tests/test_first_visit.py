@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 
 from substitution.models import Address, Lease, Pool, PoolExhaustion, StaticAddress
@@ -149,3 +149,17 @@ def test_a_live_lease_the_flags_missed_is_never_doubled():
     assert answer["subs"] == []
     assert Lease.objects.filter(released_at__isnull=True).count() == 1
     assert Lease.objects.count() == 1
+
+
+def test_a_first_visit_on_a_connection_the_server_closed_meanwhile_reconnects():
+    setup = make_setup()
+    first_visit(setup, ip="203.0.113.9")
+    backend = connection.connection.info.backend_pid
+    other = connections.create_connection("default")
+    with other.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [backend])
+    other.close()
+    answer = first_visit(setup)
+    assert answer["subs"]
+    assert connection.connection.info.backend_pid != backend
+    assert Lease.objects.filter(visitor__vid=answer["vid"]).count() == 1

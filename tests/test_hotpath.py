@@ -5,6 +5,7 @@ import json
 from datetime import timedelta
 
 import pytest
+import redis as redis_lib
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -12,6 +13,7 @@ from django.utils import timezone
 from substitution import activity, services
 from substitution.models import Lease, Pool, RuleCondition, StaticAddress
 from substitution.rules import forget_snapshots
+from tests.conftest import free_port
 from tests.factories import make_setup
 from tracker.models import Session, Visitor
 
@@ -162,3 +164,19 @@ def test_the_fast_path_counts_against_the_rate_limit(client, settings):
     assert codes.count(429) >= 2 and codes[-1] == 429
     assert response["Retry-After"] == "60"
     assert response.json() == {"error": "Too many requests"}
+
+
+def test_a_cache_write_sent_without_reply_lands_and_leaves_the_connection_clean():
+    activity.send_without_reply("SET", "et:test:key", "value", "EX", 60)
+    assert activity.redis().get("et:test:key") == b"value"  # the next command reads its own answer
+    assert activity.redis().ttl("et:test:key") > 0
+
+
+def test_a_cache_write_to_an_unreachable_redis_is_skipped_without_an_error():
+    reachable = activity._client
+    activity._client = redis_lib.Redis(port=free_port(), socket_connect_timeout=1)
+    try:
+        activity.send_without_reply("SET", "et:test:key", "value")
+    finally:
+        activity._client = reachable
+    assert not activity.redis().exists("et:test:key")

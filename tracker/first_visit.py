@@ -23,7 +23,7 @@ import uuid
 from datetime import datetime
 from functools import cache
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.backends.postgresql.base import ServerBindingCursor
 
 from substitution.models import Lease, Pool, Rule
@@ -139,9 +139,21 @@ def _execute(sql: str, params: list):
 
 
 def _fetch(sql: str, params: list):
-    # Django's cursor() also does this: the health check of a reused
-    # connection and connecting on first use.
-    connection.close_if_health_check_failed()
+    """Run the statement. A reused connection is not health-checked first (a
+    SELECT 1 round trip on every first visit); when the server closed it
+    meanwhile, the statement fails before it ran and is sent again on a new
+    connection, as Django's health check would have reconnected."""
+    reused = connection.connection is not None
+    try:
+        return _run(sql, params)
+    except (OperationalError, InterfaceError):
+        if not reused or connection.in_atomic_block or connection.is_usable():
+            raise
+        connection.close()
+        return _run(sql, params)
+
+
+def _run(sql: str, params: list):
     connection.ensure_connection()
     # Through Django's cursor wrapper: database errors become Django's, and
     # queries are logged where Django logs them (tests count them).

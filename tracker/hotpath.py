@@ -64,7 +64,9 @@ def remember(
         "db_exp": db_expires_at.timestamp(),
         "seen": now.timestamp(),
     }
-    activity.redis().set(activity.visit_key(site_id, vid), json.dumps(entry), ex=hold_minutes * 60)
+    # Sent without waiting for Redis's answer: the answer to the snippet
+    # does not depend on it, and a lost entry only means one more slow path.
+    activity.send_without_reply("SET", activity.visit_key(site_id, vid), json.dumps(entry), "EX", hold_minutes * 60)
 
 
 def forget(site_id: int, vid: str) -> None:
