@@ -78,17 +78,33 @@ def test_a_lease_never_starts_before_its_address_was_released():
     assert answer["exp"] == int((released + minutes(30)).timestamp())
 
 
-def test_leases_past_their_hold_are_released_before_a_first_visit_takes_an_address():
+def test_a_lease_that_ran_out_before_the_free_address_was_released_is_released_and_its_address_taken():
     setup = make_setup(pool_size=2, hold_minutes=30)
     earlier = first_visit(setup, now=T0 - minutes(60), ip="198.51.100.1")
     old = Lease.objects.get()
     assert old.expires_at == T0 - minutes(30)
+    # The other address was released after the old lease ran out.
+    Address.objects.exclude(pk=old.address_id).update(last_released_at=T0 - minutes(10))
     answer = first_visit(setup, now=T0, ip="198.51.100.2")
     old.refresh_from_db()
     assert (old.released_at, old.end_reason) == (T0 - minutes(30), Lease.EndReason.EXPIRED)
-    # Released 30 minutes ago, it loses to the never used address (LRU).
-    assert answer["subs"][0]["email"] != earlier["subs"][0]["email"]
+    assert answer["subs"][0]["email"] == earlier["subs"][0]["email"]  # free longest (LRU)
     assert Lease.objects.filter(released_at__isnull=True).count() == 1
+
+
+def test_a_lease_that_ran_out_after_the_free_address_was_released_waits_for_the_periodic_release():
+    setup = make_setup(pool_size=3, hold_minutes=30)
+    first_visit(setup, now=T0 - minutes(60), ip="198.51.100.1")
+    old = Lease.objects.get()
+    first_visit(setup, ip="203.0.113.9")  # the process now keeps the site's configuration
+    oldest = Address.objects.filter(held=False).order_by("id").first()
+    Address.objects.filter(pk=oldest.pk).update(last_released_at=T0 - minutes(45))
+    with CaptureQueriesContext(connection) as queries:
+        answer = first_visit(setup, now=T0, ip="198.51.100.2")
+    assert len(queries) == 1
+    assert answer["subs"][0]["email"] == oldest.email
+    old.refresh_from_db()
+    assert old.released_at is None
 
 
 def test_a_client_ip_at_the_pools_cap_gets_the_original_address_but_a_session():

@@ -13,12 +13,15 @@ the answer. The partial unique index on live leases stays the final arbiter:
 a conflict rolls the whole statement back and the ORM path answers instead.
 
 The statement leases nothing, and substitution.services.lease_acquire
-decides, whenever the ORM path's other rules could apply: leases whose hold
-has run out wait to be released (activity is flushed first, and LRU then
-sees their addresses as free), or no address is free (the pool's exhaustion
-policy). The per-IP cap is checked in the statement itself.
+decides, whenever the ORM path's other rules could apply: a lease whose hold
+ran out before the free address was released is waiting to be released
+(activity is flushed first; LRU then prefers its address), or no address is
+free (the pool's exhaustion policy). Leases that ran out after it wait for
+the periodic release, which changes nothing about this choice. The per-IP
+cap is checked in the statement itself.
 """
 
+import json
 import uuid
 from datetime import datetime
 from functools import cache
@@ -38,22 +41,25 @@ from .sessions import new_session, visit_of
 _ALLOCATE = """
 , pool AS (
     SELECT id, hold_minutes, max_live_leases_per_ip FROM substitution_pool WHERE id = %s
-), checks AS (
-    SELECT
-        coalesce((
-            SELECT expires_at <= %s FROM substitution_lease
-            WHERE pool_id = pool.id AND released_at IS NULL ORDER BY expires_at LIMIT 1
-        ), false) AS expired,
-        CASE WHEN pool.max_live_leases_per_ip > 0 AND %s::text <> '' THEN (
-            SELECT count(*) FROM substitution_lease
-            WHERE pool_id = pool.id AND released_at IS NULL AND expires_at > %s AND ip_hash = %s
-        ) >= pool.max_live_leases_per_ip ELSE false END AS ip_cap
+), capped AS (
+    SELECT CASE WHEN pool.max_live_leases_per_ip > 0 AND %s::text <> '' THEN (
+        SELECT count(*) FROM substitution_lease
+        WHERE pool_id = pool.id AND released_at IS NULL AND expires_at > %s AND ip_hash = %s
+    ) >= pool.max_live_leases_per_ip ELSE false END AS ip_cap
     FROM pool
-), address AS MATERIALIZED (
+), candidate AS MATERIALIZED (
     SELECT id, email, last_released_at FROM substitution_address
-    WHERE pool_id = %s AND active AND NOT held AND NOT (SELECT expired OR ip_cap FROM checks)
+    WHERE pool_id = %s AND active AND NOT held AND NOT (SELECT ip_cap FROM capped)
     ORDER BY last_released_at ASC NULLS FIRST, id
     LIMIT 1 FOR UPDATE SKIP LOCKED
+), address AS MATERIALIZED (
+    -- A lease that ran out before the candidate was released frees an address
+    -- that comes first in LRU order: then nothing is taken here, and the ORM
+    -- path releases expired leases (written-behind activity flushed first).
+    SELECT candidate.* FROM candidate WHERE NOT coalesce((
+        SELECT expires_at <= %s AND expires_at < candidate.last_released_at FROM substitution_lease
+        WHERE pool_id = %s AND released_at IS NULL ORDER BY expires_at LIMIT 1
+    ), false)
 ), held AS (
     UPDATE substitution_address SET held = true FROM address WHERE substitution_address.id = address.id
 ), lease AS (
@@ -69,7 +75,7 @@ _ALLOCATE = """
 )
 SELECT (SELECT id FROM new_visitor), (SELECT id FROM new_session),
     (SELECT email FROM address), (SELECT id FROM lease), (SELECT expires_at FROM lease),
-    (SELECT hold_minutes FROM pool), (SELECT ip_cap FROM checks)
+    (SELECT hold_minutes FROM pool), (SELECT ip_cap FROM capped)
 """
 _NO_ALLOCATION = """
 SELECT (SELECT id FROM new_visitor), (SELECT id FROM new_session), NULL, NULL, NULL, NULL, NULL
@@ -85,36 +91,46 @@ def _fields(model) -> tuple:
     return tuple(field for field in model._meta.concrete_fields if not field.primary_key)
 
 
-def _insert(model, *, visitor_column: str = "") -> str:
-    """INSERT of a model's fields; `visitor_column` takes the id of the
-    visitor inserted by the same statement."""
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in _fields(model))
-    values = ", ".join(
-        "(SELECT id FROM new_visitor)" if field.column == visitor_column else "%s" for field in _fields(model)
-    )
-    return f"INSERT INTO {model._meta.db_table} ({columns}) VALUES ({values}) RETURNING id"
+def _columns(model) -> str:
+    return ", ".join(connection.ops.quote_name(field.column) for field in _fields(model))
 
 
-def _values(instance, *, visitor_column: str = "") -> list:
-    return [
-        field.get_db_prep_save(getattr(instance, field.attname), connection)
-        for field in _fields(type(instance))
-        if field.column != visitor_column
-    ]
+def _row(instance) -> str:
+    """The instance's fields as one JSON object: one parameter for a whole
+    row, read back by jsonb_populate_record (dozens of parameters cost more
+    to send one by one)."""
+    row = {}
+    for field in _fields(type(instance)):
+        value = field.get_prep_value(getattr(instance, field.attname))
+        row[field.column] = value.isoformat() if isinstance(value, datetime) else value
+    return json.dumps(row)
 
 
 @cache
 def _sql(allocate: bool) -> str:
     """The statement's text, the same on every call so it is planned once per connection."""
-    sql = f"WITH new_visitor AS ({_insert(Visitor)}), new_session AS ({_insert(Session, visitor_column='visitor_id')})"
+    table = Session._meta.db_table
+    quote = connection.ops.quote_name
+    session_values = ", ".join(
+        "(SELECT id FROM new_visitor)" if field.column == "visitor_id" else f"given.{quote(field.column)}"
+        for field in _fields(Session)
+    )
+    visitor_values = ", ".join("%s" for _field in _fields(Visitor))
+    sql = (
+        f"WITH new_visitor AS (INSERT INTO {Visitor._meta.db_table} ({_columns(Visitor)}) "
+        f"VALUES ({visitor_values}) RETURNING id), "
+        f"new_session AS (INSERT INTO {table} ({_columns(Session)}) SELECT {session_values} "
+        f"FROM jsonb_populate_record(NULL::{table}, %s::jsonb) given RETURNING id)"
+    )
     return sql + (_ALLOCATE if allocate else _NO_ALLOCATION)
 
 
 def _statement(visitor: Visitor, session: Session, pool_id: int | None, ip_hash: str, now: datetime):
-    params = _values(visitor) + _values(session, visitor_column="visitor_id")
+    params = [field.get_prep_value(getattr(visitor, field.attname)) for field in _fields(Visitor)]
+    params.append(_row(session))
     if pool_id is None:
         return _sql(False), params
-    params += [pool_id, now, ip_hash, now, ip_hash, pool_id, ip_hash, now]
+    params += [pool_id, ip_hash, now, ip_hash, pool_id, now, pool_id, ip_hash, now]
     return _sql(True), params
 
 
