@@ -38,6 +38,23 @@ from .models import Exclusion, Lead, MatchKind
 from .services import EXHAUSTED_LOOKBACK_MINUTES, _source_fields, not_lead_reason
 
 
+# What attribution reads of a letter (not its text, attachments or raw bytes).
+LETTER_FIELDS = (
+    "id",
+    "mailbox_id",
+    "message_id",
+    "received_at",
+    "sender_email",
+    "sender_name",
+    "subject",
+    "recipients",
+    "in_reply_to",
+    "references",
+    "headers",
+    "not_lead_reason",
+)
+
+
 def attribute_letters(letter_ids) -> dict[int, int | None]:
     """Make or join the lead of each stored letter, in the order given.
     Idempotent: letters already attributed are left as they are (and
@@ -53,6 +70,7 @@ def attribute_letters(letter_ids) -> dict[int, int | None]:
             letter.pk: letter
             for letter in Letter.objects.select_for_update(of=("self",))
             .filter(pk__in=order, attributed_at__isnull=True)
+            .only(*LETTER_FIELDS)
             .order_by()
         }
         letters = [found[pk] for pk in order if pk in found]

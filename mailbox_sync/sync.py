@@ -220,10 +220,8 @@ def _sync_folder(client, mailbox, folder: imap.Folder, token, result: SyncResult
                 if for_replies:
                     items = imap.fetch_headers(client, wanted, metas) if wanted else []
                 else:
-                    items = [
-                        store.Incoming(m.raw, m.internal_date, m.uid, m.size, m.truncated, _parse(m, mailbox))
-                        for m in (imap.fetch_letters(client, wanted, metas) if wanted else [])
-                    ]
+                    fetched = imap.fetch_letters(client, wanted, metas) if wanted else []
+                    items = [_incoming(message, mailbox.text_limit) for message in fetched]
                 result.fetch_seconds += time.perf_counter() - started
                 yield run, items
                 started = time.perf_counter()
@@ -285,11 +283,11 @@ def _sync_folder(client, mailbox, folder: imap.Folder, token, result: SyncResult
     FolderState.objects.filter(pk=state.pk).update(**done)
 
 
-def _parse(message: imap.FetchedMessage, mailbox: Mailbox) -> parsing.ParsedLetter:
-    parsed = parsing.parse(message.raw, mailbox.text_limit)
+def _incoming(message: imap.FetchedMessage, text_limit: int) -> store.Incoming:
+    parsed = parsing.parse(message.raw, text_limit)
     if message.attachments is not None:  # a truncated letter: the server listed them all
         parsed.attachments = message.attachments
-    return parsed
+    return store.Incoming(message.raw, message.internal_date, message.uid, message.size, message.truncated, parsed)
 
 
 def _segments(uids: list[int], metas: dict, window: datetime | None, most: int):
