@@ -37,7 +37,6 @@ from .history import ExhaustionHistory, LeaseHistory, RecipientDecoder, SessionH
 from .models import Exclusion, Lead, MatchKind
 from .services import EXHAUSTED_LOOKBACK_MINUTES, _source_fields, not_lead_reason
 
-
 # What attribution reads of a letter (not its text, attachments or raw bytes).
 LETTER_FIELDS = (
     "id",

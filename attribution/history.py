@@ -106,8 +106,12 @@ class LeaseHistory:
             | (Q(started_at__lte=until_by) & (Q(released_at__isnull=True) | Q(released_at__gt=since)))
             | Q(end_reason=Lease.EndReason.TAKEN_OVER, expires_at__gt=since)
         )
-        for address_id, last in anchors:
-            wanted |= Q(address_id=address_id, started_at=last)
+        # Each address's last lease by `since`: asked as "started at one of
+        # those times", which may bring an older lease of another address
+        # along; it changes no answer (each address's last one is there).
+        anchor_times = {last for _address_id, last in anchors}
+        if anchor_times:
+            wanted |= Q(started_at__in=anchor_times)
         for lease in ours.filter(wanted).order_by():
             self._leases[lease.address_id].append(lease)
         later = (
@@ -175,12 +179,11 @@ class SessionHistory:
             .annotate(anchor=Max("started_at", filter=Q(started_at__lte=since_by)), first=Min("started_at"))
             .values_list("visitor_id", "anchor", "first")
         )
-        wanted = Q(visitor_id__in=visitor_ids, started_at__gt=since_by, started_at__lte=until_by)
-        for visitor_id, anchor, first in ends:
-            wanted |= Q(visitor_id=visitor_id, started_at=first)
-            if anchor is not None:
-                wanted |= Q(visitor_id=visitor_id, started_at=anchor)
-        for session in Session.objects.filter(wanted).select_related("visitor").order_by():
+        # As for leases: the anchors by their times, a harmless superset.
+        times = {at for _visitor_id, anchor, first in ends for at in (anchor, first) if at is not None}
+        wanted = Q(started_at__gt=since_by, started_at__lte=until_by) | Q(started_at__in=times)
+        sessions = Session.objects.filter(visitor_id__in=visitor_ids).filter(wanted)
+        for session in sessions.select_related("visitor").order_by():
             self._sessions[session.visitor_id].append(session)
 
     def session_at(self, visitor_id: int, at: datetime) -> Session | None:
