@@ -179,3 +179,14 @@ def test_a_first_visit_on_a_connection_the_server_closed_meanwhile_reconnects():
     assert answer["subs"]
     assert connection.connection.info.backend_pid != backend
     assert Lease.objects.filter(visitor__vid=answer["vid"]).count() == 1
+
+
+def test_the_allocation_tables_are_vacuumed_after_a_fixed_number_of_changes_not_a_share():
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname, reloptions FROM pg_class WHERE relname IN ('substitution_address', 'substitution_lease')"
+        )
+        options = dict(cursor.fetchall())
+    for table in ("substitution_address", "substitution_lease"):
+        assert "autovacuum_vacuum_scale_factor=0" in options[table]
+        assert "autovacuum_vacuum_threshold=1000" in options[table]
