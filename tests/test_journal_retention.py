@@ -15,8 +15,8 @@ from attribution.leads import lead_update
 from attribution.models import ErasedSender, Lead
 from mailbox_sync.models import Letter, LetterSource, Reply
 from mailbox_sync.services import ingest_raw
-from tests.factories import letter_bytes, make_setup
 from substitution.services import lease_acquire
+from tests.factories import letter_bytes, make_setup
 from tests.test_journal_support import member, visit_and_write
 from tracker.models import Channel, Session, Visitor
 
