@@ -35,6 +35,7 @@ from tracker.models import Channel, Site
 from . import events
 from .history import ExhaustionHistory, LeaseHistory, RecipientDecoder, SessionHistory
 from .models import Exclusion, Lead, MatchKind
+from .retention import erased_first_letters
 from .services import EXHAUSTED_LOOKBACK_MINUTES, _source_fields, not_lead_reason
 
 # What attribution reads of a letter (not its text, attachments or raw bytes).
@@ -159,6 +160,10 @@ class _ProjectBatch:
                 .values_list("sender_email", "first")
             )
             self.first_letter_at.update(firsts)
+            # Senders whose earlier letters retention erased are still returning customers.
+            for sender, first in erased_first_letters(self.project_id, named).items():
+                if sender not in self.first_letter_at or first < self.first_letter_at[sender]:
+                    self.first_letter_at[sender] = first
 
     def _read_matches(self, to_match: list[tuple[Letter, object]]):
         """Leases, sessions and pool exhaustions around the arrival times of
@@ -307,7 +312,7 @@ class _ProjectBatch:
             subject=letter.subject,
             recipient=recipient,
             match_kind=kind,
-            first_contact=first is None or first >= letter.received_at,
+            first_contact=not letter.sender_email or first is None or first >= letter.received_at,
             address=decoded.address if decoded else None,
             lease=lease,
             visitor_id=lease.visitor_id if lease else None,

@@ -17,6 +17,7 @@ from tracker.models import Channel, Session, Site
 
 from . import events
 from .models import Exclusion, Lead, MatchKind
+from .retention import wrote_before
 
 ARRIVAL_RESOLUTION = timedelta(seconds=1)
 # A letter to the main address this soon after a pool ran dry is counted "pool exhausted".
@@ -251,12 +252,7 @@ def attribute_letter(letter_id: int) -> Lead | None:
         if lease is not None:
             session = session_at(lease.visitor_id, letter.received_at)
         fields = _source_fields(session) or {"channel": Channel.UNKNOWN}
-    first_contact = not Letter.objects.filter(
-        mailbox__project_id=project_id,
-        sender_email=letter.sender_email,
-        received_at__lt=letter.received_at,
-        lead__isnull=False,
-    ).exists()
+    first_contact = not wrote_before(project_id, letter.sender_email, letter.received_at)
     lead = Lead.objects.create(
         project_id=project_id,
         created_at=letter.received_at,

@@ -251,3 +251,30 @@ def test_reports_count_first_contacts_the_same_before_and_after_the_erasure(clie
     retention.erase_personal_data(NOW)
     assert report_numbers(client, setup.project) == before
     assert sorted(Lead.objects.values_list("first_contact", flat=True)) == [False, False, True, True]
+
+
+@pytest.mark.parametrize("path", ["letter by letter", "in a batch"])
+def test_a_customer_whose_letters_were_erased_writes_again_as_a_returning_customer(setup, settings, path):
+    from attribution.batch import attribute_letters
+    from attribution.services import attribute_letter
+    from mailbox_sync.services import store_letter
+
+    settings.PERSONAL_DATA_DAYS = 300
+    write(setup, 400, "Ivan Petrov <ivan@client.test>")
+    retention.erase_personal_data(NOW)
+    assert not Letter.objects.filter(sender_email="ivan@client.test").exists()
+
+    def arrive(sender):
+        raw = letter_bytes(to="info@shop.test", sender=sender, subject="Bricks again")
+        return store_letter(mailbox=setup.mailbox, raw=raw, received_at=NOW, folder="", uidvalidity=None, uid=None)
+
+    again, newcomer = arrive("Ivan <ivan@client.test>"), arrive("Olga <olga@client.test>")
+    if path == "in a batch":
+        attribute_letters([again.pk, newcomer.pk])
+    else:
+        attribute_letter(again.pk)
+        attribute_letter(newcomer.pk)
+    again.refresh_from_db()
+    newcomer.refresh_from_db()
+    assert again.lead.first_contact is False
+    assert newcomer.lead.first_contact is True
