@@ -190,3 +190,12 @@ def test_the_allocation_tables_are_vacuumed_after_a_fixed_number_of_changes_not_
     for table in ("substitution_address", "substitution_lease"):
         assert "autovacuum_vacuum_scale_factor=0" in options[table]
         assert "autovacuum_vacuum_threshold=1000" in options[table]
+
+
+def test_the_first_visit_statement_is_prepared_once_per_connection():
+    setup = make_setup()
+    for n in range(3):
+        first_visit(setup, ip=f"198.51.100.{n}")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'WITH new_visitor%%'")
+        assert cursor.fetchone()[0] == 1

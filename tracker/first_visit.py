@@ -134,6 +134,9 @@ def _statement(visitor: Visitor, session: Session, pool_id: int | None, ip_hash:
     return _sql(True), params
 
 
+NEVER_BY_COUNT = 2**31
+
+
 class _PreparedCursor(ServerBindingCursor):
     """Parameters bound by the server, and the statement prepared once per
     connection: PostgreSQL plans it once, not on every first visit. (Behind a
@@ -171,6 +174,12 @@ def _fetch(sql: str, params: list):
 
 def _run(sql: str, params: list):
     connection.ensure_connection()
+    if connection.connection.prepare_threshold is None:
+        # Django turns psycopg's prepared statements off (None), which also
+        # ignores prepare=True. A threshold never reached keeps every other
+        # query unprepared (Django's cursors bind on the client and are never
+        # prepared anyway) and lets this statement be prepared.
+        connection.connection.prepare_threshold = NEVER_BY_COUNT
     # Through Django's cursor wrapper: database errors become Django's, and
     # queries are logged where Django logs them (tests count them).
     with connection._prepare_cursor(_PreparedCursor(connection.connection)) as cursor:
