@@ -180,13 +180,13 @@ def main():
             bare.append(args.letters / (time.perf_counter() - start))
             reset(setup.mailbox)
             profile = cProfile.Profile() if args.profile and round_ == 0 else None
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             if profile:
                 profile.enable()
             result = sync_mailbox(setup.mailbox.pk)
             if profile:
                 profile.disable()
-            elapsed = time.perf_counter() - start
+            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
             ours.append(args.letters / elapsed)
             # Without attribution the sync would go at the pace of its slower thread.
             own.append(args.letters / max(result.fetch_seconds, elapsed - result.attribution_seconds))
@@ -197,7 +197,8 @@ def main():
                 f"fetch+parse {result.fetch_seconds:.1f}s, store {result.store_seconds:.1f}s, "
                 f"attribution {result.attribution_seconds:.1f}s "
                 f"({result.attribution_seconds / args.letters * 1000:.1f} ms a letter, "
-                f"{result.attribution_seconds / elapsed:.0%} of the sync); without attribution {own[-1]:,.0f} letters/s"
+                f"{result.attribution_seconds / elapsed:.0%} of the sync); "
+                f"without attribution {own[-1]:,.0f} letters/s; our process on the CPU {cpu / elapsed:.0%} of the time"
             )
             if profile:
                 stats = pstats.Stats(profile).sort_stats(args.profile_sort)

@@ -14,7 +14,7 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import parsing
+from . import bulk, parsing
 from .imap import is_spam_folder
 from .models import Letter, LetterSource, Mailbox
 
@@ -99,13 +99,7 @@ def store_letters(
     if new:
         try:
             with transaction.atomic():
-                Letter.objects.bulk_create(new)
-                # By id: `letter=` would also cache the source on the letter, a
-                # reference cycle that keeps the raw bytes until the next full
-                # garbage collection.
-                LetterSource.objects.bulk_create(
-                    LetterSource(letter_id=letter.pk, raw=raw) for letter, raw in zip(new, raws, strict=True)
-                )
+                bulk.insert_letters(new, raws)
         except IntegrityError:
             new = _store_one_by_one(new, raws)  # another process stored some meanwhile
     return Stored(
