@@ -27,6 +27,12 @@ def fetch_batch() -> int:
     return max(1, getattr(settings, "IMAP_FETCH_BATCH", 200))
 
 
+def fetch_process_min_letters() -> int:
+    """A folder with at least this many letters to read is fetched and parsed
+    in a process of its own (fetcher.py); fewer are not worth its connection."""
+    return getattr(settings, "SYNC_FETCH_PROCESS_MIN_LETTERS", 200)
+
+
 def fetch_batch_bytes() -> int:
     """Bytes of letters fetched at once, so that memory stays bounded."""
     return getattr(settings, "IMAP_FETCH_BATCH_BYTES", 16 * MB)

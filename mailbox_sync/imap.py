@@ -7,7 +7,7 @@ import socket
 import ssl
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 from django.db import models
 from imapclient import IMAPClient
@@ -31,6 +31,9 @@ class SyncError(Exception):
     def __init__(self, message: str, kind: str = Failure.PROTOCOL):
         super().__init__(message)
         self.kind = kind
+
+    def __reduce__(self):  # keeps its kind when it comes from the fetching process
+        return type(self), (str(self), self.kind)
 
 
 # Folders that hold no enquiries: by RFC 6154 special-use flag (and Gmail's
@@ -294,4 +297,8 @@ def fetch_headers(client, uids: list[int], metas: dict[int, Meta]) -> list[Fetch
 def _aware(value) -> datetime:
     if value is None:
         return datetime.now(UTC)
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    # The same offset as a standard time zone: imapclient's own cannot be
+    # pickled, and letters cross from the fetching process in pickles.
+    return value.replace(tzinfo=timezone(value.utcoffset()))

@@ -27,7 +27,8 @@ from django.db.models import F, Q
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from . import conf, imap, parsing, replies, store
+from . import attributing, conf, imap, parsing, replies, store
+from .fetcher import ChildFetch
 from .models import FolderState, Mailbox
 from .prefetch import Prefetch
 
@@ -166,17 +167,21 @@ def _read(mailbox: Mailbox, token: str, result: SyncResult, progress, batch: int
         Mailbox.objects.filter(pk=mailbox.pk, sync_horizon__isnull=True).update(sync_horizon=horizon)
         mailbox.sync_horizon = Mailbox.objects.values_list("sync_horizon", flat=True).get(pk=mailbox.pk)
     problems = []
-    with imap.connect(mailbox, password) as client:
+
+    def connect():
+        return imap.connect(mailbox, password)
+
+    with connect() as client:
         letter_folders, sent = plan_folders(client, mailbox, problems)
         for folder in letter_folders:
             try:
-                _sync_folder(client, mailbox, folder, token, result, progress, batch)
+                _sync_folder(client, connect, mailbox, folder, token, result, progress, batch)
             except imap.SyncError as error:
                 if error.kind != imap.Failure.FOLDER_MISSING:
                     raise
                 problems.append(str(error))  # the other folders are still read
         if sent is not None:
-            _sync_folder(client, mailbox, sent, token, result, progress, batch, for_replies=True)
+            _sync_folder(client, connect, mailbox, sent, token, result, progress, batch, for_replies=True)
     if problems:
         raise imap.SyncError("; ".join(problems), imap.Failure.FOLDER_MISSING)
 
@@ -200,7 +205,9 @@ def plan_folders(client, mailbox: Mailbox, problems: list[str]):
     return chosen, sent
 
 
-def _sync_folder(client, mailbox, folder: imap.Folder, token, result: SyncResult, progress, batch, for_replies=False):
+def _sync_folder(
+    client, connect, mailbox, folder: imap.Folder, token, result: SyncResult, progress, batch, for_replies=False
+):
     uidvalidity, uidnext = imap.select_readonly(client, folder.name)
     state = _folder_state(mailbox, folder.name, uidvalidity)
     window = state.window_since
@@ -211,8 +218,10 @@ def _sync_folder(client, mailbox, folder: imap.Folder, token, result: SyncResult
     if progress is not None:
         progress.start(folder.name, len(uids))
 
-    def produce():
-        # In the prefetch thread: IMAP and parsing only, no database.
+    def produce(client):
+        # In the prefetch thread or the fetching process: IMAP and parsing
+        # only, no database. Yields each run of UIDs with its letters and the
+        # seconds they took.
         for chunk in imap.batches(uids, META_BATCH):
             started = time.perf_counter()
             metas = imap.fetch_meta(client, chunk)
@@ -222,59 +231,73 @@ def _sync_folder(client, mailbox, folder: imap.Folder, token, result: SyncResult
                 else:
                     fetched = imap.fetch_letters(client, wanted, metas) if wanted else []
                     items = [_incoming(message, mailbox.text_limit) for message in fetched]
-                result.fetch_seconds += time.perf_counter() - started
-                yield run, items
+                yield run, items, time.perf_counter() - started
                 started = time.perf_counter()
 
     # Stored letters wait for attribution until a few batches' worth are
     # there (a batch of letters costs the same few queries whatever its
-    # size); letters a crash leaves unattributed are picked up by the next
-    # sync's attribute_pending.
+    # size), then are attributed while the next ones are stored; letters a
+    # crash leaves unattributed are picked up by the next sync's
+    # attribute_pending.
     unattributed: list[int] = []
+    in_child = len(uids) >= conf.fetch_process_min_letters() and not for_replies
+    # Attribution on a thread of its own only when the fetching and parsing
+    # left this process: otherwise the threads would take turns on one core.
+    attribution = attributing.start_attribution(background=in_child)
 
     def attribute(at_least: int) -> None:
         if len(unattributed) >= max(at_least, 1):
-            started = time.perf_counter()
-            store.attribute_stored(unattributed)
+            attribution.add(unattributed[:])
             unattributed.clear()
-            result.attribution_seconds += time.perf_counter() - started
 
-    with Prefetch(produce) as batches:
-        for run, items in batches:
-            result.seen += len(items)
-            started = time.perf_counter()
-            # The letters and the high-water mark commit together: a crash
-            # either keeps both or neither, so nothing is ever skipped.
-            with transaction.atomic():
+    if in_child:
+        fetching = ChildFetch(connect, folder.name, uidvalidity, produce)
+    else:
+        fetching = Prefetch(lambda: produce(client))
+    try:
+        with fetching as batches:
+            for run, items, seconds in batches:
+                result.fetch_seconds += seconds
+                result.seen += len(items)
+                started = time.perf_counter()
+                # The letters and the high-water mark commit together: a crash
+                # either keeps both or neither, so nothing is ever skipped.
+                with transaction.atomic():
+                    if for_replies:
+                        new = replies.store_replies(
+                            mailbox=mailbox, fetched=items, folder=folder.name, uidvalidity=uidvalidity
+                        )
+                    else:
+                        stored = store.store_letters(
+                            mailbox=mailbox,
+                            incoming=items,
+                            folder=folder.name,
+                            uidvalidity=uidvalidity,
+                            spam_folder=folder.is_spam,
+                        )
+                    FolderState.objects.filter(pk=state.pk).update(last_uid=run[-1], last_synced_at=timezone.now())
+                    _renew(mailbox.pk, token)
+                stored_at = time.perf_counter()
+                result.store_seconds += stored_at - started
                 if for_replies:
-                    new = replies.store_replies(
-                        mailbox=mailbox, fetched=items, folder=folder.name, uidvalidity=uidvalidity
-                    )
+                    result.replies += len(new)
+                    replies.match_replies(mailbox, new)
+                    result.attribution_seconds += time.perf_counter() - stored_at
                 else:
-                    stored = store.store_letters(
-                        mailbox=mailbox,
-                        incoming=items,
-                        folder=folder.name,
-                        uidvalidity=uidvalidity,
-                        spam_folder=folder.is_spam,
-                    )
-                FolderState.objects.filter(pk=state.pk).update(last_uid=run[-1], last_synced_at=timezone.now())
-                _renew(mailbox.pk, token)
-            stored_at = time.perf_counter()
-            result.store_seconds += stored_at - started
-            if for_replies:
-                result.replies += len(new)
-                replies.match_replies(mailbox, new)
-            else:
-                result.stored += len(stored.letters)
-                result.malformed += stored.malformed
-                result.truncated += stored.truncated
-                unattributed.extend(letter.pk for letter in stored.letters)
-            result.attribution_seconds += time.perf_counter() - stored_at
-            attribute(store.ATTRIBUTION_BATCH)
-            if progress is not None:
-                progress.advance(len(run))
-    attribute(0)
+                    result.stored += len(stored.letters)
+                    result.malformed += stored.malformed
+                    result.truncated += stored.truncated
+                    unattributed.extend(letter.pk for letter in stored.letters)
+                    attribute(store.ATTRIBUTION_BATCH)
+                if progress is not None:
+                    progress.advance(len(run))
+        attribute(0)
+        attribution.finish()
+    except BaseException:
+        attribution.abandon()
+        raise
+    finally:
+        result.attribution_seconds += attribution.seconds
     done = {"last_synced_at": timezone.now()}
     if window is not None:
         # Letters below UIDNEXT that the window left out are older than it:

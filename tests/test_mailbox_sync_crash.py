@@ -65,6 +65,28 @@ def start_sync(mailbox_id: int, batch: int) -> subprocess.Popen:
     )
 
 
+def no_sync_running(mailbox_id: int, wait: float = 5) -> bool:
+    """True once no process (the killed sync's fetching child included)
+    runs the sync of this mailbox."""
+    wanted = f"sync_mailboxes\0--mailbox\0{mailbox_id}\0".encode()
+    deadline = time.monotonic() + wait
+    while True:
+        running = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if wanted in cmdline and state != "Z":
+                running.append(pid)
+        if not running:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
 def stored_uids(mailbox) -> set[int]:
     return set(Letter.objects.filter(mailbox=mailbox).values_list("uid", flat=True))
 
@@ -108,6 +130,7 @@ def test_a_sync_killed_again_and_again_stores_every_letter_exactly_once(mail_ser
         time.sleep(rng.uniform(0, 0.02))  # somewhere in fetching, storing or attributing the next batch
         process.send_signal(signal.SIGKILL)
         assert process.wait(timeout=10) == -signal.SIGKILL
+        assert no_sync_running(mailbox.pk)  # its fetching process died with it
         after = stored_uids(mailbox)
         assert len(before) < len(after) < LETTERS, f"kill {kill + 1} did not fall mid-sync"
         assert after <= wanted  # never a letter older than the window

@@ -1,0 +1,123 @@
+"""mailbox_sync: a large folder fetched and parsed in a child process, its
+letters attributed on a thread of their own: the same letters and leads as
+the one-process sync, the mailbox still unchanged, and every failure of the
+child raised in the sync (with its kind), never a hang."""
+
+import os
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from attribution.models import Lead
+from mailbox_sync import imap, store
+from mailbox_sync.fetcher import ChildFetch
+from mailbox_sync.models import Letter
+from mailbox_sync.services import sync_mailbox
+from tests.factories import letter_bytes
+from tests.test_mailbox_sync_connect import new_account, serve_mail
+
+
+@pytest.fixture(scope="session")
+def mail_server():
+    yield from serve_mail()
+
+
+@pytest.fixture
+def account(mail_server, db):
+    return new_account(mail_server)
+
+
+def fill(server, user, count: int) -> None:
+    now = timezone.now().replace(microsecond=0)
+    raws = [
+        letter_bytes(to="info@shop.test", sender=f"Client {n % 4} <client{n % 4}@client.test>", subject=f"Letter {n}")
+        for n in range(count)
+    ]
+    server.append_many(user, raws, [now - timedelta(minutes=90 - n) for n in range(count)])
+
+
+@pytest.mark.imap
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("in_child", [True, False])
+def test_a_large_folder_gives_the_same_letters_and_leads_either_way(mail_server, settings, monkeypatch, in_child):
+    user, _password, mailbox = new_account(mail_server)
+    fill(mail_server, user, 30)
+    settings.SYNC_FETCH_PROCESS_MIN_LETTERS = 1 if in_child else 10**6
+    monkeypatch.setattr(store, "ATTRIBUTION_BATCH", 4)  # attribution batches follow each other
+    before = mail_server.client(user)
+    before.select_folder("INBOX", readonly=True)
+    flags = before.get_flags(before.search("ALL"))
+
+    result = sync_mailbox(mailbox.pk, batch=5)
+
+    assert (result.error, result.stored, result.seen) == ("", 30, 30)
+    letters = Letter.objects.filter(mailbox=mailbox)
+    assert sorted(letters.values_list("subject", flat=True)) == sorted(f"Letter {n}" for n in range(30))
+    assert not letters.filter(attributed_at__isnull=True).exists()
+    # Four senders, each writing again within the repeat period: four leads,
+    # each made by its sender's first letter (arrival order was kept).
+    leads = Lead.objects.filter(project=mailbox.project)
+    assert leads.count() == 4
+    for lead in leads:
+        first = letters.filter(lead=lead).order_by("received_at").first()
+        assert first.subject in {"Letter 0", "Letter 1", "Letter 2", "Letter 3"}
+    assert before.get_flags(before.search("ALL")) == flags  # read-only, PEEK: not even \Seen
+    before.logout()
+
+
+def child_fetch(account, produce, uidvalidity=None):
+    _user, password, mailbox = account
+    client_uidvalidity = uidvalidity
+    if client_uidvalidity is None:
+        with imap.connect(mailbox, password) as client:
+            client_uidvalidity, _uidnext = imap.select_readonly(client, "INBOX")
+    return ChildFetch(lambda: imap.connect(mailbox, password), "INBOX", client_uidvalidity, produce)
+
+
+@pytest.mark.imap
+def test_a_failure_in_the_child_is_raised_with_its_kind_after_the_batches_before_it(account):
+    def produce(client):
+        yield "first"
+        raise imap.SyncError("Connection to the server dropped", imap.Failure.DROPPED)
+
+    got = []
+    with pytest.raises(imap.SyncError) as raised, child_fetch(account, produce) as batches:
+        got.extend(batches)
+    assert got == ["first"]
+    assert (str(raised.value), raised.value.kind) == ("Connection to the server dropped", imap.Failure.DROPPED)
+
+
+@pytest.mark.imap
+def test_a_child_that_dies_without_a_word_is_a_dropped_connection_not_a_hang(account):
+    def produce(client):
+        yield "first"
+        os._exit(3)
+
+    got = []
+    with pytest.raises(imap.SyncError) as raised, child_fetch(account, produce) as batches:
+        got.extend(batches)
+    assert got == ["first"]
+    assert raised.value.kind == imap.Failure.DROPPED and "exit code 3" in str(raised.value)
+
+
+@pytest.mark.imap
+def test_a_folder_renumbered_before_the_child_opened_it_fails_the_sync(account):
+    def produce(client):
+        yield "never"
+
+    with pytest.raises(imap.SyncError) as raised, child_fetch(account, produce, uidvalidity=1) as batches:
+        list(batches)
+    assert raised.value.kind == imap.Failure.PROTOCOL and "renumbered" in str(raised.value)
+
+
+@pytest.mark.imap
+def test_a_sync_that_stops_early_leaves_no_child_behind(account):
+    def produce(client):
+        while True:
+            yield "more"
+
+    fetching = child_fetch(account, produce)
+    with fetching as batches:
+        assert next(iter(batches)) == "more"
+    assert not fetching._process.is_alive()
