@@ -90,7 +90,12 @@ class ChildFetch:
             name="mailbox-fetch",
             daemon=True,
         )
-        self._process.start()
+        try:
+            self._process.start()
+        except BaseException:
+            self._reader.close()
+            writer.close()
+            raise
         writer.close()  # the child's end: the parent sees EOF when the child is gone
         # A thread receives (and unpickles) the next batch while this one is
         # stored, so that the child can already fetch the one after.

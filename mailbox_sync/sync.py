@@ -10,6 +10,10 @@
 - Each batch of letters and the folder's new high-water mark commit in one
   transaction, so a crash at any point re-reads, never skips; re-reading
   stores nothing twice (unique UID and Message-ID / raw hash).
+- Fetching and parsing run ahead of storing: in a thread (prefetch.py), or,
+  for a folder with many letters to read, in a child process with its own
+  read-only connection (fetcher.py) while the stored letters are attributed
+  on a thread of their own (attributing.py).
 - A failure marks the mailbox failing with the reason and backs off (doubling
   up to an hour); it never raises, so other mailboxes go on.
 """
@@ -48,8 +52,10 @@ class SyncResult:
     replies: int = 0
     error: str = ""
     error_kind: str = ""
-    # Where the time went: fetching and parsing (in the prefetch thread, so
-    # it overlaps the rest), storing, and attribution.
+    # Where the time went: fetching and parsing (in the prefetch thread or
+    # the fetching process, so it overlaps the rest), storing, and
+    # attribution (on its own thread when the letters were fetched in a
+    # child process, so it overlaps storing too).
     fetch_seconds: float = 0.0
     store_seconds: float = 0.0
     attribution_seconds: float = 0.0
@@ -240,20 +246,16 @@ def _sync_folder(
     # crash leaves unattributed are picked up by the next sync's
     # attribute_pending.
     unattributed: list[int] = []
-    in_child = len(uids) >= conf.fetch_process_min_letters() and not for_replies
+    fetching = _start_fetching(client, connect, folder, uidvalidity, produce, many=len(uids), for_replies=for_replies)
     # Attribution on a thread of its own only when the fetching and parsing
     # left this process: otherwise the threads would take turns on one core.
-    attribution = attributing.start_attribution(background=in_child)
+    attribution = attributing.start_attribution(background=isinstance(fetching, ChildFetch))
 
     def attribute(at_least: int) -> None:
         if len(unattributed) >= max(at_least, 1):
             attribution.add(unattributed[:])
             unattributed.clear()
 
-    if in_child:
-        fetching = ChildFetch(connect, folder.name, uidvalidity, produce)
-    else:
-        fetching = Prefetch(lambda: produce(client))
     try:
         with fetching as batches:
             for run, items, seconds in batches:
@@ -304,6 +306,17 @@ def _sync_folder(
         # later syncs must not read them as new.
         done.update(window_since=None, last_uid=Greatest(F("last_uid"), max(uidnext - 1, 0)))
     FolderState.objects.filter(pk=state.pk).update(**done)
+
+
+def _start_fetching(client, connect, folder: imap.Folder, uidvalidity: int, produce, *, many: int, for_replies: bool):
+    """A child process for a folder with many letters to read (replies need
+    only headers: not worth it), else the prefetch thread."""
+    if many >= conf.fetch_process_min_letters() and not for_replies:
+        try:
+            return ChildFetch(connect, folder.name, uidvalidity, produce)
+        except (AssertionError, OSError) as error:  # a daemonic worker, or no memory or processes left
+            log.warning("Fetching in a process of its own failed to start (%s); fetching in a thread", error)
+    return Prefetch(lambda: produce(client))
 
 
 def _incoming(message: imap.FetchedMessage, text_limit: int) -> store.Incoming:

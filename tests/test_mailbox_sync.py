@@ -516,7 +516,10 @@ def peak_memory_of_a_first_sync(server, letters: int) -> int:
 
 
 @pytest.mark.imap
-def test_memory_stays_bounded_by_the_fetch_budget_whatever_the_mailbox_size(mail_server, db, settings):
+@pytest.mark.parametrize("in_child", [False, True], ids=["fetched in a thread", "fetched in a child process"])
+def test_memory_stays_bounded_by_the_fetch_budget_whatever_the_mailbox_size(mail_server, db, settings, in_child):
+    # In a child process, this process holds the batches handed over to it.
+    settings.SYNC_FETCH_PROCESS_MIN_LETTERS = 1 if in_child else 10**6
     settings.IMAP_FETCH_BATCH = 50
     settings.IMAP_FETCH_BATCH_BYTES = 150_000  # two letters a batch
     # Both long enough for fetching to run ahead of storing as far as it may.
