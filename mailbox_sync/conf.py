@@ -33,6 +33,13 @@ def fetch_process_min_letters() -> int:
     return getattr(settings, "SYNC_FETCH_PROCESS_MIN_LETTERS", 200)
 
 
+def fetch_process_stall_seconds() -> float:
+    """How long the fetching process may send nothing before it is taken for
+    stuck (each IMAP read has its own timeout; this also covers a child that
+    hangs without reading, e.g. on a lock inherited from the fork)."""
+    return getattr(settings, "SYNC_FETCH_PROCESS_STALL_SECONDS", max(120.0, 4 * imap_timeout()))
+
+
 def fetch_batch_bytes() -> int:
     """Bytes of letters fetched at once, so that memory stays bounded."""
     return getattr(settings, "IMAP_FETCH_BATCH_BYTES", 16 * MB)

@@ -27,7 +27,7 @@ import multiprocessing
 import os
 import signal
 
-from . import imap
+from . import conf, imap
 from .prefetch import Prefetch
 
 PR_SET_PDEATHSIG = 1
@@ -102,7 +102,12 @@ class ChildFetch:
         self._received = Prefetch(self._receive)
 
     def _receive(self):
+        stall = conf.fetch_process_stall_seconds()
         while True:
+            if not self._reader.poll(stall):
+                self._process.kill()
+                self._process.join(timeout=5)
+                raise imap.SyncError(f"The fetching process sent nothing for {stall:g} s", imap.Failure.TIMEOUT)
             try:
                 kind, value = self._reader.recv()
             except EOFError:

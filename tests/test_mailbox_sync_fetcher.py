@@ -4,6 +4,7 @@ the one-process sync, the mailbox still unchanged, and every failure of the
 child raised in the sync (with its kind), never a hang."""
 
 import os
+import time
 from datetime import timedelta
 
 import pytest
@@ -120,4 +121,22 @@ def test_a_sync_that_stops_early_leaves_no_child_behind(account):
     fetching = child_fetch(account, produce)
     with fetching as batches:
         assert next(iter(batches)) == "more"
+    assert not fetching._process.is_alive()
+
+
+@pytest.mark.imap
+def test_a_child_that_hangs_is_a_timeout_not_a_hang(account, settings):
+    settings.SYNC_FETCH_PROCESS_STALL_SECONDS = 0.5
+
+    def produce(client):
+        yield "first"
+        time.sleep(60)  # stuck, e.g. on a lock inherited from the fork
+        yield "never"
+
+    got = []
+    fetching = child_fetch(account, produce)
+    with pytest.raises(imap.SyncError) as raised, fetching as batches:
+        got.extend(batches)
+    assert got == ["first"]
+    assert raised.value.kind == imap.Failure.TIMEOUT and "sent nothing" in str(raised.value)
     assert not fetching._process.is_alive()
