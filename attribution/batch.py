@@ -30,13 +30,13 @@ from django.utils import timezone
 from mailbox_sync.models import Letter, Mailbox
 from substitution.decoder import Match
 from substitution.models import Address, StaticAddress
-from tracker.models import Channel, Site
+from tracker.models import Site
 
 from . import events
 from .history import ExhaustionHistory, LeaseHistory, RecipientDecoder, SessionHistory
 from .models import Exclusion, Lead, MatchKind
 from .retention import erased_first_letters
-from .services import EXHAUSTED_LOOKBACK_MINUTES, _source_fields, not_lead_reason
+from .services import EXHAUSTED_LOOKBACK_MINUTES, new_lead, not_lead_reason
 
 # What attribution reads of a letter (not its text, attachments or raw bytes).
 LETTER_FIELDS = (
@@ -287,38 +287,23 @@ class _ProjectBatch:
 
     def _new_lead(self, letter: Letter, decoded, recipient: str) -> Lead:
         """As the new-lead part of services.attribute_letter."""
-        session, lease = None, None
+        session = lease = None
         if decoded is not None and decoded.kind == Match.STATIC:
             kind = MatchKind.STATIC
-            static = decoded.static_address
-            fields = {
-                "channel": static.channel,
-                "source": static.source or static.name,
-                "medium": static.medium,
-                "campaign": static.campaign,
-            }
         else:
             lease, kind = self.matches[letter.pk]
             if lease is not None:
                 session = self.sessions.session_at(lease.visitor_id, letter.received_at)
-            fields = _source_fields(session) or {"channel": Channel.UNKNOWN}
         first = self.first_letter_at.get(letter.sender_email)
-        return Lead(
+        return new_lead(
             project_id=self.project_id,
-            created_at=letter.received_at,
-            last_letter_at=letter.received_at,
-            sender_email=letter.sender_email,
-            sender_name=letter.sender_name,
-            subject=letter.subject,
+            letter=letter,
             recipient=recipient,
-            match_kind=kind,
-            first_contact=not letter.sender_email or first is None or first >= letter.received_at,
-            address=decoded.address if decoded else None,
+            decoded=decoded,
+            kind=kind,
             lease=lease,
-            visitor_id=lease.visitor_id if lease else None,
             session=session,
-            site_id=session.visitor.site_id if session else None,
-            **fields,
+            first_contact=not letter.sender_email or first is None or first >= letter.received_at,
         )
 
     # --- Writing ----------------------------------------------------------------

@@ -189,6 +189,49 @@ def _existing_lead(letter: Letter, project_id: int, recipient: str) -> Lead | No
     return None
 
 
+def new_lead(
+    *,
+    project_id: int,
+    letter: Letter,
+    recipient: str,
+    decoded: Decoded | None,
+    kind: str,
+    lease: Lease | None,
+    session: Session | None,
+    first_contact: bool,
+) -> Lead:
+    """The lead a letter starts, not saved yet: a static channel address gives
+    its channel; otherwise the source fields are copied from the visitor's
+    session (channel "unknown" without one)."""
+    if kind == MatchKind.STATIC:
+        static = decoded.static_address
+        fields = {
+            "channel": static.channel,
+            "source": static.source or static.name,
+            "medium": static.medium,
+            "campaign": static.campaign,
+        }
+    else:
+        fields = _source_fields(session) or {"channel": Channel.UNKNOWN}
+    return Lead(
+        project_id=project_id,
+        created_at=letter.received_at,
+        last_letter_at=letter.received_at,
+        sender_email=letter.sender_email,
+        sender_name=letter.sender_name,
+        subject=letter.subject,
+        recipient=recipient,
+        match_kind=kind,
+        first_contact=first_contact,
+        address=decoded.address if decoded else None,
+        lease=lease,
+        visitor_id=lease.visitor_id if lease else None,
+        session=session,
+        site_id=session.visitor.site_id if session else None,
+        **fields,
+    )
+
+
 def _source_fields(session: Session | None) -> dict:
     if session is None:
         return {}
@@ -237,39 +280,24 @@ def attribute_letter(letter_id: int) -> Lead | None:
         events.emit(events.LEAD_UPDATED, lead.pk)
         return lead
 
-    session = None
+    session = lease = None
     if decoded is not None and decoded.kind == Match.STATIC:
-        lease, kind = None, MatchKind.STATIC
-        static = decoded.static_address
-        fields = {
-            "channel": static.channel,
-            "source": static.source or static.name,
-            "medium": static.medium,
-            "campaign": static.campaign,
-        }
+        kind = MatchKind.STATIC
     else:
         lease, kind = _match(decoded, letter, project_id)
         if lease is not None:
             session = session_at(lease.visitor_id, letter.received_at)
-        fields = _source_fields(session) or {"channel": Channel.UNKNOWN}
-    first_contact = not wrote_before(project_id, letter.sender_email, letter.received_at)
-    lead = Lead.objects.create(
+    lead = new_lead(
         project_id=project_id,
-        created_at=letter.received_at,
-        last_letter_at=letter.received_at,
-        sender_email=letter.sender_email,
-        sender_name=letter.sender_name,
-        subject=letter.subject,
+        letter=letter,
         recipient=recipient,
-        match_kind=kind,
-        first_contact=first_contact,
-        address=decoded.address if decoded else None,
+        decoded=decoded,
+        kind=kind,
         lease=lease,
-        visitor_id=lease.visitor_id if lease else None,
         session=session,
-        site_id=session.visitor.site_id if session else None,
-        **fields,
+        first_contact=not wrote_before(project_id, letter.sender_email, letter.received_at),
     )
+    lead.save(force_insert=True)
     Letter.objects.filter(pk=letter.pk).update(lead=lead, attributed_at=now, attribution_error="")
     events.emit(events.LEAD_CREATED, lead.pk)
     return lead
