@@ -197,3 +197,19 @@ def page_server():
     server = PageServer()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def mail_server():
+    """The Dovecot of the mailbox_sync tests (plain, STARTTLS and IMAPS)."""
+    from tests.test_mailbox_sync_connect import serve_mail
+
+    yield from serve_mail()
+
+
+@pytest.fixture
+def account(mail_server, db):
+    """A fresh Dovecot account and a mailbox that reads it: (user, password, mailbox)."""
+    from tests.test_mailbox_sync_connect import new_account
+
+    return new_account(mail_server)

@@ -17,20 +17,10 @@ from mailbox_sync import parsing
 from mailbox_sync.models import FolderState, Letter, Mailbox
 from mailbox_sync.services import due_mailbox_ids, mailbox_set_password, store_letter, sync_mailbox
 from tests.factories import letter_bytes, make_setup
-from tests.test_mailbox_sync_connect import Relay, closed_port, new_account, serve_mail
+from tests.test_mailbox_sync_connect import Relay, closed_port
 
 T0 = datetime(2025, 7, 31, 12, 0, tzinfo=UTC)
 CORPUS = Path(__file__).parent / "letters"
-
-
-@pytest.fixture(scope="session")
-def mail_server():
-    yield from serve_mail()
-
-
-@pytest.fixture
-def account(mail_server, db):
-    return new_account(mail_server)
 
 
 def now_s():

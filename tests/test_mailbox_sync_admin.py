@@ -12,21 +12,11 @@ from mailbox_sync.models import Letter, Mailbox
 from mailbox_sync.services import mailbox_password, store_letter
 from projects.models import Membership
 from tests.factories import letter_bytes, make_setup
-from tests.test_mailbox_sync_connect import closed_port, new_account, serve_mail
+from tests.test_mailbox_sync_connect import closed_port
 
 pytestmark = pytest.mark.django_db
 
 ADD = "/admin/mailbox_sync/mailbox/add/"
-
-
-@pytest.fixture(scope="session")
-def mail_server():
-    yield from serve_mail()
-
-
-@pytest.fixture
-def account(mail_server, db):
-    return new_account(mail_server)
 
 
 def form(project, **fields):

@@ -204,39 +204,20 @@ def stop_mail_server(server: MailServer, process: subprocess.Popen) -> None:
     shutil.rmtree(server.root, ignore_errors=True)
 
 
-_shared = {"server": None, "process": None, "users": 0}
-
-
 def serve_mail():
-    """The body of each mailbox_sync module's `mail_server` fixture: one
-    server for all of them (Dovecot takes a second to stop), stopped when the
-    last module is done with it."""
-    if _shared["server"] is None:
-        _shared["server"], _shared["process"] = start_mail_server()
-    _shared["users"] += 1
+    """The body of the session's `mail_server` fixture (tests/conftest.py):
+    one server for every mailbox_sync module (Dovecot takes a second to stop)."""
+    server, process = start_mail_server()
     try:
-        yield _shared["server"]
+        yield server
     finally:
-        _shared["users"] -= 1
-        if _shared["users"] == 0:
-            stop_mail_server(_shared["server"], _shared["process"])
-            _shared["server"] = _shared["process"] = None
+        stop_mail_server(server, process)
 
 
 def new_account(server: MailServer):
     """A fresh Dovecot account and a mailbox that reads it in plain text."""
     user, password = server.account()
     return user, password, make_setup(imap_port=server.port, imap_user=user, imap_password=password).mailbox
-
-
-@pytest.fixture(scope="session")
-def mail_server():
-    yield from serve_mail()
-
-
-@pytest.fixture
-def account(mail_server, db):
-    return new_account(mail_server)
 
 
 # --- Misbehaving servers -------------------------------------------------------------

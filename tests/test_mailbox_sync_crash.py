@@ -26,22 +26,11 @@ from attribution.models import Lead
 from mailbox_sync.models import FolderState, Letter, Mailbox
 from mailbox_sync.services import BUSY, claim, sync_mailbox
 from tests.factories import letter_bytes, make_setup
-from tests.test_mailbox_sync_connect import new_account, serve_mail
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = 20250731
 LETTERS = 500
 KILLS = 10
-
-
-@pytest.fixture(scope="session")
-def mail_server():
-    yield from serve_mail()
-
-
-@pytest.fixture
-def account(mail_server, db):
-    return new_account(mail_server)
 
 
 def now_s():

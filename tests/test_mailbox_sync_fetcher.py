@@ -16,17 +16,7 @@ from mailbox_sync.fetcher import ChildFetch
 from mailbox_sync.models import Letter
 from mailbox_sync.services import sync_mailbox
 from tests.factories import letter_bytes
-from tests.test_mailbox_sync_connect import new_account, serve_mail
-
-
-@pytest.fixture(scope="session")
-def mail_server():
-    yield from serve_mail()
-
-
-@pytest.fixture
-def account(mail_server, db):
-    return new_account(mail_server)
+from tests.test_mailbox_sync_connect import new_account
 
 
 def fill(server, user, count: int) -> None:

@@ -11,21 +11,10 @@ from mailbox_sync.models import Letter, Mailbox, Reply
 from mailbox_sync.selectors import response_times
 from mailbox_sync.services import ingest_raw, sync_mailbox
 from tests.factories import letter_bytes
-from tests.test_mailbox_sync_connect import new_account, serve_mail
 
 pytestmark = pytest.mark.imap
 
 CLIENT = "Ivan Petrov <ivan@client.test>"
-
-
-@pytest.fixture(scope="session")
-def mail_server():
-    yield from serve_mail()
-
-
-@pytest.fixture
-def account(mail_server, db):
-    return new_account(mail_server)
 
 
 def now_s():
