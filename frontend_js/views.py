@@ -1,6 +1,6 @@
 import logging
 
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import get_conditional_response
@@ -8,6 +8,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
 from lib.http import client_ip
+from tracker.endpoint import Reply, cors_headers, error, to_response
 from tracker.models import Site
 from tracker.services import CollectError, rate_limited
 
@@ -42,16 +43,6 @@ def snippet(request, site_key):
     return get_conditional_response(request, etag=built.etag, response=response)
 
 
-def _cors(response, origin):
-    if origin:
-        response["Access-Control-Allow-Origin"] = origin
-        response["Access-Control-Allow-Methods"] = "POST"
-        response["Access-Control-Max-Age"] = "86400"
-    response["Vary"] = "Origin"
-    response["Cache-Control"] = "no-store"
-    return response
-
-
 @csrf_exempt
 def report(request):
     """POST /api/v1/report: the snippet's install check, a text/plain JSON body
@@ -60,25 +51,21 @@ def report(request):
     {"error"}; an unexpected failure is logged and answered 503, never 500."""
     origin = request.headers.get("Origin", "")
     if request.method == "OPTIONS":
-        return _cors(HttpResponse(status=204), origin)
+        return to_response(Reply(204, headers=cors_headers(origin)))
     if request.method != "POST":
-        return _cors(JsonResponse({"error": "Use POST"}, status=405), origin)
+        return to_response(error(405, "Use POST", origin))
     try:
         if rate_limited(f"report-ip:{client_ip(request)}", install_check.rate_limit_per_minute()):
-            response = JsonResponse({"error": "Too many requests"}, status=429)
-            response["Retry-After"] = "60"
-            return _cors(response, origin)
+            return to_response(error(429, "Too many requests", origin))
         if int(request.headers.get("Content-Length") or 0) > install_check.max_body_bytes():
             raise CollectError(413, "Request body too large")
         parsed = install_check.parse_report(request.body)
         install_check.record_report(report=parsed, origin=origin, now=timezone.now())
-        return _cors(HttpResponse(status=204), origin)
-    except CollectError as error:
-        return _cors(JsonResponse({"error": error.message}, status=error.status), origin)
+        return to_response(Reply(204, headers=cors_headers(origin)))
+    except CollectError as failure:
+        return to_response(error(failure.status, failure.message, origin))
     except ValueError:
-        return _cors(JsonResponse({"error": "Malformed request"}, status=400), origin)
+        return to_response(error(400, "Malformed request", origin))
     except Exception:
         log.exception("snippet report failed")
-        response = JsonResponse({"error": "Temporarily unavailable"}, status=503)
-        response["Retry-After"] = "30"
-        return _cors(response, origin)
+        return to_response(error(503, "Temporarily unavailable", origin))
