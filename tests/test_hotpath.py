@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 import redis as redis_lib
+from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -180,3 +181,36 @@ def test_a_cache_write_to_an_unreachable_redis_is_skipped_without_an_error():
     finally:
         activity._client = reachable
     assert not activity.redis().exists("et:test:key")
+
+
+def test_the_fast_path_survives_a_flushed_script_cache_and_killed_connections(client):
+    """Redis restarted (its scripts forgotten, our pooled connections dropped):
+    the next page view is still answered from Redis, not failed."""
+    setup = make_setup()
+    first = collect(client, setup.site)
+    collect(client, setup.site, vid=first["vid"])  # the script is loaded
+    activity.redis().script_flush()
+    killed = redis_lib.Redis.from_url(settings.REDIS_URL).client_kill_filter(_type="normal", skipme=True)
+    assert killed >= 1
+    with CaptureQueriesContext(connection) as queries:
+        again = collect(client, setup.site, vid=first["vid"], url="https://shop.test/after-restart")
+    assert len(queries) == 0
+    assert again["subs"] == first["subs"]
+    assert activity.redis().script_exists(activity._FAST_SHA) == [True]
+
+
+def test_a_connection_broken_after_the_pool_handed_it_over_is_replaced_once(monkeypatch):
+    pool = activity.redis().connection_pool
+    handed = pool.get_connection
+    broken = []
+
+    def get_connection(*args, **kwargs):
+        connection = handed(*args, **kwargs)
+        if not broken:  # the first one breaks after the pool's own check
+            connection._sock.close()
+            broken.append(connection)
+        return connection
+
+    monkeypatch.setattr(pool, "get_connection", get_connection)
+    assert activity.exchange(("SET", "et:test", "1"), ("GET", "et:test")) == [b"OK", b"1"]
+    assert broken

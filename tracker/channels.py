@@ -168,6 +168,13 @@ def parse_domains(text: str) -> tuple[str, ...]:
     return tuple(domains)
 
 
+@lru_cache(maxsize=4096)
+def _host_in(host: str, patterns: tuple[str, ...]) -> bool:
+    """Whether `host` matches one of `patterns` (_host_is); hosts repeat from
+    visit to visit, so the answer is remembered."""
+    return bool(host) and any(_host_is(host, pattern) for pattern in patterns)
+
+
 def _is_search_host(host: str, pattern: str) -> bool:
     if not pattern.endswith("."):
         return _host_is(host, pattern)
@@ -177,8 +184,9 @@ def _is_search_host(host: str, pattern: str) -> bool:
     return False
 
 
+@lru_cache(maxsize=4096)
 def _search_engine(host: str) -> tuple[str, str] | None:
-    if not host or any(_host_is(host, d) for d in WEBMAIL_DOMAINS):
+    if not host or _host_in(host, WEBMAIL_DOMAINS):
         return None
     return next(((name, param) for pattern, name, param in SEARCH_ENGINES if _is_search_host(host, pattern)), None)
 
@@ -198,15 +206,16 @@ def classify(url: str, referrer: str, own_host: str = "", excluded: tuple[str, .
     utm = {key: (query.get(key) or [""])[0][:200] for key in UTM_KEYS}
     click_ids = {key: query[key][0][:200] for key in CLICK_ID_KEYS if query.get(key)}
     ref_host = host_of(referrer)
-    if ref_host and any(_host_is(ref_host, d) for d in (own_host, *excluded) if d):
+    if ref_host and _host_in(ref_host, tuple(d for d in (own_host, *excluded) if d)):
         ref_host = ""
     medium = utm["utm_medium"].lower()
     utm_source = utm["utm_source"].lower()
     engine = _search_engine(ref_host)
-    webmail = any(_host_is(ref_host, d) for d in WEBMAIL_DOMAINS)
+    webmail = _host_in(ref_host, WEBMAIL_DOMAINS)
     social = (
         utm_source in SOCIAL_SOURCE_NAMES
-        or any(_host_is(utm_source, d) or _host_is(ref_host, d) for d in SOCIAL_DOMAINS)
+        or _host_in(utm_source, SOCIAL_DOMAINS)
+        or _host_in(ref_host, SOCIAL_DOMAINS)
         or any(k in click_ids for k in SOCIAL_CLICK_IDS)
     )
     if social:

@@ -112,10 +112,10 @@ def rate_limited(key: str, limit: int) -> bool:
     """Fixed one-minute window in the shared cache (with Redis: one round trip)."""
     bucket = rate_bucket(key)
     if activity.enabled():
-        pipe = activity.redis().pipeline(transaction=False)
-        pipe.incr(bucket)
-        pipe.expire(bucket, 70, nx=True)
-        return pipe.execute()[0] > limit
+        count, _expiry = activity.exchange(("INCR", bucket), ("EXPIRE", bucket, 70, "NX"))
+        if isinstance(count, Exception):
+            raise count
+        return count > limit
     if cache.add(bucket, 1, timeout=70):
         return False
     try:
