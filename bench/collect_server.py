@@ -100,17 +100,63 @@ def body(key, vid):
     )
 
 
-def wrk(url, seconds, script=None, data=None):
+def cpu_by_program() -> dict[str, int]:
+    """CPU time (clock ticks) used so far by the processes of the stack, by program."""
+    ticks = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        program = next((p for p in ("gunicorn", "postgres", "redis", "wrk") if p in name or p in command), "other")
+        ticks[program] = ticks.get(program, 0) + int(fields[11]) + int(fields[12])
+    return ticks
+
+
+def machine_ticks() -> tuple[int, int]:
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields), fields[3] + fields[4]
+
+
+def wrk(url, seconds, script=None, data=None, usage=None):
+    """(requests/s, non-2xx). With `usage` (a dict), fills it with the CPU
+    microseconds per request each program used, and the idle share."""
     command = ["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency"]
     if script:
         command += ["-s", script]
     command.append(url)
     if data:
         command += ["--", data]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    before, machine_before = cpu_by_program(), machine_ticks()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    wrk_ticks = 0
+    while process.poll() is None:  # wrk's own CPU, read while it still runs
+        try:
+            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            wrk_ticks = int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+        time.sleep(0.2)
+    out = process.stdout.read()
+    after, machine_after = cpu_by_program(), machine_ticks()
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if usage is not None:
+        requests = rps * seconds
+        per_tick = 1e6 / os.sysconf("SC_CLK_TCK") / requests
+        after["wrk"] = after.get("wrk", 0) + wrk_ticks
+        usage.update({p: (after[p] - before.get(p, 0)) * per_tick for p in after})
+        total, idle = (a - b for a, b in zip(machine_after, machine_before, strict=True))
+        usage["idle share"] = idle / total
     return rps, int(errors.group(1)) if errors else 0
+
+
+def describe(usage: dict) -> str:
+    parts = [f"{p} {usage[p]:.0f}" for p in ("gunicorn", "postgres", "redis", "wrk", "other") if p in usage]
+    return "CPU us/request: " + ", ".join(parts) + f"; machine idle {usage['idle share']:.0%}"
 
 
 def main():
@@ -168,9 +214,10 @@ def main():
         script.write_text(WRK_SCRIPT.replace("%%", "%").replace('"UA"', json.dumps(BROWSER)))
 
         wrk(base + "/api/v1/ping", 2)  # warm-up
-        ping, _ = wrk(base + "/api/v1/ping", args.seconds)
-        ret, ret_errors = wrk(base, args.seconds, str(script), str(returning))
-        fresh, fresh_errors = wrk(base, args.seconds, str(script), str(new))
+        usage = {"ping": {}, "returning": {}, "new": {}}
+        ping, _ = wrk(base + "/api/v1/ping", args.seconds, usage=usage["ping"])
+        ret, ret_errors = wrk(base, args.seconds, str(script), str(returning), usage=usage["returning"])
+        fresh, fresh_errors = wrk(base, args.seconds, str(script), str(new), usage=usage["new"])
         ping_after, _ = wrk(base + "/api/v1/ping", args.seconds)
         baseline = (ping + ping_after) / 2
         print(f"gunicorn {args.workers} workers, wrk 2 threads / 32 connections, {args.seconds} s per case")
@@ -185,6 +232,9 @@ def main():
             f"collect, new visitor (new lease)     {fresh:8.0f} req/s  = {fresh / baseline:.2f} x baseline"
             f"  (target >= 0.2; non-2xx: {fresh_errors})"
         )
+        print("where the time goes (first baseline run, returning, new):")
+        for case in ("ping", "returning", "new"):
+            print(f"  {case:10s} {describe(usage[case])}")
     finally:
         server.terminate()
         server.wait(timeout=10)
