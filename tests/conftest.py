@@ -42,6 +42,18 @@ def _clean_cache():
     yield
 
 
+@pytest.fixture
+def fresh_redis():
+    """An empty Redis database and no cached site snapshots, before and after."""
+    from substitution import activity
+    from substitution.rules import forget_snapshots
+
+    activity.redis().flushdb()
+    forget_snapshots()
+    yield
+    activity.redis().flushdb()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -11,11 +11,8 @@ from django.db import connection
 from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 
-from substitution import activity
-from substitution.rules import forget_snapshots
 from tests.factories import make_setup
 from tests.route import RouteClient
-from tracker import services
 from tracker.models import Visitor
 from tracker.wsgi import CollectRoute
 
@@ -23,12 +20,7 @@ ORIGIN = "https://shop.test"
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36"
 
 
-@pytest.fixture(autouse=True)
-def _fresh_redis():
-    activity.redis().flushdb()
-    forget_snapshots()
-    yield
-    activity.redis().flushdb()
+pytestmark = pytest.mark.usefixtures("fresh_redis")
 
 
 def payload(site, vid=None, **fields):
@@ -151,20 +143,6 @@ def test_a_body_without_a_length_is_read_up_to_the_cap():
     # Without a length and without a terminated stream there is no body, as in Django.
     empty = post(client, payload(setup.site), environ={"CONTENT_LENGTH": ""})
     assert (empty.status_code, empty.json()) == (400, {"error": "Body must be JSON"})
-
-
-@pytest.mark.django_db
-def test_an_unexpected_failure_answers_503_through_the_route(monkeypatch):
-    setup = make_setup()
-
-    def broken(**kwargs):
-        raise RuntimeError("database went away")
-
-    monkeypatch.setattr(services, "collect", broken)
-    response = post(RouteClient(), payload(setup.site))
-    assert response.status_code == 503
-    assert response["Retry-After"] == "30"
-    assert response.json() == {"error": "Temporarily unavailable"}
 
 
 @pytest.mark.django_db(transaction=True)

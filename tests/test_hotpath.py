@@ -18,16 +18,8 @@ from tests.conftest import free_port
 from tests.factories import make_setup
 from tracker.models import Session, Visitor
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_redis")]
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_redis():
-    activity.redis().flushdb()
-    forget_snapshots()
-    yield
-    activity.redis().flushdb()
 
 
 def collect(client, site, vid=None, url="https://shop.test/?utm_source=news&utm_campaign=autumn", hb=False, **extra):

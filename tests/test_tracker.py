@@ -10,6 +10,7 @@ from django.test import Client, RequestFactory, override_settings
 from lib.http import client_ip
 from substitution.models import Lease
 from tests.factories import make_setup, minutes
+from tests.route import RouteClient
 from tracker import services
 from tracker.channels import classify
 from tracker.models import Channel, Session, Visitor
@@ -309,15 +310,18 @@ def test_the_collect_view_answers_429_past_the_rate_limit_per_client_ip():
 
 
 @pytest.mark.django_db
-def test_an_unexpected_failure_in_collect_answers_503_not_500(monkeypatch):
+@pytest.mark.parametrize("client_class", [Client, RouteClient], ids=["django", "wsgi-route"])
+def test_an_unexpected_failure_in_collect_answers_503_not_500(monkeypatch, client_class):
     setup = make_setup()
 
     def broken(**kwargs):
         raise RuntimeError("database went away")
 
     monkeypatch.setattr(services, "collect", broken)
-    response = post(Client(raise_request_exception=False), {"v": 1, "site": setup.site.site_key})
+    client = Client(raise_request_exception=False) if client_class is Client else RouteClient()
+    response = post(client, {"v": 1, "site": setup.site.site_key})
     assert response.status_code == 503
+    assert response["Retry-After"] == "30"
     assert response.json() == {"error": "Temporarily unavailable"}
 
 
