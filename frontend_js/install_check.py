@@ -12,8 +12,10 @@ from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
+from substitution.rules import domain_names, domain_of
 from substitution.services import blocks_for_site
-from tracker.services import CollectError, domain_allowed, find_site
+from tracker.channels import host_of
+from tracker.services import CollectError, find_site
 
 from .models import MissingBlockReport
 
@@ -83,9 +85,10 @@ def record_report(*, report: Report, origin: str, now: datetime) -> int:
     both be one of its domains) and only its own blocks; a page already counted
     within REPORT_EVERY_SECONDS is not counted again."""
     site = find_site(report.site_key)
-    if domain_allowed(site, origin) is None:
+    domains = domain_names(site)
+    if domain_of(domains, host_of(origin)) is None:
         raise CollectError(403, "Origin is not one of the site's domains")
-    if domain_allowed(site, report.page_url) is None:
+    if domain_of(domains, host_of(report.page_url)) is None:
         raise CollectError(403, "The page is not on one of the site's domains")
     own = {block.pk for block in blocks_for_site(site)}
     counted = 0

@@ -87,7 +87,7 @@ def load_snapshot(site_key: str) -> SiteSnapshot | None:
         site.project_id,
         site.site_key,
         site.original_email.lower(),
-        tuple(sorted((d.pk, d.domain.lower().removeprefix("www.")) for d in site.domains.all())),
+        domain_names(site),
         tuple(views),
         tuple(blocks[k] for k in sorted(blocks)),
         parse_domains(site.referral_exclusions) + tuple(d.domain.lower() for d in site.domains.all()),
@@ -123,10 +123,16 @@ def forget_snapshots() -> None:
     _cache.clear()
 
 
-def domain_of(snapshot: SiteSnapshot, host: str) -> int | None:
-    """The SiteDomain id an Origin's host belongs to (the domain or a subdomain)."""
+def domain_names(site: Site) -> tuple[tuple[int, str], ...]:
+    """A site's domains as domain_of matches them: (SiteDomain id, name without www.)."""
+    return tuple(sorted((d.pk, d.domain.lower().removeprefix("www.")) for d in site.domains.all()))
+
+
+def domain_of(domains: tuple[tuple[int, str], ...], host: str) -> int | None:
+    """The SiteDomain id (of `domains`, see domain_names) a host belongs to:
+    the domain itself or a subdomain."""
     host = host.lower().removeprefix("www.")
-    for domain_id, name in snapshot.domains:
+    for domain_id, name in domains:
         if host == name or host.endswith("." + name):
             return domain_id
     return None

@@ -124,18 +124,6 @@ def rate_limited(key: str, limit: int) -> bool:
         return False
 
 
-def domain_allowed(site: Site, origin: str) -> SiteDomain | None:
-    """The site domain an Origin belongs to (the domain itself or a subdomain)."""
-    host = host_of(origin)
-    if not host:
-        return None
-    for domain in site.domains.all():
-        name = domain.domain.lower().removeprefix("www.")
-        if host == name or host.endswith("." + name):
-            return domain
-    return None
-
-
 def find_site(site_key: str) -> Site:
     site = Site.objects.filter(site_key=site_key, active=True).prefetch_related("domains").first()
     if site is None:
@@ -195,7 +183,7 @@ def collect(*, request: CollectRequest, origin: str, user_agent: str, now: datet
             snapshot = site_snapshot(request.site_key)
     if snapshot is None:
         raise CollectError(404, "Unknown site key")
-    domain_id = domain_of(snapshot, host_of(origin))
+    domain_id = domain_of(snapshot.domains, host_of(origin))
     if domain_id is None:
         raise CollectError(403, "Origin is not one of the site's domains")
     _touch_domain(domain_id, now)
