@@ -3,6 +3,8 @@ letters attributed on a thread of their own: the same letters and leads as
 the one-process sync, the mailbox still unchanged, and every failure of the
 child raised in the sync (with its kind), never a hang."""
 
+import errno
+import multiprocessing.context
 import os
 import time
 from datetime import timedelta
@@ -55,6 +57,29 @@ def test_a_large_folder_gives_the_same_letters_and_leads_either_way(mail_server,
         assert first.subject in {"Letter 0", "Letter 1", "Letter 2", "Letter 3"}
     assert before.get_flags(before.search("ALL")) == flags  # read-only, PEEK: not even \Seen
     before.logout()
+
+
+@pytest.mark.imap
+@pytest.mark.django_db(transaction=True)
+def test_when_no_child_process_can_start_the_sync_fetches_in_a_thread(mail_server, settings, monkeypatch, caplog):
+    user, _password, mailbox = new_account(mail_server)
+    fill(mail_server, user, 12)
+    settings.SYNC_FETCH_PROCESS_MIN_LETTERS = 1
+    attempts = []
+
+    def no_fork(process):
+        attempts.append(process.name)
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(multiprocessing.context.ForkProcess, "_Popen", staticmethod(no_fork))
+    result = sync_mailbox(mailbox.pk, batch=5)
+
+    assert attempts == ["mailbox-fetch"]
+    assert "fetching in a thread" in caplog.text
+    assert (result.error, result.stored, result.seen) == ("", 12, 12)
+    letters = Letter.objects.filter(mailbox=mailbox)
+    assert sorted(letters.values_list("subject", flat=True)) == sorted(f"Letter {n}" for n in range(12))
+    assert not letters.filter(attributed_at__isnull=True).exists()
 
 
 def child_fetch(account, produce, uidvalidity=None):
