@@ -9,17 +9,20 @@ requests (POST and its CORS preflight) and answers them with the same
 tracker.endpoint.respond as the Django view; everything else, and collect
 when an HTTPS redirect is due, goes to Django unchanged.
 
-What the middleware did for collect is done here too: the Host header is
-checked against ALLOWED_HOSTS, the security headers SecurityMiddleware and
-XFrameOptionsMiddleware add are added, and database connections past their
-age or broken are closed after the request as Django's request signals do.
+What the middleware did for collect is done here too, by Django's own code:
+the Host header is checked by HttpRequest.get_host (ALLOWED_HOSTS), the
+headers SecurityMiddleware and XFrameOptionsMiddleware add to a response are
+added (each computed once), and database connections past their age or
+broken are closed as Django's request signals do.
 """
 
 import logging
 
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.db import connections, reset_queries
-from django.http.request import split_domain_port, validate_host
+from django.http import HttpRequest, HttpResponse
+from django.utils.module_loading import import_string
 
 from lib.http import trusted_client_ip
 
@@ -27,13 +30,31 @@ from . import endpoint
 
 PATH = "/api/v1/collect"
 MAX_HOSTS_REMEMBERED = 64
+HOST_KEYS = ("HTTP_X_FORWARDED_HOST", "HTTP_HOST", "SERVER_NAME", "SERVER_PORT", "wsgi.url_scheme")
+# The middleware whose response headers collect's answers carry, when installed.
+HEADER_MIDDLEWARE = (
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+)
 security_log = logging.getLogger("django.security.DisallowedHost")
+
+
+class _EnvironRequest(HttpRequest):
+    """A bare request over a WSGI environ: enough for Django's get_host and
+    is_secure, without parsing anything else."""
+
+    def __init__(self, environ):
+        super().__init__()
+        self.META = environ
+
+    def _get_scheme(self):
+        return self.META.get("wsgi.url_scheme", "http")
 
 
 class CollectRoute:
     def __init__(self, django_application):
         self.django = django_application
-        self._hosts: dict[str, bool] = {}
+        self._hosts: dict[tuple, bool] = {}
         self._headers: dict[bool, list[tuple[str, str]]] = {}
 
     def __call__(self, environ, start_response):
@@ -54,9 +75,7 @@ class CollectRoute:
 
     def _reply(self, environ) -> endpoint.Reply:
         origin = environ.get("HTTP_ORIGIN", "")
-        host = self._host(environ)
-        if not self._host_allowed(host):
-            security_log.warning("Invalid HTTP_HOST header: %r.", host)
+        if not self._host_allowed(environ):
             return endpoint.error(400, "Invalid Host header", origin)
         return endpoint.respond(
             method=environ.get("REQUEST_METHOD", ""),
@@ -67,32 +86,26 @@ class CollectRoute:
             ip=trusted_client_ip(environ),
         )
 
-    @staticmethod
-    def _host(environ) -> str:
-        if settings.USE_X_FORWARDED_HOST and "HTTP_X_FORWARDED_HOST" in environ:
-            return environ["HTTP_X_FORWARDED_HOST"]
-        if "HTTP_HOST" in environ:
-            return environ["HTTP_HOST"]
-        host, port = environ.get("SERVER_NAME", ""), environ.get("SERVER_PORT", "")
-        default = "443" if environ.get("wsgi.url_scheme") == "https" else "80"
-        return host if port == default else f"{host}:{port}"
-
-    def _host_allowed(self, host: str) -> bool:
-        """Django's own check (HttpRequest.get_host), remembered per Host value."""
-        allowed = self._hosts.get(host)
+    def _host_allowed(self, environ) -> bool:
+        """Django's HttpRequest.get_host verdict, remembered per Host value."""
+        key = tuple(environ.get(name) for name in HOST_KEYS)
+        allowed = self._hosts.get(key)
         if allowed is None:
-            patterns = settings.ALLOWED_HOSTS
-            if settings.DEBUG and not patterns:
-                patterns = [".localhost", "127.0.0.1", "[::1]"]
-            domain, _port = split_domain_port(host)
-            allowed = bool(domain) and validate_host(domain, patterns)
+            try:
+                _EnvironRequest(environ).get_host()
+                allowed = True
+            except DisallowedHost as refused:
+                security_log.warning("%s", refused)
+                allowed = False
             if len(self._hosts) >= MAX_HOSTS_REMEMBERED:
                 self._hosts.clear()
-            self._hosts[host] = allowed
+            self._hosts[key] = allowed
         return allowed
 
     @staticmethod
     def _secure(environ) -> bool:
+        """HttpRequest.is_secure on the environ, without building a request on
+        every call (this one runs for every collect request)."""
         if settings.SECURE_PROXY_SSL_HEADER:
             header, secure_value = settings.SECURE_PROXY_SSL_HEADER
             if header in environ:
@@ -100,26 +113,19 @@ class CollectRoute:
         return environ.get("wsgi.url_scheme") == "https"
 
     def _security_headers(self, secure: bool) -> list[tuple[str, str]]:
-        """What SecurityMiddleware and XFrameOptionsMiddleware add to a response."""
+        """The headers the installed SecurityMiddleware and XFrameOptionsMiddleware
+        add to a response, over HTTPS (HSTS) or not."""
         headers = self._headers.get(secure)
         if headers is None:
-            headers = []
-            if secure and settings.SECURE_HSTS_SECONDS:
-                hsts = f"max-age={settings.SECURE_HSTS_SECONDS}"
-                if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS:
-                    hsts += "; includeSubDomains"
-                if settings.SECURE_HSTS_PRELOAD:
-                    hsts += "; preload"
-                headers.append(("Strict-Transport-Security", hsts))
-            if settings.SECURE_CONTENT_TYPE_NOSNIFF:
-                headers.append(("X-Content-Type-Options", "nosniff"))
-            policy = settings.SECURE_REFERRER_POLICY
-            if policy:
-                parts = [part.strip() for part in policy.split(",")] if isinstance(policy, str) else policy
-                headers.append(("Referrer-Policy", ",".join(parts)))
-            if settings.SECURE_CROSS_ORIGIN_OPENER_POLICY:
-                headers.append(("Cross-Origin-Opener-Policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY))
-            headers.append(("X-Frame-Options", getattr(settings, "X_FRAME_OPTIONS", "DENY").upper()))
+            request = HttpRequest()
+            request.is_secure = lambda: secure
+            response = HttpResponse()
+            bare = set(response.headers)
+            for path in HEADER_MIDDLEWARE:
+                if path in settings.MIDDLEWARE:
+                    middleware = import_string(path)(get_response=lambda request: None)
+                    response = middleware.process_response(request, response)
+            headers = [(name, value) for name, value in response.items() if name not in bare]
             self._headers[secure] = headers
         return headers
 
