@@ -113,28 +113,29 @@ def exchange(*commands) -> list:
     for it on every page view). An error reply is returned as its exception.
     A pooled connection that broke meanwhile (Redis restarted) is replaced
     once, as redis-py's own retry would."""
+    try:
+        return _exchange_once(commands)
+    except redis_errors.ConnectionError:
+        return _exchange_once(commands)
+
+
+def _exchange_once(commands) -> list:
     pool = redis().connection_pool
-    for attempt in (1, 2):
-        connection = pool.get_connection()
-        try:
-            connection.send_packed_command(connection.pack_commands(commands))
-            replies = []
-            for _command in commands:
-                try:
-                    replies.append(connection.read_response())
-                except redis_errors.ResponseError as error:
-                    replies.append(error)
-            return replies
-        except redis_errors.ConnectionError:
-            connection.disconnect()
-            if attempt == 2:
-                raise
-        except BaseException:
-            connection.disconnect()
-            raise
-        finally:
-            pool.release(connection)
-    raise AssertionError("unreachable")
+    connection = pool.get_connection()
+    try:
+        connection.send_packed_command(connection.pack_commands(commands))
+        replies = []
+        for _command in commands:
+            try:
+                replies.append(connection.read_response())
+            except redis_errors.ResponseError as error:
+                replies.append(error)
+        return replies
+    except BaseException:
+        connection.disconnect()  # not reused half-read
+        raise
+    finally:
+        pool.release(connection)
 
 
 def fast_page_view(
