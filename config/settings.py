@@ -88,6 +88,7 @@ INSTALLED_APPS = [
     "frontend_js",
     "journal",
     "demo",
+    "engagement",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "integrations",
