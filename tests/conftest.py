@@ -5,6 +5,7 @@ import tempfile
 import threading
 import time
 import uuid
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -52,6 +53,24 @@ def fresh_redis():
     forget_snapshots()
     yield
     activity.redis().flushdb()
+
+
+@pytest.fixture
+def frozen_rate_window(monkeypatch):
+    """The rate limits' one-minute window held still (halfway through the
+    current minute): a test's requests all count in one window, whenever the
+    wall clock turns a minute meanwhile."""
+    from tracker import services
+
+    frozen = datetime.fromtimestamp(time.time() // 60 * 60 + 30)
+
+    class FrozenClock(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return frozen if tz is None else frozen.astimezone(tz)
+
+    monkeypatch.setattr(services, "datetime", FrozenClock)
+    return frozen
 
 
 def free_port() -> int:

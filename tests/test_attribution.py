@@ -9,7 +9,7 @@ from attribution.models import Lead, MatchKind
 from attribution.services import attribute_letter
 from mailbox_sync.models import Letter, Mailbox
 from mailbox_sync.services import ingest_raw, store_letter
-from substitution.models import Lease
+from substitution.models import Lease, StaticAddress
 from substitution.services import lease_acquire
 from tests.factories import letter_bytes, make_setup, minutes
 from tracker.models import Channel, Session, Visitor
@@ -121,6 +121,31 @@ def test_a_letter_to_the_plain_main_address_is_a_lead_of_unknown_source(setup):
     lead = deliver(setup, T0, MAIN).lead
     assert (lead.match_kind, lead.channel) == (MatchKind.UNKNOWN, Channel.UNKNOWN)
     assert (lead.recipient, lead.visitor, lead.session, lead.address) == (MAIN, None, None, None)
+
+
+@pytest.mark.parametrize("case", ["Board@Shop.test", "Anna <anna@client.test>, board@shop.test"], ids=["to", "among"])
+def test_a_letter_to_a_static_channel_address_gets_that_channels_source(setup, case):
+    StaticAddress.objects.create(
+        project=setup.project,
+        name="Billboard, Tverskaya st.",
+        email="board@shop.test",
+        channel="offline",
+        source="billboard",
+        medium="outdoor",
+        campaign="spring",
+    )
+    lead = deliver(setup, T0, case).lead
+    assert lead.match_kind == MatchKind.STATIC
+    assert (lead.channel, lead.source, lead.medium, lead.campaign) == ("offline", "billboard", "outdoor", "spring")
+    assert lead.recipient == "board@shop.test"
+    # No web visit behind it.
+    assert (lead.lease, lead.visitor, lead.session, lead.address) == (None, None, None, None)
+
+
+def test_a_static_channel_address_without_a_source_is_named_by_the_address(setup):
+    StaticAddress.objects.create(project=setup.project, name="Yandex Maps card", email="maps@shop.test")
+    lead = deliver(setup, T0, "maps@shop.test").lead
+    assert (lead.match_kind, lead.channel, lead.source) == (MatchKind.STATIC, "static", "Yandex Maps card")
 
 
 def test_delivered_to_wins_over_to_and_to_over_cc(setup, addresses):

@@ -210,6 +210,11 @@ def test_a_batch_gives_the_same_leads_and_match_kinds_as_letter_by_letter(
         MatchKind.EXHAUSTED,
         MatchKind.UNKNOWN,
     }
+    # The letter to the billboard's static address: that channel's source, no visit.
+    static = dict(zip(LEAD_FIELDS, batch[6][2], strict=True))
+    assert (static["match_kind"], static["channel"], static["source"]) == (MatchKind.STATIC, "static", "bb")
+    assert (static["lease_id"], static["visitor_id"], static["session_id"]) == (None, None, None)
+    assert static["recipient"] == "board@shop.test"
     reasons = [reason for reason, _name, _fields in batch if reason]
     assert len(reasons) == 5  # auto-reply, own address, exclusion, spam folder, untracked
     names = [name for _reason, name, _fields in batch]

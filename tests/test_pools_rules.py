@@ -63,9 +63,18 @@ def test_the_decoder_reads_exact_corrected_and_ambiguous_addresses():
     assert decoded.kind == Match.CORRECTED and decoded.address == address
     swapped = token[1] + token[0] + token[2:]
     assert decode_address(project, f"info+{swapped}@shop.test").address == address
-    far = "".join("z" if c != "z" else "y" for c in token[:3]) + token[3:]
-    if decode_address(project, f"info+{far}@shop.test").kind != Match.CORRECTED:
-        assert decode_address(project, f"info+{far}@shop.test").kind == Match.AMBIGUOUS
+    # Two edits from this token and more than one from every issued token:
+    # no address it could be a typo of.
+    issued = list(setup.pool.addresses.values_list("token", flat=True))
+    far = next(
+        candidate
+        for first in "abcdefghjkmnpqrstuvwxyz"
+        for second in "abcdefghjkmnpqrstuvwxyz"
+        if (candidate := first + second + token[2:]) != token
+        and all(tokens.edit_distance(candidate, other) >= 2 for other in issued)
+    )
+    ambiguous = decode_address(project, f"info+{far}@shop.test")
+    assert (ambiguous.kind, ambiguous.address, ambiguous.pool) == (Match.AMBIGUOUS, None, setup.pool)
     assert decode_address(project, "info+@shop.test") is None
     assert decode_address(project, "someone@else.test") is None
     assert decode_address(project, "info@shop.test") is None

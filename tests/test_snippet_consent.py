@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from django.test import Client
 
 from frontend_js.models import MissingBlockReport
 from substitution.models import Block, Lease
@@ -28,6 +29,43 @@ QUEUE_CONSENT = (
     "window.emailtrack = function () { (emailtrack.q = emailtrack.q || []).push(arguments); };"
     "emailtrack('consent', true);"
 )
+
+
+# Counts the answers the page's scripts have read, once each is handled: the
+# counter moves in a task of its own, after the reader's promise callbacks.
+ANSWERS_READ = """
+(() => {
+  window.__answers = 0;
+  const json = Response.prototype.json;
+  Response.prototype.json = function () {
+    return json.call(this).then((value) => {
+      setTimeout(() => window.__answers++);
+      return value;
+    });
+  };
+})();
+"""
+
+
+class Requests:
+    """Every request the page sends, in order, and a way to know that those
+    sent so far were all seen (without waiting a fixed time)."""
+
+    def __init__(self, page):
+        self.page, self.urls = page, []
+        page.on("request", lambda request: self.urls.append(request.url))
+
+    def reports(self) -> list[str]:
+        return [url for url in self.urls if url.endswith("/api/v1/report")]
+
+    def settle(self):
+        """The page sends a beacon of its own and it is seen: whatever the
+        page sent before it (e.g. while handling the last event) is seen too."""
+        count = sum(1 for url in self.urls if url.endswith("/settled"))
+        self.page.evaluate("navigator.sendBeacon('/settled', '')")
+        wait_until(
+            lambda: sum(1 for url in self.urls if url.endswith("/settled")) > count, "the page's own beacon", self.page
+        )
 
 
 def storage(page) -> dict:
@@ -101,6 +139,7 @@ def test_a_late_answer_to_an_earlier_request_never_undoes_a_newer_one(live_serve
     setup = make_setup()
     snippet_options(setup.site, consent_mode=True)
     page = visitor().new_page()
+    page.add_init_script(ANSWERS_READ)
     first = []
 
     def hold_the_first(route):
@@ -115,9 +154,9 @@ def test_a_late_answer_to_an_earlier_request_never_undoes_a_newer_one(live_serve
     page.evaluate("emailtrack('consent', true)")
     address = wait_for_address(page)
 
+    page.wait_for_function("window.__answers === 1")
     first[0].continue_()  # the answer without consent (no address) arrives last
-    page.wait_for_load_state("networkidle")
-    page.wait_for_timeout(200)
+    page.wait_for_function("window.__answers === 2")  # and has been handled
     assert page.locator("#text").text_content() == f"Write to {address}"
     assert json.loads(page.evaluate(f"localStorage.getItem('emailtrack_{setup.site.site_key}')"))["vid"]
 
@@ -130,10 +169,11 @@ def test_a_browser_sending_global_privacy_control_is_never_tracked(live_server, 
     page = visitor().new_page()
     page.add_init_script(GPC_ON)
     collects = Collects(page)
+    requests = Requests(page)
     page.goto(url)
     answered(page, collects, 1)
     page.evaluate("emailtrack('consent', true)")  # ignored: the browser said no
-    page.wait_for_timeout(300)
+    requests.settle()
 
     assert [body["consent"] for body in collects.bodies] == [False]
     assert page.locator("#text").text_content() == "Write to info@shop.test"
@@ -156,12 +196,13 @@ def test_the_install_check_reports_once_a_page_where_a_blocks_address_is_missing
     url = serve(page_server, live_server, setup.site, "blocks.html")
     page = visitor().new_page()
     page.add_init_script(VISIBILITY_SWITCH)
-    reports = []
-    page.on("request", lambda request: reports.append(request) if request.url.endswith("/api/v1/report") else None)
+    page.clock.install()
+    requests = Requests(page)
     page.goto(url + "?utm_source=mail&gclid=abc#prices")
     wait_for_address(page, "#contact")
-    page.wait_for_timeout(500)
-    assert reports == []  # not while the visitor reads the page
+    page.clock.run_for(120_000)  # two minutes of reading, every timer of them run
+    requests.settle()
+    assert requests.reports() == []  # not while the visitor reads the page
 
     page.evaluate("__setHidden(true)")  # the visitor leaves or switches away
     wait_until(lambda: MissingBlockReport.objects.exists(), "the install check's report", page, timeout=15)
@@ -172,8 +213,8 @@ def test_the_install_check_reports_once_a_page_where_a_blocks_address_is_missing
     assert not MissingBlockReport.objects.filter(block=found).exists()
     page.evaluate("__setHidden(false)")
     page.evaluate("__setHidden(true)")
-    page.wait_for_timeout(500)
-    assert len(reports) == 1  # once a page
+    requests.settle()
+    assert len(requests.reports()) == 1  # once a page
 
 
 def test_without_the_install_check_the_page_reports_nothing(live_server, page_server, visitor):
@@ -181,11 +222,17 @@ def test_without_the_install_check_the_page_reports_nothing(live_server, page_se
     use_blocks(setup, (Block.Kind.ID, "nowhere"))
     page = visitor().new_page()
     page.add_init_script(VISIBILITY_SWITCH)
-    reports = []
-    page.on("request", lambda request: reports.append(request) if request.url.endswith("/api/v1/report") else None)
+    collects = Collects(page)
+    requests = Requests(page)
     page.goto(serve(page_server, live_server, setup.site, "blocks.html"))
+    wait_until(lambda: collects.bodies, "the page view", page)
     page.wait_for_load_state("networkidle")
-    page.evaluate("__setHidden(true)")
-    page.wait_for_timeout(500)
-    assert reports == []
+    page.evaluate("__setHidden(true)")  # where the install check would report
+    requests.settle()
+    page.evaluate("__setHidden(false)")  # the snippet follows the page's visibility: it beats at once
+    wait_until(lambda: collects.heartbeats() == 1, "the heartbeat on coming back", page)
+
+    assert requests.reports() == []
     assert not MissingBlockReport.objects.exists()
+    served = Client().get(f"/s/{setup.site.site_key}.js").content.decode()
+    assert "/api/v1/report" not in served and "sendBeacon" not in served  # not even the code for it
