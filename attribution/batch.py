@@ -27,6 +27,7 @@ from django.db.models import Case, DateTimeField, F, Min, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from mailbox_sync import threads
 from mailbox_sync.models import Letter, Mailbox
 from substitution.decoder import Match
 from substitution.models import Address, StaticAddress
@@ -43,6 +44,7 @@ LETTER_FIELDS = (
     "id",
     "mailbox_id",
     "message_id",
+    "message_id_reused",
     "received_at",
     "sender_email",
     "sender_name",
@@ -127,18 +129,19 @@ class _ProjectBatch:
         """Letters that already have leads and that the batch's letters may
         join (by thread or repeat period), and when each sender first wrote."""
         in_project = Letter.objects.filter(mailbox__project_id=self.project_id, lead__isnull=False).order_by()
-        self.by_message_id: dict[str, list[_Known]] = defaultdict(list)
+        self.by_message_id: dict[str, list[threads.Candidate]] = defaultdict(list)
         self.by_sender_recipient: dict[tuple[str, str], list[_Known]] = defaultdict(list)
         self.first_letter_at: dict[str, datetime] = {}
         self.lead_recipient: dict[int, str] = {}  # of the leads from before the batch
-        thread_ids = {i for letter in leads_wanted for i in [letter.in_reply_to, *letter.references] if i}
+        thread_ids = {i for letter in leads_wanted for i in threads.thread_ids(letter.in_reply_to, letter.references)}
         if thread_ids:
             rows = in_project.filter(message_id__in=thread_ids).values_list(
-                "id", "message_id", "received_at", "lead_id", "lead__recipient"
+                *threads.FIELDS, "message_id", "lead__recipient"
             )
-            for letter_id, message_id, received_at, lead_id, recipient in rows:
-                self.by_message_id[message_id].append(_Known(letter_id, received_at, lead_id))
-                self.lead_recipient[lead_id] = recipient
+            for *fields, message_id, recipient in rows:
+                candidate = threads.Candidate.of(fields)
+                self.by_message_id[message_id].append(candidate)
+                self.lead_recipient[candidate.lead] = recipient
         senders = {letter.sender_email for letter in leads_wanted}
         named = senders - {""}
         if named:
@@ -247,10 +250,17 @@ class _ProjectBatch:
 
     def _existing(self, letter: Letter, recipient: str) -> int | Lead | None:
         """As services._existing_lead, over the letters known so far."""
-        thread_ids = [i for i in [letter.in_reply_to, *letter.references] if i]
-        parents = [k for i in thread_ids for k in self.by_message_id.get(i, ()) if k.letter_id != letter.pk]
-        if parents:
-            return max(parents, key=lambda k: (k.received_at, k.letter_id)).lead
+        candidates = [
+            c
+            for i in threads.thread_ids(letter.in_reply_to, letter.references)
+            for c in self.by_message_id.get(i, ())
+            if c.letter_id != letter.pk
+        ]
+        parent = threads.thread_parent(
+            sender=letter.sender_email, recipients=threads.addresses(letter.recipients), candidates=candidates
+        )
+        if parent is not None:
+            return parent.lead
         if not letter.sender_email:
             return None
         at, period = letter.received_at, letter.mailbox.repeat_period
@@ -278,7 +288,11 @@ class _ProjectBatch:
         # Now a letter with a lead, for the letters after it.
         known = _Known(letter.pk, at, lead)
         if letter.message_id:
-            self.by_message_id[letter.message_id].append(known)
+            self.by_message_id[letter.message_id].append(
+                threads.Candidate.of(
+                    (letter.pk, at, lead, letter.sender_email, letter.recipients, letter.message_id_reused)
+                )
+            )
         lead_recipient = lead.recipient if isinstance(lead, Lead) else self.lead_recipient[lead]
         self.by_sender_recipient[(letter.sender_email, lead_recipient)].append(known)
         first = self.first_letter_at.get(letter.sender_email)

@@ -10,6 +10,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from mailbox_sync import threads
 from mailbox_sync.models import Letter
 from substitution.decoder import Decoded, Match, decode_address
 from substitution.models import Address, Lease, PoolExhaustion, StaticAddress
@@ -156,19 +157,24 @@ def session_at(visitor_id: int, at: datetime) -> Session | None:
 
 
 def _existing_lead(letter: Letter, project_id: int, recipient: str) -> Lead | None:
-    """A thread reply joins its letter's lead; otherwise a letter from the same
-    sender to the same address within the repeat period joins that lead."""
-    thread_ids = [i for i in [letter.in_reply_to, *letter.references] if i]
+    """A thread reply joins its letter's lead (mailbox_sync.threads: a reused
+    Message-ID counts only within the same conversation); otherwise a letter
+    from the same sender to the same address within the repeat period joins
+    that lead."""
+    thread_ids = threads.thread_ids(letter.in_reply_to, letter.references)
     if thread_ids:
-        parent = (
+        rows = (
             Letter.objects.filter(mailbox__project_id=project_id, message_id__in=thread_ids, lead__isnull=False)
             .exclude(pk=letter.pk)
-            .select_related("lead")
-            .order_by("-received_at")
-            .first()
+            .values_list(*threads.FIELDS)
+        )
+        parent = threads.thread_parent(
+            sender=letter.sender_email,
+            recipients=threads.addresses(letter.recipients),
+            candidates=[threads.Candidate.of(row) for row in rows],
         )
         if parent is not None:
-            return parent.lead
+            return Lead.objects.get(pk=parent.lead)
     if not letter.sender_email:
         return None
     period = letter.mailbox.repeat_period

@@ -6,11 +6,11 @@ never found, whatever id or filter a request carries.
 
 from datetime import datetime
 
-from django.db.models import Q, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 from django.http import Http404
 
 from attribution.models import Lead, MatchKind
-from mailbox_sync.models import Letter
+from mailbox_sync.models import Letter, LetterCopy
 from mailbox_sync.selectors import response_times
 from projects.models import Membership, Project
 from projects.selectors import projects_for_user
@@ -131,6 +131,7 @@ def with_tag_names(leads: list[Lead]) -> list[Lead]:
 
 
 def lead_letters(lead: Lead) -> list[Letter]:
+    """The lead's letters, each with the other places it was seen (`copies`)."""
     return list(
         Letter.objects.filter(lead=lead)
         .order_by("received_at", "id")
@@ -145,7 +146,13 @@ def lead_letters(lead: Lead) -> list[Letter]:
             "attachments",
             "truncated",
             "malformed",
+            "message_id",
+            "message_id_reused",
+            "folder",
             "lead_id",
+        )
+        .prefetch_related(
+            Prefetch("copies", queryset=LetterCopy.objects.only("letter_id", "folder", "origin", "received_at"))
         )
     )
 

@@ -5,10 +5,10 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import path
 from django.views.decorators.http import require_POST
 
-from projects.admin_scoping import ScopedAdmin
+from projects.admin_scoping import ScopedAdmin, ScopedTabularInline
 
 from . import providers, selectors, services, tasks
-from .models import FolderState, Letter, Mailbox, Reply
+from .models import FolderState, Letter, LetterCopy, Mailbox, Reply
 
 PRESET_NOTES = " ".join(f"{provider.label}: {preset.note}" for provider, preset in providers.PRESETS.items())
 # The form's second button: test what was entered, save nothing.
@@ -221,11 +221,41 @@ class MailboxAdmin(ScopedAdmin):
         return redirect("admin:mailbox_sync_mailbox_change", mailbox.pk)
 
 
+class LetterCopyInline(ScopedTabularInline):
+    """Where else the letter was seen (the same letter: same Message-ID and content)."""
+
+    model = LetterCopy
+    fk_name = "letter"
+    parent_project_path = "mailbox__project"
+    fields = ["origin", "folder", "uidvalidity", "uid", "received_at", "seen_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name = "copy seen elsewhere"
+    verbose_name_plural = "also seen (copies of this letter)"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Letter)
 class LetterAdmin(ScopedAdmin):
     project_path = "mailbox__project"
-    list_display = ["received_at", "sender_email", "subject", "mailbox", "lead", "malformed", "not_lead_reason"]
-    list_filter = ["malformed", "truncated", "origin"]
+    list_display = [
+        "received_at",
+        "sender_email",
+        "subject",
+        "mailbox",
+        "lead",
+        "malformed",
+        "message_id_reused",
+        "not_lead_reason",
+    ]
+    list_filter = ["malformed", "truncated", "message_id_reused", "origin"]
+    inlines = [LetterCopyInline]
     search_fields = ["sender_email", "subject", "message_id"]
     date_hierarchy = "received_at"
 

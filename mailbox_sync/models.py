@@ -129,9 +129,17 @@ class Letter(models.Model):
     folder = models.CharField(max_length=500, blank=True)
     uidvalidity = models.BigIntegerField(null=True, blank=True)
     uid = models.BigIntegerField(null=True, blank=True)
-    # Message-ID, else "sha256:" + hash of the raw letter: never two per mailbox.
+    # The letter's identity (identity.content_digest: its bytes without the
+    # headers servers add on delivery): never two per mailbox. Letters stored
+    # before it was introduced, whose source retention has erased, keep their
+    # Message-ID or the hash of their raw bytes.
     dedupe_key = models.CharField(max_length=1000)
     message_id = models.CharField(max_length=998, blank=True)
+    message_id_reused = models.BooleanField(
+        "Message-ID reused",
+        default=False,
+        help_text="Another letter of the project, with other content, carries the same Message-ID.",
+    )
     received_at = models.DateTimeField(help_text="Arrival in the mailbox: the attribution time")
     date_header = models.DateTimeField(
         null=True, blank=True, help_text="The sender's Date header, shown, never trusted"
@@ -178,6 +186,37 @@ class Letter(models.Model):
 
     def __str__(self):
         return f"{self.sender_email}: {self.subject}"
+
+
+class LetterCopy(models.Model):
+    """Where else a stored letter was seen: the same letter (same Message-ID
+    and content) under another UID, in another folder, or in a file ingested
+    again. Stored and attributed once; each copy's UID is read only once."""
+
+    letter = models.ForeignKey(Letter, on_delete=models.CASCADE, related_name="copies")
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="+")
+    origin = models.CharField(max_length=8, choices=Letter.Origin.choices, default=Letter.Origin.IMAP)
+    folder = models.CharField(max_length=500, blank=True)
+    uidvalidity = models.BigIntegerField(null=True, blank=True)
+    uid = models.BigIntegerField(null=True, blank=True)
+    received_at = models.DateTimeField(help_text="Arrival of this copy")
+    seen_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "letter copies"
+        ordering = ["received_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["mailbox", "folder", "uidvalidity", "uid"],
+                condition=Q(uid__isnull=False),
+                name="lettercopy_unique_uid",
+            ),
+        ]
+        indexes = [models.Index(fields=["letter", "received_at"], name="lettercopy_letter")]
+
+    def __str__(self):
+        where = f"{self.folder} UID {self.uid}" if self.uid is not None else self.get_origin_display()
+        return f"Copy of letter {self.letter_id}: {where}"
 
 
 class LetterSource(models.Model):

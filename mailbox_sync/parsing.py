@@ -24,7 +24,7 @@ from email.utils import getaddresses
 import nh3
 from mailparser.dates import parse_mail_date
 
-from . import charsets
+from . import charsets, identity
 
 BLOCK_END_RE = re.compile(r"(?i)<\s*(br\s*/?|/p|/div|/tr|/li|/h[1-6])\s*>")
 BLANK_LINES_RE = re.compile(r"\n\s*\n\s*\n+")
@@ -72,6 +72,7 @@ class ParsedLetter:
     headers: dict = field(default_factory=dict)
     malformed: bool = False
     parse_error: str = ""
+    digest: str = ""  # identity.content_digest of the raw letter
 
     @property
     def recipients(self) -> dict:
@@ -92,8 +93,9 @@ RAW_VALUES = _RawValues()
 
 
 def dedupe_key(message_id: str, raw: bytes) -> str:
-    """Message-ID when the letter has one, else a hash of the raw letter
-    (never From+Subject+Date, which two different letters can share)."""
+    """A reply's key in the Sent folder: its Message-ID when it has one, else
+    a hash of its raw headers (never From+Subject+Date, which two different
+    letters can share). Letters of the inbox are known by `identity`."""
     if message_id:
         return message_id[:900]
     return "sha256:" + hashlib.sha256(raw).hexdigest()
@@ -106,6 +108,12 @@ def html_to_text(markup: str) -> str:
 
 
 def parse(raw: bytes, text_limit: int) -> ParsedLetter:
+    letter = _parse(raw, text_limit)
+    letter.digest = identity.content_digest(raw)
+    return letter
+
+
+def _parse(raw: bytes, text_limit: int) -> ParsedLetter:
     try:
         message = email.message_from_bytes(raw, policy=RAW_VALUES)
     except Exception as error:  # noqa: BLE001 - any parser failure (deep nesting too) still stores the letter

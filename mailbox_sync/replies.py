@@ -6,7 +6,7 @@ from django.db import IntegrityError, transaction
 
 from attribution.models import Lead
 
-from . import parsing
+from . import parsing, threads
 from .imap import FetchedMessage
 from .models import Letter, Mailbox, Reply
 
@@ -79,16 +79,18 @@ def match_replies(mailbox: Mailbox, replies) -> int:
 
 
 def lead_answered(project_id: int, reply: Reply) -> int | None:
-    thread = [i for i in [reply.in_reply_to, *reply.references] if i]
+    thread = threads.thread_ids(reply.in_reply_to, reply.references)
     if thread:
-        lead_id = (
-            Letter.objects.filter(mailbox__project_id=project_id, message_id__in=thread, lead__isnull=False)
-            .order_by("-received_at")
-            .values_list("lead_id", flat=True)
-            .first()
+        rows = Letter.objects.filter(
+            mailbox__project_id=project_id, message_id__in=thread, lead__isnull=False
+        ).values_list(*threads.FIELDS)
+        parent = threads.thread_parent(
+            sender="",
+            recipients=threads.addresses(reply.recipients),
+            candidates=[threads.Candidate.of(r) for r in rows],
         )
-        if lead_id is not None:
-            return lead_id
+        if parent is not None:
+            return parent.lead
     if not reply.recipients:
         return None
     return (

@@ -10,12 +10,22 @@ from lib import crypto
 
 from . import imap
 from .models import Mailbox
-from .store import Incoming, attribute_pending, attribute_stored, ingest_raw, store_letter, store_letters
+from .store import (
+    Incoming,
+    Seen,
+    attribute_pending,
+    attribute_stored,
+    ingest_letter,
+    ingest_raw,
+    store_letter,
+    store_letters,
+)
 from .sync import BUSY, SyncResult, claim, due_mailbox_ids, plan_folders, sync_mailbox
 
 __all__ = [
     "BUSY",
     "Incoming",
+    "Seen",
     "SyncResult",
     "Verdict",
     "attribute_pending",
@@ -23,6 +33,7 @@ __all__ = [
     "check_connection",
     "claim",
     "due_mailbox_ids",
+    "ingest_letter",
     "ingest_raw",
     "mailbox_password",
     "mailbox_set_password",

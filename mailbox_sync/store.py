@@ -2,21 +2,26 @@
 to attribution.
 
 Every letter goes through `store_letters`, which takes raw RFC 822 bytes.
-The unique (mailbox, folder, UIDVALIDITY, UID) and (mailbox, Message-ID or
-raw hash) constraints make storing idempotent; a batch costs the same few
-queries whatever its size (look up what is stored, insert the rest).
+No letter is dropped: every UID is stored once, as a letter or as a copy of
+the same letter stored before (`identity`: the same Message-ID and content).
+The unique (mailbox, folder, UIDVALIDITY, UID) constraints of letters and
+copies and the unique (mailbox, digest) of letters make storing idempotent;
+a batch costs the same few queries whatever its size (look up what is
+stored, insert the rest).
 """
 
 import logging
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from . import bulk, parsing
+from . import bulk, identity, parsing
 from .imap import is_spam_folder
-from .models import Letter, LetterSource, Mailbox
+from .models import Letter, LetterCopy, LetterSource, Mailbox
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +45,28 @@ class Incoming:
     parsed: parsing.ParsedLetter | None = None  # parsed already (by the prefetch thread)
 
 
+class Seen(models.TextChoices):
+    """What storing made of one incoming letter."""
+
+    STORED = "stored", "stored"
+    COPY = "copy", "same letter already stored"
+    KNOWN_UID = "known_uid", "this UID was read before"
+
+
+@dataclass
+class Outcome:
+    seen: str
+    letter_id: int | None = None  # the letter stored, or the one this is a copy of
+    reused_by: list[int] = field(default_factory=list)  # other letters with the same Message-ID
+
+
 @dataclass
 class Stored:
     letters: list[Letter] = field(default_factory=list)
     malformed: int = 0
     truncated: int = 0
+    copies: int = 0
+    outcomes: list[Outcome] = field(default_factory=list)  # one per incoming letter, in order
 
 
 def _clean(value: str) -> str:
@@ -63,6 +85,19 @@ def _clean_json(value):
     return value
 
 
+@dataclass
+class _Batch:
+    """What storing one batch decided, letter by letter. A letter of the
+    batch is referred to by its object until it has an id."""
+
+    new: list[Letter] = field(default_factory=list)
+    raws: list[bytes] = field(default_factory=list)
+    copies: list[tuple[LetterCopy, Letter | int]] = field(default_factory=list)  # each copy and its letter
+    decided: list[tuple[str, Letter | int | None, list]] = field(default_factory=list)  # per incoming letter
+    flag_reused: set[int] = field(default_factory=set)  # letters stored before whose Message-ID is now reused
+    replaced: dict[int, int] = field(default_factory=dict)  # id(new letter) → the letter stored meanwhile
+
+
 def store_letters(
     *,
     mailbox: Mailbox,
@@ -72,46 +107,126 @@ def store_letters(
     uidvalidity: int | None = None,
     spam_folder: bool = False,
 ) -> Stored:
-    """Store the letters not stored yet; each letter is parsed once. A
-    letter already stored (same UID, same Message-ID, or the same raw bytes
-    when it has no Message-ID) is skipped, also within the batch."""
+    """Store every letter not stored yet; each letter is parsed once.
+
+    - A UID read before (as a letter or as a copy) is skipped: exactly once per UID.
+    - The same letter seen again (the same content digest: the same
+      Message-ID and the same bytes but for delivery headers) is recorded as
+      a copy of the stored one, also within the batch: no second letter and
+      no second lead.
+    - A letter whose Message-ID another letter of the project carries with
+      other content is stored as a letter of its own, and both are flagged
+      "Message-ID reused".
+
+    A batch costs the same few queries whatever its size."""
     rows = []
     for item in incoming:
         parsed = item.parsed or parsing.parse(item.raw, mailbox.text_limit)
-        rows.append((_clean(parsing.dedupe_key(parsed.message_id, item.raw)), item, parsed))
-    keys = [key for key, _item, _parsed in rows]
-    taken_keys = set(Letter.objects.filter(mailbox=mailbox, dedupe_key__in=keys).values_list("dedupe_key", flat=True))
-    uids = [item.uid for _key, item, _parsed in rows if item.uid is not None]
-    taken_uids = set()
-    if uids:
-        taken_uids = set(
-            Letter.objects.filter(mailbox=mailbox, folder=folder, uidvalidity=uidvalidity, uid__in=uids).values_list(
-                "uid", flat=True
-            )
-        )
-    new, raws = [], []
+        rows.append((parsed.digest or identity.content_digest(item.raw), item, parsed))
+    by_key, by_message_id = _known(mailbox, rows)
+    taken_uids = _taken_uids(mailbox, folder, uidvalidity, [item.uid for _key, item, _parsed in rows])
+
+    batch = _Batch()
     for key, item, parsed in rows:
-        if key in taken_keys or item.uid in taken_uids:
+        if item.uid is not None:
+            if item.uid in taken_uids:
+                batch.decided.append((Seen.KNOWN_UID, None, []))
+                continue
+            taken_uids.add(item.uid)
+        same = by_key.get(key)
+        if same is not None:
+            batch.copies.append((_copy(mailbox, item, parsed, origin, folder, uidvalidity), same))
+            batch.decided.append((Seen.COPY, same, []))
             continue
-        taken_keys.add(key)
-        new.append(_letter(mailbox, key, item, parsed, origin, folder, uidvalidity, spam_folder))
-        raws.append(item.raw)
-    if new:
+        letter = _letter(mailbox, key, item, parsed, origin, folder, uidvalidity, spam_folder)
+        others = [other for other, other_key in by_message_id.get(letter.message_id, ()) if other_key != key]
+        for other in others:
+            letter.message_id_reused = True
+            if isinstance(other, Letter):
+                other.message_id_reused = True
+            else:
+                batch.flag_reused.add(other)
+        if letter.message_id:
+            by_message_id[letter.message_id].append((letter, key))
+        by_key[key] = letter
+        batch.new.append(letter)
+        batch.raws.append(item.raw)
+        batch.decided.append((Seen.STORED, letter, others))
+    return _write(mailbox, batch)
+
+
+def _known(mailbox: Mailbox, rows) -> tuple[dict, dict]:
+    """The letters stored before that share a digest with the batch's letters
+    (in this mailbox) or a Message-ID (in the project), in one query."""
+    keys = {key for key, _item, _parsed in rows}
+    message_ids = {_clean(parsed.message_id) for _key, _item, parsed in rows} - {""}
+    by_key: dict[str, Letter | int] = {}
+    by_message_id: dict[str, list[tuple[Letter | int, str]]] = defaultdict(list)
+    same_mailbox = Q(mailbox=mailbox, dedupe_key__in=keys)
+    if message_ids:
+        same_mailbox |= Q(mailbox__project_id=mailbox.project_id, message_id__in=message_ids)
+    known = Letter.objects.filter(same_mailbox).order_by("id")
+    for letter_id, mailbox_id, key, message_id in known.values_list("id", "mailbox_id", "dedupe_key", "message_id"):
+        if mailbox_id == mailbox.pk and key in keys:
+            by_key.setdefault(key, letter_id)
+        if message_id in message_ids:
+            by_message_id[message_id].append((letter_id, key))
+    return by_key, by_message_id
+
+
+def _taken_uids(mailbox: Mailbox, folder: str, uidvalidity: int | None, uids: list[int | None]) -> set[int]:
+    """The UIDs among `uids` read before, as letters or as copies."""
+    uids = [uid for uid in uids if uid is not None]
+    if not uids:
+        return set()
+    where = {"mailbox": mailbox, "folder": folder, "uidvalidity": uidvalidity, "uid__in": uids}
+    letters = Letter.objects.filter(**where).values_list("uid", flat=True).order_by()
+    copies = LetterCopy.objects.filter(**where).values_list("uid", flat=True).order_by()
+    return set(letters.union(copies, all=True))
+
+
+def _write(mailbox: Mailbox, batch: _Batch) -> Stored:
+    stored = batch.new
+    if stored:
         try:
             with transaction.atomic():
-                bulk.insert_letters(new, raws)
+                bulk.insert_letters(stored, batch.raws)
         except IntegrityError:
-            new = _store_one_by_one(new, raws)  # another process stored some meanwhile
+            stored = _store_one_by_one(mailbox, batch)  # another process stored some meanwhile
+    if batch.flag_reused:
+        Letter.objects.filter(pk__in=batch.flag_reused, message_id_reused=False).update(message_id_reused=True)
+
+    def letter_id(letter: Letter | int | None) -> int | None:
+        if letter is None or isinstance(letter, int):
+            return letter
+        return letter.pk or batch.replaced.get(id(letter))
+
+    copies = []
+    for copy, letter in batch.copies:
+        copy.letter_id = letter_id(letter)
+        if copy.letter_id is not None:
+            copies.append(copy)
+    _store_copies(copies)
+    outcomes = []
+    for seen, letter, others in batch.decided:
+        if seen == Seen.STORED and letter.pk is None:
+            seen = Seen.COPY if id(letter) in batch.replaced else Seen.KNOWN_UID
+        outcomes.append(Outcome(seen, letter_id(letter), [letter_id(other) for other in others]))
     return Stored(
-        letters=new,
-        malformed=sum(1 for letter in new if letter.malformed),
-        truncated=sum(1 for letter in new if letter.truncated),
+        letters=stored,
+        malformed=sum(1 for letter in stored if letter.malformed),
+        truncated=sum(1 for letter in stored if letter.truncated),
+        copies=len(copies),
+        outcomes=outcomes,
     )
 
 
-def _store_one_by_one(letters: list[Letter], raws: list[bytes]) -> list[Letter]:
+def _store_one_by_one(mailbox: Mailbox, batch: _Batch) -> list[Letter]:
+    """Each new letter on its own: one that another process stored meanwhile
+    (the same digest) becomes a copy of that one; one whose UID was stored
+    meanwhile is left out."""
     stored = []
-    for letter, raw in zip(letters, raws, strict=True):
+    for letter, raw in zip(batch.new, batch.raws, strict=True):
         letter.pk = None
         try:
             with transaction.atomic():
@@ -119,12 +234,57 @@ def _store_one_by_one(letters: list[Letter], raws: list[bytes]) -> list[Letter]:
                 LetterSource.objects.create(letter_id=letter.pk, raw=raw)
             stored.append(letter)
         except IntegrityError:
-            continue
+            letter.pk = None
+            existing = Letter.objects.filter(mailbox=mailbox, dedupe_key=letter.dedupe_key).values_list("id", flat=True)
+            if existing:
+                batch.replaced[id(letter)] = existing[0]
+                batch.copies.append((_copy_of_letter(letter), existing[0]))
     return stored
 
 
+def _store_copies(copies: list[LetterCopy]) -> None:
+    if not copies:
+        return
+    try:
+        with transaction.atomic():
+            LetterCopy.objects.bulk_create(copies)
+    except IntegrityError:  # a copy's UID stored meanwhile
+        for copy in copies:
+            copy.pk = None
+            try:
+                with transaction.atomic():
+                    copy.save(force_insert=True)
+            except IntegrityError:
+                continue
+
+
+def _copy(mailbox, item: Incoming, parsed, origin, folder, uidvalidity) -> LetterCopy:
+    return LetterCopy(
+        mailbox=mailbox,
+        origin=origin,
+        folder=folder,
+        uidvalidity=uidvalidity,
+        uid=item.uid,
+        received_at=_arrival(item, parsed),
+    )
+
+
+def _copy_of_letter(letter: Letter) -> LetterCopy:
+    return LetterCopy(
+        mailbox_id=letter.mailbox_id,
+        origin=letter.origin,
+        folder=letter.folder,
+        uidvalidity=letter.uidvalidity,
+        uid=letter.uid,
+        received_at=letter.received_at,
+    )
+
+
+def _arrival(item: Incoming, parsed) -> datetime:
+    return item.received_at or parsed.received_header_at or parsed.date_header or timezone.now()
+
+
 def _letter(mailbox, key, item: Incoming, parsed, origin, folder, uidvalidity, spam_folder) -> Letter:
-    received_at = item.received_at or parsed.received_header_at or parsed.date_header or timezone.now()
     return Letter(
         mailbox=mailbox,
         origin=origin,
@@ -133,7 +293,7 @@ def _letter(mailbox, key, item: Incoming, parsed, origin, folder, uidvalidity, s
         uid=item.uid,
         dedupe_key=key,
         message_id=_clean(parsed.message_id),
-        received_at=received_at,
+        received_at=_arrival(item, parsed),
         date_header=parsed.date_header,
         date_header_offset=parsed.date_offset_minutes,
         sender_email=_clean(parsed.sender_email),
@@ -163,10 +323,16 @@ def store_letter(
     uidvalidity: int | None = None,
     uid: int | None = None,
 ) -> Letter | None:
-    """Store one letter; None when it was already stored. `received_at` is the
-    arrival time (IMAP INTERNALDATE); for files it is taken from the top
-    Received header, else the Date header, else now."""
-    stored = store_letters(
+    """Store one letter; None when it was stored before (then it is recorded
+    as a copy of that letter). `received_at` is the arrival time (IMAP
+    INTERNALDATE); for files it is taken from the top Received header, else
+    the Date header, else now."""
+    stored = _store_one(mailbox, raw, received_at, origin, folder, uidvalidity, uid)
+    return stored.letters[0] if stored.letters else None
+
+
+def _store_one(mailbox, raw, received_at, origin, folder="", uidvalidity=None, uid=None) -> Stored:
+    return store_letters(
         mailbox=mailbox,
         incoming=[Incoming(raw=raw, received_at=received_at, uid=uid)],
         origin=origin,
@@ -174,16 +340,25 @@ def store_letter(
         uidvalidity=uidvalidity,
         spam_folder=is_spam_folder(folder),
     )
-    return stored.letters[0] if stored.letters else None
+
+
+def ingest_letter(
+    *, mailbox: Mailbox, raw: bytes, origin: str = Letter.Origin.FILE, received_at=None
+) -> tuple[Outcome, Letter | None]:
+    """A letter from a file (or the demo page) through the same pipeline:
+    stored and attributed, or recorded as a copy of the same letter stored
+    before. Returns what became of it and the letter it is (or is a copy of)."""
+    outcome = _store_one(mailbox, raw, received_at, origin).outcomes[0]
+    if outcome.seen == Seen.STORED:
+        attribute_stored([outcome.letter_id])
+    letter = Letter.objects.filter(pk=outcome.letter_id).first() if outcome.letter_id else None
+    return outcome, letter
 
 
 def ingest_raw(*, mailbox: Mailbox, raw: bytes, origin: str = Letter.Origin.FILE, received_at=None) -> Letter | None:
-    """A letter from a file (or the demo page) through the same pipeline."""
-    letter = store_letter(mailbox=mailbox, raw=raw, received_at=received_at, origin=origin)
-    if letter is not None:
-        attribute_stored([letter.pk])
-        letter.refresh_from_db()
-    return letter
+    """As ingest_letter; the new letter, or None when it was stored before."""
+    outcome, letter = ingest_letter(mailbox=mailbox, raw=raw, origin=origin, received_at=received_at)
+    return letter if outcome.seen == Seen.STORED else None
 
 
 def attribute_stored(letter_ids: list[int]) -> None:

@@ -49,6 +49,7 @@ class SyncResult:
     seen: int = 0
     malformed: int = 0
     truncated: int = 0
+    copies: int = 0  # letters stored before, seen again under another UID or folder
     replies: int = 0
     error: str = ""
     error_kind: str = ""
@@ -289,6 +290,7 @@ def _sync_folder(
                     result.stored += len(stored.letters)
                     result.malformed += stored.malformed
                     result.truncated += stored.truncated
+                    result.copies += stored.copies
                     unattributed.extend(letter.pk for letter in stored.letters)
                     attribute(store.ATTRIBUTION_BATCH)
                 if progress is not None:

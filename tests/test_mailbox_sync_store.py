@@ -1,6 +1,6 @@
-"""mailbox_sync: storing each letter exactly once (by UID, Message-ID or a
-hash of the raw letter), in batches of constant cost, and the ingest_eml
-command that feeds files through the same pipeline."""
+"""mailbox_sync: storing each letter exactly once (by UID, and by its
+content digest: the same Message-ID and content), in batches of constant
+cost, and the ingest_eml command that feeds files through the same pipeline."""
 
 import io
 import json
@@ -13,7 +13,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from mailbox_sync.models import Letter
+from mailbox_sync.models import Letter, LetterCopy
 from mailbox_sync.services import Incoming, mailbox_password, store_letter, store_letters
 from tests.factories import letter_bytes, make_setup
 
@@ -31,21 +31,25 @@ def store(mailbox, raw, at=T0):
     return store_letter(mailbox=mailbox, raw=raw, received_at=at)
 
 
-def test_a_letter_with_the_same_message_id_is_stored_once(mailbox):
-    first = store(mailbox, letter_bytes(to="info@shop.test", message_id="<same@client.test>"))
-    again = store(mailbox, letter_bytes(to="info@shop.test", message_id="<same@client.test>", subject="Other"))
+def test_the_same_letter_is_stored_once_and_a_reused_message_id_with_other_text_is_another(mailbox):
+    raw = letter_bytes(to="info@shop.test", message_id="<same@client.test>", date=T0)
+    first = store(mailbox, raw)
     assert first is not None
-    assert again is None
-    assert Letter.objects.filter(mailbox=mailbox).count() == 1
+    assert store(mailbox, raw) is None
+    other = store(mailbox, letter_bytes(to="info@shop.test", message_id="<same@client.test>", date=T0, subject="Other"))
+    assert other is not None
+    assert Letter.objects.filter(mailbox=mailbox).count() == 2
+    assert set(Letter.objects.values_list("message_id_reused", flat=True)) == {True}
 
 
-def test_letters_without_message_id_are_told_apart_by_their_raw_bytes(mailbox):
+def test_letters_without_message_id_are_told_apart_by_their_content(mailbox):
     raw = letter_bytes(to="info@shop.test", message_id=False, date=T0)
     assert store(mailbox, raw) is not None
     assert store(mailbox, raw) is None
     assert store(mailbox, letter_bytes(to="info@shop.test", message_id=False, date=T0, body="Other")) is not None
     assert Letter.objects.filter(mailbox=mailbox).count() == 2
-    assert all(key.startswith("sha256:") for key in Letter.objects.values_list("dedupe_key", flat=True))
+    assert all(key.startswith("c1:") for key in Letter.objects.values_list("dedupe_key", flat=True))
+    assert not Letter.objects.filter(message_id_reused=True).exists()
 
 
 def test_nul_characters_do_not_break_storing(mailbox):
@@ -88,22 +92,26 @@ def test_a_batch_costs_the_same_few_queries_whatever_its_size(mailbox):
     assert Letter.objects.filter(mailbox=mailbox).count() == 42
 
 
-def test_a_batch_skips_letters_stored_before_and_repeats_within_itself(mailbox):
+def test_a_batch_records_copies_of_letters_stored_before_and_within_itself(mailbox):
     same = letter_bytes(to="info@shop.test", message_id="<twice@client.test>")
     store_letters(mailbox=mailbox, incoming=[Incoming(same, T0, uid=1)], folder="INBOX", uidvalidity=7)
+    new = letter_bytes(to="info@shop.test", message_id="<new@client.test>")
     stored = store_letters(
         mailbox=mailbox,
         incoming=[
             Incoming(letter_bytes(to="info@shop.test", subject="Same UID"), T0, uid=1),  # UID 1 is stored
-            Incoming(same, T0, uid=2),  # the same Message-ID under another UID (a copy in the folder)
-            Incoming(letter_bytes(to="info@shop.test", message_id="<new@client.test>"), T0, uid=3),
-            Incoming(letter_bytes(to="info@shop.test", message_id="<new@client.test>"), T0, uid=4),
+            Incoming(same, T0, uid=2),  # the same letter under another UID (a copy in the folder)
+            Incoming(new, T0, uid=3),
+            Incoming(new, T0, uid=4),
         ],
         folder="INBOX",
         uidvalidity=7,
     )
     assert [letter.uid for letter in stored.letters] == [3]
+    assert [outcome.seen for outcome in stored.outcomes] == ["known_uid", "copy", "stored", "copy"]
     assert Letter.objects.filter(mailbox=mailbox).count() == 2
+    copies = {copy.uid: copy.letter.uid for copy in LetterCopy.objects.filter(mailbox=mailbox)}
+    assert copies == {2: 1, 4: 3}
 
 
 def test_the_same_uid_in_another_uidvalidity_or_folder_is_another_letter(mailbox):

@@ -24,16 +24,19 @@ class Command(BaseCommand):
             path = Path(name)
             if not path.is_file():
                 raise CommandError(f"{name}: no such file")
-            letter = services.ingest_raw(mailbox=box, raw=path.read_bytes())
-            if letter is None:
-                self.stdout.write(f"{name}: already stored")
+            outcome, letter = services.ingest_letter(mailbox=box, raw=path.read_bytes())
+            if outcome.seen != services.Seen.STORED:
+                self.stdout.write(f"{name}: same letter already stored (letter {outcome.letter_id})")
                 continue
             stored += 1
+            said = "stored"
+            if outcome.reused_by:
+                said += "; Message-ID reused by letter " + ", ".join(str(other) for other in outcome.reused_by)
             lead = (
                 f"lead {letter.lead_id}"
                 if letter.lead_id
                 else f"not a lead ({letter.not_lead_reason or letter.attribution_error or 'pending'})"
             )
             flag = " [malformed]" if letter.malformed else ""
-            self.stdout.write(f"{name}: letter {letter.pk}{flag}, {lead}")
+            self.stdout.write(f"{name}: {said} (letter {letter.pk}{flag}, {lead})")
         self.stdout.write(self.style.SUCCESS(f"{stored} new letters"))

@@ -57,6 +57,7 @@ class Command(BaseCommand):
                 continue
             notes = [f"{result.malformed} unreadable"] if result.malformed else []
             notes += [f"{result.truncated} over the size limit"] if result.truncated else []
+            notes += [f"{result.copies} copies of letters stored before"] if result.copies else []
             notes += [f"{result.replies} replies"] if box.watch_sent else []
             extra = f" ({', '.join(notes)})" if notes else ""
             self.stdout.write(self.style.SUCCESS(f"{box.name}: {result.stored} new letters{extra}"))
