@@ -250,3 +250,29 @@ IMAP_TIMEOUT_SECONDS = env.int("IMAP_TIMEOUT_SECONDS", default=30)
 IMAP_FETCH_BATCH = 200
 SYNC_CLAIM_SECONDS = 15 * 60
 SYNC_MAX_BACKOFF = timedelta(hours=1)
+
+# Engagement (opens, clicks and replies of sent letters)
+# Comma-separated keys that sign the pixel and tracked links: the first signs,
+# all verify (rotation: put the new key first, drop the old one later).
+ENGAGEMENT_TOKEN_KEYS = env.list("ENGAGEMENT_TOKEN_KEYS", default=[]) or [SECRET_KEY]
+# The public address pixels and tracked links point to.
+ENGAGEMENT_BASE_URL = env.str("ENGAGEMENT_BASE_URL", default=PUBLIC_BASE_URL).rstrip("/")
+ENGAGEMENT_MAX_HTML_BYTES = env.int("ENGAGEMENT_MAX_HTML_BYTES", default=1024 * 1024)
+ENGAGEMENT_MAX_RECIPIENTS = env.int("ENGAGEMENT_MAX_RECIPIENTS", default=100)
+# A relay client's own opens from its network within this many minutes are "self".
+ENGAGEMENT_SELF_MINUTES = env.int("ENGAGEMENT_SELF_MINUTES", default=10)
+# Clicks on this many different links of one letter within these seconds are a scanner's.
+ENGAGEMENT_BURST_LINKS = env.int("ENGAGEMENT_BURST_LINKS", default=2)
+ENGAGEMENT_BURST_SECONDS = env.int("ENGAGEMENT_BURST_SECONDS", default=2)
+# Clicks this close to a followed hidden link are a scanner's.
+ENGAGEMENT_HONEYPOT_SECONDS = env.int("ENGAGEMENT_HONEYPOT_SECONDS", default=10)
+ENGAGEMENT_DRAIN_BATCH = env.int("ENGAGEMENT_DRAIN_BATCH", default=500)
+ENGAGEMENT_DRAIN_SECONDS = env.int("ENGAGEMENT_DRAIN_SECONDS", default=5)
+CELERY_BEAT_SCHEDULE["drain-engagement-events"] = {
+    "task": "engagement.tasks.drain_events",
+    "schedule": timedelta(seconds=ENGAGEMENT_DRAIN_SECONDS),
+}
+CELERY_BEAT_SCHEDULE["purge-old-engagement-events"] = {
+    "task": "engagement.tasks.purge_old_events",
+    "schedule": timedelta(hours=6),
+}

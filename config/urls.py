@@ -10,6 +10,8 @@ urlpatterns = [
     path("api/v1/collect", collect, name="collect"),
     path("api/v1/report", include("frontend_js.urls")),
     path("api/v1/ping", ping, name="ping"),
+    # Pixel and click of tracked letters (answered first by engagement.wsgi in production).
+    path("t/", include("engagement.urls")),
     path("api/", include("integrations.api.urls")),
     path("journal/", include("journal.urls")),
     path("admin/", admin.site.urls),

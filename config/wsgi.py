@@ -5,7 +5,9 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_application = get_wsgi_application()
 
-from tracker.wsgi import CollectRoute  # noqa: E402 - needs Django set up
+from engagement.wsgi import TrackingRoute  # noqa: E402 - needs Django set up
+from tracker.wsgi import CollectRoute  # noqa: E402
 
-# POST /api/v1/collect is answered before Django's request handling (tracker.wsgi).
-application = CollectRoute(django_application)
+# POST /api/v1/collect (tracker.wsgi), and the pixel and clicks of tracked
+# letters (engagement.wsgi), are answered before Django's request handling.
+application = TrackingRoute(CollectRoute(django_application))

@@ -1,0 +1,43 @@
+"""Where a tracked link leads: its stored URL as an ASCII Location header
+(international domain names in IDNA, other characters percent-encoded).
+Links never change once made, so each process remembers the ones it has
+looked up (up to CACHE_SIZE) and a click costs no query after the first."""
+
+from urllib.parse import urlsplit, urlunsplit
+
+from django.utils.encoding import iri_to_uri
+
+from .models import Link
+
+CACHE_SIZE = 50_000
+HONEYPOT_TARGET = "/"
+_cache: dict[int, str] = {}
+
+
+def ascii_url(url: str) -> str | None:
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+        ascii_host = host.encode("idna").decode("ascii") if not host.isascii() else host
+    except (ValueError, UnicodeError):
+        return None
+    netloc = parts.netloc
+    if ascii_host != host:
+        netloc = netloc.replace(host, ascii_host) if host in netloc else netloc
+    result = iri_to_uri(urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)))
+    if not result.isascii() or any(c in result for c in "\r\n\x00"):
+        return None
+    return result
+
+
+def location(link_id: int) -> str | None:
+    url = _cache.get(link_id)
+    if url is None:
+        stored = Link.objects.filter(pk=link_id).values_list("url", flat=True).first()
+        url = ascii_url(stored) if stored else None
+        if url is None:
+            return None
+        if len(_cache) >= CACHE_SIZE:
+            _cache.clear()
+        _cache[link_id] = url
+    return url

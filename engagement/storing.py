@@ -1,0 +1,233 @@
+"""From raw pixel fetches and clicks to events with verdicts, and from events
+to each recipient's state.
+
+A batch is stored in one transaction: each event judged alone
+(engagement.verdicts), then what needs the other events of its recipient:
+- a followed hidden link (honeypot) marks that recipient's clicks within
+  ENGAGEMENT_HONEYPOT_SECONDS either side as a scanner's;
+- clicks on ENGAGEMENT_BURST_LINKS or more different links within
+  ENGAGEMENT_BURST_SECONDS are a scanner's burst.
+Earlier events are relabelled, never deleted. Then each recipient's state is
+settled: a person's open makes it "opened by a person"; a person's click or a
+reply without such an open adds an inferred open; the state only moves up.
+"""
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Max, Min
+from django.utils import timezone
+
+from tracker.geo import truncate_ip
+
+from . import announce, networks, tokens, verdicts
+from .models import PERSON_VERDICTS, Event, EventKind, Link, MessageRecipient, OpenState, Verdict
+
+MAX_USER_AGENT = 500
+KIND_OF_TOKEN = {tokens.OPEN: EventKind.OPEN, tokens.CLICK: EventKind.CLICK, tokens.HONEYPOT: EventKind.HONEYPOT}
+# An inferred open is placed just before the click or reply it is inferred from.
+INFERRED_LEAD = timedelta(milliseconds=1)
+STATE_RANK = {OpenState.NONE: 0, OpenState.MACHINE: 1, OpenState.INFERRED: 2, OpenState.PERSON: 3}
+
+
+def _parse(fields: dict) -> dict | None:
+    try:
+        kind = KIND_OF_TOKEN[int(fields["k"])]
+        return {
+            "kind": kind,
+            "recipient_id": int(fields["r"]),
+            "link_id": int(fields.get("l") or 0) or None,
+            "method": fields.get("m", "GET")[:8],
+            "user_agent": fields.get("u", "")[:MAX_USER_AGENT],
+            "ip": fields.get("i", ""),
+            "at": datetime.fromtimestamp(float(fields["t"]), UTC),
+        }
+    except (KeyError, ValueError, OverflowError):
+        return None
+
+
+def store(entries: list[tuple[str | None, dict]]) -> list[int]:
+    """Store a batch of raw events (stream entry id, fields); entries stored
+    before (same stream id) and events of recipients or links that no longer
+    exist are skipped. Returns the new events' ids."""
+    stream_ids = [entry_id for entry_id, _f in entries if entry_id]
+    with transaction.atomic():
+        seen = set(Event.objects.filter(stream_id__in=stream_ids).values_list("stream_id", flat=True))
+        raw = []
+        for entry_id, fields in entries:
+            if entry_id in seen:
+                continue
+            parsed = _parse(fields)
+            if parsed is not None:
+                raw.append((entry_id, parsed))
+        if not raw:
+            return []
+        recipients = MessageRecipient.objects.select_related("message").in_bulk({p["recipient_id"] for _e, p in raw})
+        link_messages = dict(
+            Link.objects.filter(pk__in={p["link_id"] for _e, p in raw if p["link_id"]}).values_list("pk", "message_id")
+        )
+        lists = networks.lists()
+        window = timedelta(minutes=settings.ENGAGEMENT_SELF_MINUTES)
+        rows = []
+        for entry_id, p in raw:
+            recipient = recipients.get(p["recipient_id"])
+            if recipient is None:
+                continue
+            message = recipient.message
+            if p["kind"] == EventKind.CLICK and link_messages.get(p["link_id"]) != message.pk:
+                continue
+            judgement = verdicts.judge(
+                method=p["method"],
+                user_agent=p["user_agent"],
+                ip=p["ip"],
+                lists=lists,
+                sender_network=message.sender_network,
+                sent_at=message.created_at,
+                at=p["at"],
+                self_window=window,
+            )
+            verdict, reason = judgement.verdict, judgement.reason
+            if p["kind"] == EventKind.HONEYPOT:
+                verdict, reason = Verdict.SCANNER, "followed the hidden link"
+            rows.append(
+                Event(
+                    message_id=message.pk,
+                    recipient_id=recipient.pk,
+                    kind=p["kind"],
+                    verdict=verdict,
+                    probable=judgement.probable,
+                    reason=reason,
+                    link_id=p["link_id"] if p["kind"] == EventKind.CLICK else None,
+                    at=p["at"],
+                    ip_truncated=truncate_ip(p["ip"]),
+                    user_agent=p["user_agent"],
+                    method=p["method"],
+                    device_type=judgement.device_type,
+                    stream_id=entry_id,
+                )
+            )
+        created = Event.objects.bulk_create(rows)
+        touched = {row.recipient_id for row in created}
+        clicked = {row.recipient_id for row in created if row.kind in (EventKind.CLICK, EventKind.HONEYPOT)}
+        if clicked:
+            earliest = min(row.at for row in created)
+            _mark_honeypot_neighbours(clicked, earliest)
+            _mark_bursts(clicked, earliest)
+        inferred = settle(touched)
+        new_ids = [row.pk for row in created] + inferred
+        announce.emit(new_ids)
+    return new_ids
+
+
+def _mark_honeypot_neighbours(recipient_ids: set[int], earliest: datetime) -> None:
+    window = timedelta(seconds=settings.ENGAGEMENT_HONEYPOT_SECONDS)
+    hits = Event.objects.filter(recipient_id__in=recipient_ids, kind=EventKind.HONEYPOT, at__gte=earliest - window)
+    for recipient_id, at in hits.values_list("recipient_id", "at"):
+        Event.objects.filter(
+            recipient_id=recipient_id, kind=EventKind.CLICK, at__gte=at - window, at__lte=at + window
+        ).exclude(verdict=Verdict.SCANNER).update(verdict=Verdict.SCANNER, reason="near a followed hidden link")
+
+
+def _mark_bursts(recipient_ids: set[int], earliest: datetime) -> None:
+    window = timedelta(seconds=settings.ENGAGEMENT_BURST_SECONDS)
+    clicks = defaultdict(list)
+    recent = Event.objects.filter(recipient_id__in=recipient_ids, kind=EventKind.CLICK, at__gte=earliest - window)
+    for pk, recipient_id, link_id, at in recent.order_by("at").values_list("pk", "recipient_id", "link_id", "at"):
+        clicks[recipient_id].append((at, link_id, pk))
+    burst = set()
+    for series in clicks.values():
+        start = 0
+        for end in range(len(series)):
+            while series[end][0] - series[start][0] > window:
+                start += 1
+            if len({link for _at, link, _pk in series[start : end + 1]}) >= settings.ENGAGEMENT_BURST_LINKS:
+                burst.update(pk for _at, _link, pk in series[start : end + 1])
+    if burst:
+        Event.objects.filter(pk__in=burst).exclude(verdict=Verdict.SCANNER).update(
+            verdict=Verdict.SCANNER, reason="burst of clicks on several links"
+        )
+
+
+def settle(recipient_ids) -> list[int]:
+    """Bring each recipient's state up to their events; add the inferred open
+    a person's click or reply implies when no person's open was seen. Returns
+    the ids of the inferred opens made."""
+    if not recipient_ids:
+        return []
+    summary = defaultdict(dict)
+    rows = (
+        Event.objects.filter(recipient_id__in=recipient_ids)
+        .values("recipient_id", "kind", "verdict", "inferred")
+        .annotate(first=Min("at"), last=Max("at"), n=Count("id"))
+        .order_by()
+    )
+    for row in rows:
+        summary[row["recipient_id"]][(row["kind"], row["verdict"], row["inferred"])] = row
+    recipients = MessageRecipient.objects.in_bulk(list(recipient_ids))
+    inferred_opens, changed = [], []
+    for recipient_id, recipient in recipients.items():
+        groups = summary.get(recipient_id, {})
+        person_opens = [r for (k, v, i), r in groups.items() if k == EventKind.OPEN and v in PERSON_VERDICTS and not i]
+        has_inferred = any(k == EventKind.OPEN and i for (k, _v, i) in groups)
+        person_acts = [
+            r
+            for (k, v, _i), r in groups.items()
+            if (k == EventKind.CLICK and v in PERSON_VERDICTS) or k == EventKind.REPLY
+        ]
+        any_open = any(k == EventKind.OPEN for (k, _v, _i) in groups)
+        replies = [r for (k, _v, _i), r in groups.items() if k == EventKind.REPLY]
+        state = OpenState.NONE
+        if person_opens:
+            state = OpenState.PERSON
+        elif person_acts:
+            state = OpenState.INFERRED
+            if not has_inferred:
+                first = min(r["first"] for r in person_acts)
+                inferred_opens.append(
+                    Event(
+                        message_id=recipient.message_id,
+                        recipient_id=recipient_id,
+                        kind=EventKind.OPEN,
+                        verdict=Verdict.HUMAN,
+                        inferred=True,
+                        reason="inferred from a click or reply",
+                        at=first - INFERRED_LEAD,
+                    )
+                )
+        elif any_open:
+            state = OpenState.MACHINE
+        if STATE_RANK[state] > STATE_RANK[OpenState(recipient.open_state)]:
+            recipient.open_state = state
+        if person_opens:
+            recipient.first_opened_at = min(r["first"] for r in person_opens)
+            recipient.last_opened_at = max(r["last"] for r in person_opens)
+        if replies:
+            recipient.replied_at = min(r["first"] for r in replies)
+        changed.append(recipient)
+    made = Event.objects.bulk_create(inferred_opens)
+    MessageRecipient.objects.bulk_update(
+        changed, ["open_state", "first_opened_at", "last_opened_at", "replied_at"], batch_size=500
+    )
+    return [event.pk for event in made]
+
+
+def reply_record(*, recipient: MessageRecipient, letter_id: int, at: datetime) -> Event | None:
+    """A recipient's reply (a letter of theirs answering the message), once per letter."""
+    with transaction.atomic():
+        if Event.objects.filter(recipient=recipient, letter_id=letter_id).exists():
+            return None
+        event = Event.objects.create(
+            message_id=recipient.message_id,
+            recipient=recipient,
+            kind=EventKind.REPLY,
+            verdict=Verdict.HUMAN,
+            reason="reply letter",
+            letter_id=letter_id,
+            at=at,
+            recorded_at=timezone.now(),
+        )
+        inferred = settle({recipient.pk})
+        announce.emit([event.pk, *inferred])
+    return event

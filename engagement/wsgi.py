@@ -1,0 +1,63 @@
+"""The pixel and click endpoints answered before Django's request handling.
+
+Every open of every tracked letter fetches the pixel, and scanners fetch it
+and every link within seconds of delivery: the answer itself is one HMAC and
+one Redis XADD, so Django's request cycle around it would cost more than the
+answer. This route, wrapped around collect's route in config.wsgi, takes GET
+and HEAD of /t/o/<token>.gif and /t/c/<token> and answers them with the same
+engagement.endpoint as the Django views, with the same Host check and
+security headers as collect's route (tracker.wsgi.CollectRoute, whose
+machinery it inherits); everything else goes on to the wrapped application.
+"""
+
+from django.conf import settings
+from django.db import connections, reset_queries
+
+from lib.http import trusted_client_ip
+from tracker.endpoint import Reply
+from tracker.wsgi import CollectRoute
+
+from . import endpoint
+
+PIXEL_PREFIX, PIXEL_SUFFIX, CLICK_PREFIX = "/t/o/", ".gif", "/t/c/"
+
+
+class TrackingRoute(CollectRoute):
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path.startswith(PIXEL_PREFIX) and path.endswith(PIXEL_SUFFIX):
+            answer, token, database = endpoint.pixel, path[len(PIXEL_PREFIX) : -len(PIXEL_SUFFIX)], False
+        elif path.startswith(CLICK_PREFIX):
+            answer, token, database = endpoint.click, path[len(CLICK_PREFIX) :], True
+        else:
+            return self.django(environ, start_response)
+        secure = self._secure(environ)
+        if settings.SECURE_SSL_REDIRECT and not secure:
+            return self.django(environ, start_response)  # SecurityMiddleware redirects
+        if database:
+            if settings.DEBUG:
+                reset_queries()
+            _close_old_connections()
+        try:
+            if not self._host_allowed(environ):
+                reply = Reply(400, b"Invalid Host header", [("Content-Type", "text/plain")])
+            else:
+                reply = answer(
+                    token=token,
+                    method=environ.get("REQUEST_METHOD", ""),
+                    user_agent=environ.get("HTTP_USER_AGENT", ""),
+                    ip=trusted_client_ip(environ),
+                )
+        finally:
+            if database:
+                _close_old_connections()
+        start_response(reply.status_line, reply.headers + self._security_headers(secure))
+        return [reply.body]
+
+
+def _close_old_connections() -> None:
+    """As Django does around a request; a connection inside a transaction
+    block (a test's) is left alone."""
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()
