@@ -92,6 +92,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "integrations",
+    "relay",
 ]
 
 MIDDLEWARE = [
@@ -250,6 +251,24 @@ IMAP_TIMEOUT_SECONDS = env.int("IMAP_TIMEOUT_SECONDS", default=30)
 IMAP_FETCH_BATCH = 200
 SYNC_CLAIM_SECONDS = 15 * 60
 SYNC_MAX_BACKOFF = timedelta(hours=1)
+
+# SMTP relay (python manage.py relay_smtp): where it listens, its TLS certificate for STARTTLS, its limits.
+RELAY_HOST = env.str("RELAY_HOST", default="127.0.0.1")
+RELAY_PORT = env.int("RELAY_PORT", default=2525)
+RELAY_HOSTNAME = env.str("RELAY_HOSTNAME", default="")
+RELAY_TLS_CERT = env.str("RELAY_TLS_CERT", default="")
+RELAY_TLS_KEY = env.str("RELAY_TLS_KEY", default="")
+RELAY_ALLOW_PLAIN_AUTH_ON_LOOPBACK = env.bool("RELAY_ALLOW_PLAIN_AUTH_ON_LOOPBACK", default=False)
+RELAY_ALLOW_PRIVATE_UPSTREAMS = env.bool("RELAY_ALLOW_PRIVATE_UPSTREAMS", default=False)
+RELAY_MAX_MESSAGE_BYTES = env.int("RELAY_MAX_MESSAGE_BYTES", default=25 * 1024 * 1024)
+RELAY_MAX_RECIPIENTS = env.int("RELAY_MAX_RECIPIENTS", default=100)
+RELAY_RECIPIENTS_PER_HOUR = env.int("RELAY_RECIPIENTS_PER_HOUR", default=500)
+RELAY_AUTH_FAILURES_PER_IP = env.int("RELAY_AUTH_FAILURES_PER_IP", default=10)
+RELAY_UPSTREAM_TIMEOUT_SECONDS = env.float("RELAY_UPSTREAM_TIMEOUT_SECONDS", default=30)
+RELAY_QUEUE_HOURS = env.float("RELAY_QUEUE_HOURS", default=24)
+RELAY_KEEP_DAYS = env.int("RELAY_KEEP_DAYS", default=7)
+CELERY_BEAT_SCHEDULE["send-due-relay-letters"] = {"task": "relay.tasks.send_due", "schedule": timedelta(minutes=1)}
+CELERY_BEAT_SCHEDULE["purge-relay-queue"] = {"task": "relay.tasks.purge_queue", "schedule": timedelta(hours=6)}
 
 # Engagement (opens, clicks and replies of sent letters)
 # Comma-separated keys that sign the pixel and tracked links: the first signs,
