@@ -1,5 +1,7 @@
 """Never two live leases on one address, proven on PostgreSQL with 8 processes
-allocating at once (thousands of allocations)."""
+allocating at once (thousands of allocations). The processes start
+allocating together (a barrier after Django's start-up and a first
+allocation on another site), and every case checks that they really raced."""
 
 import multiprocessing
 
@@ -17,16 +19,22 @@ PER_PROCESS = 250
 
 
 def run_workers(setup, per_process=PER_PROCESS, first_visits=False):
+    """Runs the processes; returns (allocated, refused) in all, and how many
+    processes allocated at least one address."""
+    assert connection.vendor == "postgresql"
     settings = connection.settings_dict
     database_url = (
         f"postgres://{settings['USER']}:{settings['PASSWORD']}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}"
     )
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
+    start = context.Barrier(PROCESSES)
+    warm = make_setup(name="Warm-up", original="info@warm.test", domains=("warm.test",), pool_size=PROCESSES)
+    warm_up = (warm.pool.pk, warm.site.pk)
     workers = [
         context.Process(
             target=allocate_many,
-            args=(database_url, setup.pool.pk, setup.site.pk, n, per_process, results, first_visits),
+            args=(database_url, setup.pool.pk, setup.site.pk, n, per_process, results, start, warm_up, first_visits),
         )
         for n in range(PROCESSES)
     ]
@@ -37,7 +45,7 @@ def run_workers(setup, per_process=PER_PROCESS, first_visits=False):
         process.join(timeout=60)
     errors = [r[2] for r in reports if r[0] == "error"]
     assert errors == [], errors[0] if errors else ""
-    return sum(r[2] for r in reports), sum(r[3] for r in reports)
+    return sum(r[2] for r in reports), sum(r[3] for r in reports), sum(1 for r in reports if r[2])
 
 
 def assert_no_overlap(pool):
@@ -58,10 +66,10 @@ def test_eight_processes_taking_over_never_overlap_on_an_address():
     setup = make_setup(pool_size=10, policy=Pool.ExhaustedPolicy.TAKE_OVER)
     setup.pool.max_live_leases_per_ip = 0
     setup.pool.save()
-    succeeded, refused = run_workers(setup)
+    succeeded, refused, allocating = run_workers(setup)
     total = PROCESSES * PER_PROCESS
     # With take-over every allocation gets an address; none raised.
-    assert (succeeded, refused) == (total, 0)
+    assert (succeeded, refused, allocating) == (total, 0, PROCESSES)
     assert assert_no_overlap(setup.pool) == total
     assert Lease.objects.filter(pool=setup.pool, released_at__isnull=True).count() == 10
     assert PoolExhaustion.objects.filter(pool=setup.pool).count() == total - 10
@@ -71,7 +79,8 @@ def test_eight_processes_on_a_small_pool_lease_each_address_once():
     setup = make_setup(pool_size=25, policy=Pool.ExhaustedPolicy.ORIGINAL)
     setup.pool.max_live_leases_per_ip = 0
     setup.pool.save()
-    succeeded, refused = run_workers(setup, per_process=60)
+    succeeded, refused, allocating = run_workers(setup, per_process=60)
+    assert allocating > 1  # the pool was raced for, not taken by the first process alone
     assert succeeded == 25
     assert refused == PROCESSES * 60 - 25
     assert assert_no_overlap(setup.pool) == 25
@@ -84,9 +93,9 @@ def test_eight_processes_of_first_visits_never_overlap_on_an_address():
     setup = make_setup(pool_size=200, policy=Pool.ExhaustedPolicy.TAKE_OVER)
     setup.pool.max_live_leases_per_ip = 0
     setup.pool.save()
-    succeeded, refused = run_workers(setup, first_visits=True)
+    succeeded, refused, allocating = run_workers(setup, first_visits=True)
     total = PROCESSES * PER_PROCESS
-    assert (succeeded, refused) == (total, 0)
+    assert (succeeded, refused, allocating) == (total, 0, PROCESSES)
     assert assert_no_overlap(setup.pool) == total
     assert Lease.objects.filter(pool=setup.pool, released_at__isnull=True).count() == 200
     assert Lease.objects.filter(pool=setup.pool).values("address_id").distinct().count() == 200
@@ -97,6 +106,7 @@ def test_eight_processes_of_first_visits_on_a_small_pool_lease_each_address_once
     setup = make_setup(pool_size=25, policy=Pool.ExhaustedPolicy.ORIGINAL)
     setup.pool.max_live_leases_per_ip = 0
     setup.pool.save()
-    succeeded, refused = run_workers(setup, per_process=60, first_visits=True)
+    succeeded, refused, allocating = run_workers(setup, per_process=60, first_visits=True)
+    assert allocating > 1  # the pool was raced for, not taken by the first process alone
     assert (succeeded, refused) == (25, PROCESSES * 60 - 25)
     assert assert_no_overlap(setup.pool) == 25
