@@ -19,16 +19,12 @@ from email.policy import compat32
 from django.db import transaction
 from django.utils import timezone
 
+from engagement import relaying
 from integrations import outbox
 from integrations.models import OutboundStatus
 
 from . import bounce, conf, upstream
 from .models import Credential, QueuedLetter, Upstream
-
-try:
-    from engagement import relaying
-except ImportError:  # pragma: no cover - the engagement app's relay interface is not installed
-    relaying = None
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +71,6 @@ def active_upstream(project_id: int) -> Upstream | None:
 def _copies(credential: Credential, mail_from: str, recipients: list[str], raw: bytes, client_ip) -> list[Copy]:
     """The copies engagement makes (each tracked recipient's own, and the
     untouched one for the rest); the letter as it came when it cannot."""
-    if relaying is None:
-        return [Copy(recipients, raw)]
     try:
         with transaction.atomic():
             made = relaying.track_relayed_letter(
@@ -230,7 +224,7 @@ def attempt_claimed(row: QueuedLetter, now: datetime, *, bounce_refused: bool = 
 
 def _delivered(row: QueuedLetter, accepted: list[str], now: datetime) -> None:
     """Tell engagement which tracked recipients the upstream accepted (the "delivered" figure)."""
-    if relaying is None or not accepted or not row.recipient_ids:
+    if not accepted or not row.recipient_ids:
         return
     ids = [i for rcpt, i in row.recipient_ids if rcpt in accepted or rcpt == "*"]
     if not ids:
