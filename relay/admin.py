@@ -79,8 +79,11 @@ class CredentialAdmin(ScopedAdmin):
                 "label": _("Settings for the outgoing (SMTP) server of “%(name)s”:") % {"name": obj.name},
                 "rows": [
                     (_("Server"), conf.hostname()),
-                    (_("Port"), conf.listen_port()),
-                    (_("Security"), "STARTTLS"),
+                    (_("Port"), conf.public_port()),
+                    (
+                        _("Security"),
+                        _("STARTTLS") if conf.tls_files()[0] else _("none (connections from this machine only)"),
+                    ),
                     (_("Username"), obj.username),
                     (_("Password"), password),
                 ],

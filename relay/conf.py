@@ -17,6 +17,11 @@ def listen_port() -> int:
     return int(_get("RELAY_PORT", 2525))
 
 
+def public_port() -> int:
+    """The port mail clients connect to (differs from the listen port behind a port mapping)."""
+    return int(_get("RELAY_PUBLIC_PORT", listen_port()))
+
+
 def hostname() -> str:
     """The relay's name in its greeting, in Received-less bounces and as the EHLO name upstream."""
     return str(_get("RELAY_HOSTNAME", "")) or socket.getfqdn()
