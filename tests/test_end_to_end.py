@@ -1,6 +1,11 @@
 """The whole flow on real parts: Chromium → snippet → collect → lease →
 letter in Dovecot → IMAP sync → lead with the visitor's source."""
 
+import http.client
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
 import pytest
 from django.utils import timezone
 
@@ -8,7 +13,9 @@ from attribution.models import Lead, MatchKind
 from mailbox_sync.models import Letter
 from mailbox_sync.services import sync_mailbox
 from substitution.models import Address, Lease
+from tests.conftest import free_port
 from tests.factories import letter_bytes, make_setup
+from tests.test_snippet_support import Watch, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.imap, pytest.mark.django_db(transaction=True)]
 
@@ -96,13 +103,166 @@ def test_a_returning_page_view_shows_the_same_address(live_server, page_server, 
     assert Lease.objects.filter(released_at__isnull=True).count() == 1
 
 
-def test_the_original_address_stays_when_the_server_is_down(page_server, browser):
-    # A snippet URL nobody answers: the page keeps working with its own address.
-    page_server.pages["/down"] = PAGE.format(live="http://127.0.0.1:9", key="nosuchsite")
-    page = browser.new_page()
-    errors = []
-    page.on("pageerror", lambda error: errors.append(error))
-    page.goto(page_server.url + "/down")
-    page.wait_for_timeout(300)
-    assert page.locator("#contact").text_content() == ORIGINAL
-    assert errors == []
+class Front:
+    """Our service as visitors reach it, with a collect endpoint the test can
+    break: the snippet is served (from the real app) on `url`, and names
+    `collect_port` as its collect endpoint, where nothing listens
+    ("refused"), or a server accepts and never answers ("no-answer"), answers
+    503 ("503"), answers what is not JSON ("garbage"), or passes every
+    request on to the app ("up", after `recover()`)."""
+
+    def __init__(self, app_url: str, failure: str):
+        app = urlsplit(app_url)
+        self.app, self.failure, self.released = (app.hostname, app.port), failure, threading.Event()
+        self.snippets, self.collects = [], []
+        self.collect_port = free_port()
+        self.servers = [self._serve(self._snippet_handler(), 0)]
+        self.url = f"http://127.0.0.1:{self.servers[0].server_address[1]}"
+        if failure != "refused":
+            self.servers.append(self._serve(self._collect_handler(), self.collect_port))
+
+    def recover(self):
+        """Collect works again (the server restarted)."""
+        self.failure = "up"
+        self.released.set()
+        if len(self.servers) == 1:
+            self.servers.append(self._serve(self._collect_handler(), self.collect_port))
+
+    def close(self):
+        self.released.set()
+        for server in self.servers:
+            server.shutdown()
+            server.server_close()
+
+    @staticmethod
+    def _serve(handler, port: int) -> ThreadingHTTPServer:
+        server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server
+
+    def _to_app(self, method: str, path: str, headers: dict, body: bytes | None = None):
+        connection = http.client.HTTPConnection(*self.app, timeout=30)
+        try:
+            connection.request(method, path, body=body, headers=headers)
+            answer = connection.getresponse()
+            return answer.status, answer.getheaders(), answer.read()
+        finally:
+            connection.close()
+
+    @staticmethod
+    def _answer(handler, status: int, headers, body: bytes):
+        handler.send_response(status)
+        for name, value in headers:
+            if name.lower() not in (
+                "connection",
+                "transfer-encoding",
+                "keep-alive",
+                "content-length",
+                "date",
+                "server",
+            ):
+                handler.send_header(name, value)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    def _snippet_handler(self):
+        front = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                front.snippets.append(self.path)
+                # The app names the host it was asked for as the collect endpoint's.
+                headers = {"Host": f"127.0.0.1:{front.collect_port}", "User-Agent": self.headers["User-Agent"]}
+                front._answer(self, *front._to_app("GET", self.path, headers))
+
+            def log_message(self, *args):
+                pass
+
+        return Handler
+
+    def _collect_handler(self):
+        front = self
+        cors = [("Access-Control-Allow-Origin", "*"), ("Content-Type", "application/json")]
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"] or 0))
+                front.collects.append(front.failure)
+                if front.failure == "no-answer":
+                    front.released.wait(60)
+                    self.close_connection = True  # closed without a word
+                elif front.failure == "503":
+                    front._answer(self, 503, cors, b'{"error": "Temporarily unavailable"}')
+                elif front.failure == "garbage":
+                    front._answer(self, 200, cors, b"<html><body>Bad gateway</body></html>")
+                else:
+                    names = ("Host", "Origin", "User-Agent", "Content-Type", "Content-Length")
+                    headers = {name: self.headers[name] for name in names if self.headers[name]}
+                    front._answer(self, *front._to_app("POST", self.path, headers, body))
+
+            def log_message(self, *args):
+                pass
+
+        return Handler
+
+
+DOWN_PAGE = """<!doctype html><html><head><meta charset="utf-8">
+<script>
+  window.emailtrack = window.emailtrack || function () {{ (emailtrack.q = emailtrack.q || []).push(arguments); }};
+  emailtrack("ready", function (shown) {{ window.shown = shown; }});
+</script>
+<script async src="{live}/s/{key}.js"></script></head>
+<body><h1>Shop</h1>
+<p>Write to us: <a id="contact" href="mailto:INFO@shop.test?subject=Order">info@shop.test</a></p>
+<button id="button">0</button>
+<script>
+  window.addEventListener("load", function () {{
+    var button = document.getElementById("button");
+    button.addEventListener("click", function () {{ button.textContent = String(+button.textContent + 1); }});
+    window.pageReady = true;
+  }});
+</script>
+</body></html>"""
+
+
+@pytest.mark.parametrize("failure", ["refused", "no-answer", "503", "garbage"])
+def test_our_snippet_keeps_the_page_whole_when_our_server_fails_and_the_next_page_view_recovers(
+    live_server, page_server, browser, failure
+):
+    setup = make_setup(original=ORIGINAL)
+    front = Front(live_server.url, failure)
+    page_server.pages["/down"] = DOWN_PAGE.format(live=front.url, key=setup.site.site_key)
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        watch = Watch(page)
+        page.goto(page_server.url + "/down")
+        page.wait_for_function("window.pageReady === true")
+        assert front.snippets == [f"/s/{setup.site.site_key}.js"]  # our snippet loaded
+        if failure == "no-answer":
+            wait_until(lambda: front.collects, "the snippet's request", page)
+            assert page.evaluate("window.shown") is None  # still waiting for the answer
+        else:
+            # The snippet has met the failure and decided: the original stays.
+            page.wait_for_function("window.shown !== undefined")
+            assert page.evaluate("window.shown") == {str(setup.block.pk): ORIGINAL}
+            assert front.collects == ([] if failure == "refused" else [failure])
+
+        page.locator("#button").click()
+        assert page.locator("#button").text_content() == "1"  # the page's own script works
+        assert page.locator("#contact").text_content() == ORIGINAL
+        assert page.locator("#contact").get_attribute("href") == "mailto:INFO@shop.test?subject=Order"
+        assert watch.problems() == []
+        assert not Lease.objects.exists()
+
+        front.recover()
+        page.goto(page_server.url + "/down")  # the visitor's next page view
+        address = shown_address(page)
+        assert address in set(Address.objects.filter(pool=setup.pool).values_list("email", flat=True))
+        assert Lease.objects.get(released_at__isnull=True).address.email == address
+        assert watch.problems() == []
+    finally:
+        context.close()
+        front.close()
