@@ -4,15 +4,21 @@ project's upstream."""
 
 import base64
 import datetime
+import os
+import signal
 import smtplib
 import socket
 import ssl
+import subprocess
+import sys
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from django.conf import global_settings
+from django.db import connection
 
 from integrations.models import OutboundStatus
 from relay import credentials, server
@@ -278,3 +284,32 @@ def test_a_client_sending_garbage_gets_errors_and_nothing_is_stored_or_sent(
         assert conn.noop()[0] == 250
     assert upstream_server.letters == []
     assert not QueuedLetter.objects.exists()
+
+
+@pytest.mark.slow
+def test_the_relay_smtp_command_serves_until_it_is_stopped(upstream_server, relay_settings):
+    relay_settings.PASSWORD_HASHERS = global_settings.PASSWORD_HASHERS  # the installation's own hasher
+    relay_account = make_account(upstream_server.port)
+    port = free_port()
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "RELAY_ALLOW_PLAIN_AUTH_ON_LOOPBACK": "1",
+        "RELAY_ALLOW_PRIVATE_UPSTREAMS": "1",
+        "RELAY_PORT": str(port),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "relay_smtp"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    try:
+        assert process.stdout.readline().startswith(f"SMTP relay on 127.0.0.1:{port}".encode())
+        conn = smtplib.SMTP("127.0.0.1", port, timeout=15)
+        conn.login(relay_account.username, relay_account.password)
+        conn.sendmail("anna@shop.test", ["ivan@client.test"], letter())
+        conn.quit()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 0
+    assert [r.rcpt_tos for r in upstream_server.letters] == [["ivan@client.test"]]
