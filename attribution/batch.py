@@ -1,21 +1,25 @@
-"""Letters → leads, a batch at a time: the rules of `services.attribute_letter`
-with what every letter needs read once per batch.
+"""Letters → leads, a batch at a time: the one attribution path (a single
+letter is a batch of one, `services.attribute_letter`).
 
-A sync stores letters by the hundred; attributing them one by one cost ~17
-queries a letter. Here a batch costs about twenty queries whatever its size:
-lock the letters, read the project's own addresses and exclusions among the
-batch's senders, decode every recipient, read the leases of the addressed
-tracked addresses and their visitors' sessions around the batch's arrival
-times, the leads the batch's threads and repeat senders may join, and when
-each sender first wrote; then decide letter by letter in memory, in the
-order given (a later letter can join the lead of an earlier one in the same
-batch), and write the new leads, the joined leads and the letters in three
-statements.
+A sync stores letters by the hundred. A batch costs about twenty queries
+whatever its size: lock the letters, read the project's own addresses and
+exclusions among the batch's senders, decode every recipient, read the
+leases of the addressed tracked addresses and their visitors' sessions
+around the batch's arrival times, the leads the batch's threads and repeat
+senders may join, and when each sender first wrote; then decide letter by
+letter in memory, in the order given (a later letter can join the lead of an
+earlier one in the same batch, exactly as if it came in a later batch), and
+write the new leads, the joined leads and the letters in three statements.
 
-The results are those of `attribute_letter` called on each letter in the
-same order (a test holds both to it). Events: `lead.created` once per new
-lead and `lead.updated` once per lead that existed before the batch and was
-joined, both after commit.
+The rules (DESIGN.md, "Attribution"): the first tracked address among
+Delivered-To / X-Original-To, then To, then Cc; its lease live at arrival,
+else the last one before it ("after hold", or "reused since" when another
+visitor has held it since); that visitor's session current then. A thread
+reply joins its letter's lead (`mailbox_sync.threads`); a letter from the
+same sender to the same address within the repeat period joins that lead.
+
+Events: `lead.created` once per new lead and `lead.updated` once per lead
+that existed before the batch and was joined, both after commit.
 """
 
 from collections import defaultdict
@@ -37,7 +41,7 @@ from . import events
 from .history import ExhaustionHistory, LeaseHistory, RecipientDecoder, SessionHistory
 from .models import Exclusion, Lead, MatchKind
 from .retention import erased_first_letters
-from .services import EXHAUSTED_LOOKBACK_MINUTES, new_lead, not_lead_reason
+from .rules import EXHAUSTED_LOOKBACK_MINUTES, new_lead, not_lead_reason
 
 # What attribution reads of a letter (not its text, attachments or raw bytes).
 LETTER_FIELDS = (
@@ -117,7 +121,8 @@ class _ProjectBatch:
     # --- Reading ----------------------------------------------------------------
 
     def _own_addresses(self, senders: set[str]) -> set[str]:
-        """The project's own addresses among `senders` (as services._own_addresses)."""
+        """The project's own addresses among `senders`: pool and static addresses,
+        the sites' original addresses and the mailboxes' usernames."""
         project = self.project_id
         own = set(Address.objects.filter(pool__project_id=project, email__in=senders).values_list("email", flat=True))
         own |= {e.lower() for e in Site.objects.filter(project_id=project).values_list("original_email", flat=True)}
@@ -189,7 +194,7 @@ class _ProjectBatch:
             self.sessions = SessionHistory(set(visitor_times), min(times), max(times))
 
     def _match(self, letter: Letter, decoded):
-        """As services._match."""
+        """The lease behind a letter and how it matched (a MatchKind)."""
         at = letter.received_at
         if decoded is None:
             return None, MatchKind.EXHAUSTED if self._exhaustions().recently_exhausted(at) else MatchKind.UNKNOWN
@@ -249,7 +254,8 @@ class _ProjectBatch:
         return self._write()
 
     def _existing(self, letter: Letter, recipient: str) -> int | Lead | None:
-        """As services._existing_lead, over the letters known so far."""
+        """The lead the letter joins, over the letters known so far: its
+        thread's, else a repeat sender's within the repeat period."""
         candidates = [
             c
             for i in threads.thread_ids(letter.in_reply_to, letter.references)
@@ -300,7 +306,7 @@ class _ProjectBatch:
             self.first_letter_at[letter.sender_email] = at
 
     def _new_lead(self, letter: Letter, decoded, recipient: str) -> Lead:
-        """As the new-lead part of services.attribute_letter."""
+        """The lead the letter starts."""
         session = lease = None
         if decoded is not None and decoded.kind == Match.STATIC:
             kind = MatchKind.STATIC

@@ -2,9 +2,9 @@
 the tracked address behind each recipient, the leases of those addresses and
 the sessions of their visitors around the batch's arrival times.
 
-Each class answers exactly what its per-letter counterpart in `services` or
-`substitution.decoder` answers for any time (or address) inside the range it
-was loaded for; only the queries differ.
+Each class answers for any time (or address) inside the range it was loaded
+for exactly what a query for that one time would answer (for recipients:
+what `substitution.decoder.decode_address` answers); only the queries differ.
 """
 
 from bisect import bisect_right
@@ -17,8 +17,8 @@ from substitution.decoder import Decoded, Match, _split, one_edit_variants
 from substitution.models import Address, Lease, Pool, PoolExhaustion, StaticAddress
 from tracker.models import Session
 
-# The same one-second arrival resolution as services.ARRIVAL_RESOLUTION.
-ARRIVAL_RESOLUTION = timedelta(seconds=1)
+from .models import MatchKind
+from .rules import ARRIVAL_RESOLUTION
 
 
 def _latest(items, key):
@@ -125,9 +125,9 @@ class LeaseHistory:
             self._later[address_id][visitor_id] = last
 
     def lease_at(self, address_id: int, at: datetime) -> tuple[Lease | None, str]:
-        """As services.lease_at."""
-        from .models import MatchKind
-
+        """The lease that held the address at `at` ("live lease"), else the
+        last one that started before it ("after hold", or "reused since"
+        when another visitor has held the address after `at`)."""
         started_by = at + ARRIVAL_RESOLUTION
         started = [lease for lease in self._leases[address_id] if lease.started_at <= started_by]
         live = _latest(
@@ -152,7 +152,7 @@ class LeaseHistory:
         return previous, MatchKind.REUSED_SINCE if reused else MatchKind.AFTER_HOLD
 
     def taken_over_from_someone(self, lease: Lease, at: datetime) -> bool:
-        """As services._taken_over_from_someone."""
+        """The address was taken from another visitor whose hold had not run out by `at`."""
         return any(
             other.end_reason == Lease.EndReason.TAKEN_OVER
             and other.released_at is not None
@@ -187,7 +187,7 @@ class SessionHistory:
             self._sessions[session.visitor_id].append(session)
 
     def session_at(self, visitor_id: int, at: datetime) -> Session | None:
-        """As services.session_at."""
+        """The visitor's session current at `at`: the last one started by then, else the first."""
         sessions = self._sessions[visitor_id]
         by = at + ARRIVAL_RESOLUTION
         current = _latest((s for s in sessions if s.started_at <= by), key=lambda s: s.started_at)
@@ -208,6 +208,6 @@ class ExhaustionHistory:
         )
 
     def recently_exhausted(self, at: datetime) -> bool:
-        """A pool ran dry in the lookback before `at` (as services._match)."""
+        """A pool ran dry in the lookback before `at`."""
         index = bisect_right(self._times, at)
         return index > 0 and self._times[index - 1] > at - self._lookback

@@ -4,7 +4,6 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from attribution.models import Lead
 from projects.models import Project
 
 from .providers import Provider
@@ -165,7 +164,10 @@ class Letter(models.Model):
     not_lead_reason = models.CharField(max_length=200, blank=True)
     attributed_at = models.DateTimeField(null=True, blank=True)
     attribution_error = models.TextField(blank=True)
-    lead = models.ForeignKey(Lead, null=True, blank=True, on_delete=models.SET_NULL, related_name="letters")
+    # The lead attribution made of it (attribution listens to "letters stored").
+    lead = models.ForeignKey(
+        "attribution.Lead", null=True, blank=True, on_delete=models.SET_NULL, related_name="letters"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -245,7 +247,9 @@ class Reply(models.Model):
     recipients = models.JSONField(default=list, blank=True)
     in_reply_to = models.CharField(max_length=998, blank=True)
     references = models.JSONField(default=list, blank=True)
-    lead = models.ForeignKey(Lead, null=True, blank=True, on_delete=models.SET_NULL, related_name="replies")
+    lead = models.ForeignKey(
+        "attribution.Lead", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -4,8 +4,6 @@ ever becomes a letter or a lead."""
 
 from django.db import IntegrityError, transaction
 
-from attribution.models import Lead
-
 from . import parsing, threads
 from .imap import FetchedMessage
 from .models import Letter, Mailbox, Reply
@@ -93,10 +91,16 @@ def lead_answered(project_id: int, reply: Reply) -> int | None:
             return parent.lead
     if not reply.recipients:
         return None
+    # The leads are reached through their letters: mailbox_sync reads
+    # attribution's leads only along its own tables' relations.
     return (
-        Lead.objects.filter(project_id=project_id, sender_email__in=reply.recipients, created_at__lte=reply.sent_at)
-        .order_by("-created_at")
-        .values_list("id", flat=True)
+        Letter.objects.filter(
+            mailbox__project_id=project_id,
+            lead__sender_email__in=reply.recipients,
+            lead__created_at__lte=reply.sent_at,
+        )
+        .order_by("-lead__created_at", "-lead_id")
+        .values_list("lead_id", flat=True)
         .first()
     )
 

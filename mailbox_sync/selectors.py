@@ -4,8 +4,6 @@ from datetime import timedelta
 
 from django.db.models import Count, Min, Q
 
-from attribution.models import Lead
-
 from .models import Mailbox, Reply
 
 
@@ -21,11 +19,10 @@ def mailboxes_with_counts(queryset=None):
 def response_times(lead_ids) -> dict[int, timedelta]:
     """Each lead's response time: from its first letter (the lead's time) to
     the first reply that answers it. Leads without a reply are absent."""
-    first_replies = dict(
+    first_replies = (
         Reply.objects.filter(lead_id__in=lead_ids)
         .values("lead_id")
-        .annotate(first=Min("sent_at"))
-        .values_list("lead_id", "first")
+        .annotate(first=Min("sent_at"), created=Min("lead__created_at"))
+        .values_list("lead_id", "first", "created")
     )
-    created = dict(Lead.objects.filter(pk__in=first_replies).values_list("id", "created_at"))
-    return {lead_id: max(first - created[lead_id], timedelta(0)) for lead_id, first in first_replies.items()}
+    return {lead_id: max(first - created, timedelta(0)) for lead_id, first, created in first_replies}

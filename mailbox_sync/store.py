@@ -1,5 +1,5 @@
-"""Storing letters exactly once, from IMAP or from files, and handing them
-to attribution.
+"""Storing letters exactly once, from IMAP or from files, and announcing
+them ("letters stored", `events`) for attribution.
 
 Every letter goes through `store_letters`, which takes raw RFC 822 bytes.
 No letter is dropped: every UID is stored once, as a letter or as a copy of
@@ -10,7 +10,6 @@ a batch costs the same few queries whatever its size (look up what is
 stored, insert the rest).
 """
 
-import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,15 +18,13 @@ from django.db import IntegrityError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import bulk, identity, parsing
+from . import bulk, events, identity, parsing
 from .imap import is_spam_folder
 from .models import Letter, LetterCopy, LetterSource, Mailbox
 
-log = logging.getLogger(__name__)
-
-# Letters attributed per query of pending ones.
+# Letters announced again per query of pending ones.
 PENDING_CHUNK = 500
-# Letters attributed together (their reads and writes are shared).
+# Letters announced together (attribution shares their reads and writes).
 ATTRIBUTION_BATCH = 500
 # Letters whose attribution failed are retried, at most this many per sync.
 FAILED_RETRY_LIMIT = 100
@@ -362,27 +359,12 @@ def ingest_raw(*, mailbox: Mailbox, raw: bytes, origin: str = Letter.Origin.FILE
 
 
 def attribute_stored(letter_ids: list[int]) -> None:
-    """Turn stored letters into leads, in the order given (arrival order, so
-    that a later letter can join an earlier one's lead), a batch at a time.
-    When a batch fails, its letters are attributed one by one, so that a
-    failure is recorded on the one letter that caused it; that letter stays
-    stored and is retried later."""
-    from attribution.batch import attribute_letters
-    from attribution.services import attribute_letter
-
+    """Hand stored letters on to be turned into leads, in the order given
+    (arrival order, so that a later letter can join an earlier one's lead),
+    a batch at a time: announced as "letters stored" (`events`), which
+    attribution listens to."""
     for start in range(0, len(letter_ids), ATTRIBUTION_BATCH):
-        chunk = letter_ids[start : start + ATTRIBUTION_BATCH]
-        try:
-            attribute_letters(chunk)
-            continue
-        except Exception:  # noqa: BLE001 - found out letter by letter below
-            log.exception("Attribution of a batch of %s letters failed; attributing them one by one", len(chunk))
-        for letter_id in chunk:
-            try:
-                attribute_letter(letter_id)
-            except Exception as error:  # noqa: BLE001 - one bad letter must not stop the rest
-                log.exception("Attribution failed for letter %s", letter_id)
-                Letter.objects.filter(pk=letter_id).update(attribution_error=f"{type(error).__name__}: {error}"[:1000])
+        events.letters_stored(letter_ids[start : start + ATTRIBUTION_BATCH])
 
 
 def attribute_pending(mailbox: Mailbox) -> int:

@@ -1,0 +1,61 @@
+"""What mailbox_sync announces to the apps that build on letters.
+
+`letters stored`: stored letters wait to be turned into leads. mailbox_sync
+never imports the app that does it (attribution): that app subscribes once
+in its AppConfig.ready, and is called with the letters' ids in arrival order,
+on the caller's thread, after the letters have been stored (committed,
+unless the caller holds a transaction of its own). Listeners must be
+idempotent: letters a crash left unattributed are announced again by the
+next sync (`store.attribute_pending`).
+
+`mailbox needs reconnecting`: the provider refused the mailbox's OAuth2
+grant (revoked or expired); the mailbox waits for the account manager to
+connect it again. Listeners (notifications) are called with the mailbox's
+id and the provider's own words, after commit.
+"""
+
+import logging
+
+from django.db import transaction
+
+log = logging.getLogger(__name__)
+
+_stored_listeners: list = []
+_reconnect_listeners: list = []
+
+
+def subscribe_letters_stored(listener) -> None:
+    """`listener(letter_ids)`: called with every batch of stored letters."""
+    if listener not in _stored_listeners:
+        _stored_listeners.append(listener)
+
+
+def subscribe_reconnect_needed(listener) -> None:
+    """`listener(mailbox_id, reason)`: called once each time a mailbox's grant is refused."""
+    if listener not in _reconnect_listeners:
+        _reconnect_listeners.append(listener)
+
+
+def letters_stored(letter_ids: list[int]) -> None:
+    """Announce stored letters. A listener's failure is its own to record
+    (attribution records it on the letter); it is logged and the other
+    listeners still run."""
+    letter_ids = list(letter_ids)
+    if not letter_ids:
+        return
+    for listener in list(_stored_listeners):
+        try:
+            listener(letter_ids)
+        except Exception:  # noqa: BLE001 - the letters stay stored and are announced again later
+            log.exception("Listener %r failed for %s stored letters", listener, len(letter_ids))
+
+
+def reconnect_needed(mailbox_id: int, reason: str) -> None:
+    def deliver():
+        for listener in list(_reconnect_listeners):
+            try:
+                listener(mailbox_id, reason)
+            except Exception:  # noqa: BLE001 - one channel must not stop another
+                log.exception("Listener %r failed for mailbox %s needing reconnecting", listener, mailbox_id)
+
+    transaction.on_commit(deliver)
