@@ -68,7 +68,7 @@ def record(*, kind: int, recipient_id: int, link_id: int, method: str, user_agen
         log.exception("Engagement event could not be stored")
 
 
-def _ensure_group(client) -> None:
+def ensure_group(client) -> None:
     try:
         client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
     except redis_errors.ResponseError as error:
@@ -76,7 +76,7 @@ def _ensure_group(client) -> None:
             raise
 
 
-def _decoded(entries) -> list[tuple[str, dict]]:
+def decoded(entries) -> list[tuple[str, dict]]:
     out = []
     for entry_id, fields in entries or []:
         if not fields:  # deleted meanwhile
@@ -96,14 +96,14 @@ def drain_once(*, consumer: str | None = None, count: int | None = None) -> int:
     client = redis()
     consumer = consumer or consumer_name()
     count = count or settings.ENGAGEMENT_DRAIN_BATCH
-    _ensure_group(client)
-    entries = _decoded(client.xreadgroup(GROUP, consumer, {STREAM: "0"}, count=count)[0][1])
+    ensure_group(client)
+    entries = decoded(client.xreadgroup(GROUP, consumer, {STREAM: "0"}, count=count)[0][1])
     if not entries:
         claimed = client.xautoclaim(STREAM, GROUP, consumer, RECLAIM_IDLE_MS, "0-0", count=count)
-        entries = _decoded(claimed[1])
+        entries = decoded(claimed[1])
     if not entries:
         fresh = client.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=count)
-        entries = _decoded(fresh[0][1]) if fresh else []
+        entries = decoded(fresh[0][1]) if fresh else []
     if not entries:
         return 0
     storing.store(entries)

@@ -154,7 +154,8 @@ DETAIL_ROUTES = {
     "api-static-address": "/api/v1/static-addresses/{}",
     "api-mailbox": "/api/v1/mailboxes/{}",
 }
-OTHER_ROUTES = {"api-project", "api-summary", "api-schema", "api-docs"}
+# The messages endpoints (engagement) have their own scope tests in test_engagement_api.py.
+OTHER_ROUTES = {"api-project", "api-summary", "api-schema", "api-docs", "api-messages", "api-message"}
 
 
 def test_the_scope_test_below_covers_every_route():
@@ -266,6 +267,8 @@ def test_the_schema_and_the_docs_are_served(client):
         "/api/v1/mailboxes",
         "/api/v1/mailboxes/{id}",
         "/api/v1/summary",
+        "/api/v1/messages",
+        "/api/v1/messages/{message_id}",
     }
     assert document["components"]["securitySchemes"]["ApiKey"] == {
         "type": "http",
