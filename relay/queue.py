@@ -28,6 +28,19 @@ from .models import Credential, QueuedLetter, Upstream
 
 log = logging.getLogger(__name__)
 
+SAVED_AFTER_ATTEMPT = [
+    "delivered",
+    "refused",
+    "recipients",
+    "attempts",
+    "last_attempt_at",
+    "claimed_until",
+    "last_error",
+    "status",
+    "next_attempt_at",
+    "sent_at",
+]
+
 
 @dataclass
 class Copy:
@@ -211,7 +224,7 @@ def attempt_claimed(row: QueuedLetter, now: datetime, *, bounce_refused: bool = 
             row.status = OutboundStatus.SENT if row.delivered else OutboundStatus.FAILED
             row.next_attempt_at = None
             row.sent_at = now if row.delivered else None
-        row.save()
+        row.save(update_fields=SAVED_AFTER_ATTEMPT)  # never the letter's bytes again
         outcome.status = row.status
         _delivered(row, result.accepted, now)
         failures = refused + ([[rcpt, code, reply] for rcpt, code, reply in result.temporary] if expired else [])
