@@ -213,10 +213,10 @@ def settle(recipient_ids) -> list[int]:
     return [event.pk for event in made]
 
 
-def reply_record(*, recipient: MessageRecipient, letter_id: int, at: datetime) -> Event | None:
+def reply_record(*, recipient: MessageRecipient, letter_id: int | None, at: datetime) -> Event | None:
     """A recipient's reply (a letter of theirs answering the message), once per letter."""
     with transaction.atomic():
-        if Event.objects.filter(recipient=recipient, letter_id=letter_id).exists():
+        if letter_id is not None and Event.objects.filter(recipient=recipient, letter_id=letter_id).exists():
             return None
         event = Event.objects.create(
             message_id=recipient.message_id,

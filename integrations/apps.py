@@ -7,9 +7,11 @@ class IntegrationsConfig(AppConfig):
 
     def ready(self):
         from attribution import events
+        from engagement import announce
 
         from . import listeners
         from .api import auth  # noqa: F401 - registers the OpenAPI description of the key scheme
 
         events.subscribe_many(events.LEAD_CREATED, listeners.leads_created)
         events.subscribe_many(events.LEAD_UPDATED, listeners.leads_updated)
+        announce.subscribe(listeners.engagement_events)

@@ -13,6 +13,7 @@ from django.db.models import Q
 
 from attribution import events
 from attribution.models import Lead
+from engagement import announce
 from projects.models import Membership, Project
 from tracker.models import Site
 
@@ -23,6 +24,9 @@ class WebhookEvent(models.TextChoices):
         events.LEAD_UPDATED,
         "lead.updated: a letter joined it, or its status, tags, comment or amount changed",
     )
+    MESSAGE_OPENED = announce.MESSAGE_OPENED, "message.opened: a tracked letter was opened (or an open inferred)"
+    MESSAGE_CLICKED = announce.MESSAGE_CLICKED, "message.clicked: a link of a tracked letter was followed"
+    MESSAGE_REPLIED = announce.MESSAGE_REPLIED, "message.replied: a recipient answered a tracked letter"
 
 
 class ApiKey(models.Model):

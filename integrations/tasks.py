@@ -6,7 +6,7 @@ from celery import shared_task
 from django.db import transaction
 from django.utils import timezone
 
-from . import analytics, dispatch, notifications, outbox, webhooks
+from . import analytics, dispatch, message_webhooks, notifications, outbox, webhooks
 from .models import Conversion, Notification, WebhookDelivery
 
 # Longer countdowns are left to the beat sweep: a broker may redeliver a
@@ -34,6 +34,12 @@ def on_lead_event(event: str, lead_id: int) -> None:
             send_conversion.delay(pk)
 
     transaction.on_commit(enqueue)
+
+
+@shared_task
+def on_engagement_events(event_ids: list[int]) -> None:
+    made = message_webhooks.deliveries_for_message_events(event_ids)
+    transaction.on_commit(lambda: [send_webhook_delivery.delay(pk) for pk in made])
 
 
 @shared_task
