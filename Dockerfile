@@ -29,7 +29,8 @@ COPY . .
 # not kept in the image's environment. VAR_DIR points at a scratch directory
 # so the build leaves nothing in /app/var. The code and staticfiles/ stay
 # owned by root (read-only for the app user); only /app/var is writable.
-RUN SECRET_KEY=build-only-not-a-secret \
+RUN python bin/compile-messages \
+ && SECRET_KEY=build-only-not-a-secret \
     ENCRYPTION_KEY=YnVpbGQtb25seS1kdW1teS1rZXktbm90LXNlY3JldCE= \
     VAR_DIR=/tmp/build-var \
     python manage.py collectstatic --noinput \

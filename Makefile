@@ -23,11 +23,13 @@ venv: $(VENV)/.run-deps
 
 ## The service with a demo on the embedded default (SQLite, serverless Celery broker).
 run: $(VENV)/.run-deps
+	$(PY) bin/compile-messages
 	HOST=$(HOST) PORT=$(PORT) bin/run-dev
 
 ## Everything the tests need, then the whole suite against real services.
 test: $(VENV)/.test-deps
 	bin/test-services
+	$(PY) bin/compile-messages
 	$(PY) -m pytest $(PYTEST_ARGS)
 	$(PY) bench/snippet_size.py
 

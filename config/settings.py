@@ -99,9 +99,11 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "projects.middleware.LanguageMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -112,7 +114,7 @@ WSGI_APPLICATION = "config.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "config" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -208,7 +210,14 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 
-LANGUAGE_CODE = "en-us"
+# The interface speaks English and Russian: a person's own choice (saved on
+# their profile), else the browser's Accept-Language, else LANGUAGE_CODE.
+# Notifications speak the project's language; the API speaks English.
+LANGUAGES = [("en", "English"), ("ru", "Русский")]
+LANGUAGE_CODE = env.str("LANGUAGE_CODE", default="en")
+if LANGUAGE_CODE not in dict(LANGUAGES):
+    raise ImproperlyConfigured(f"LANGUAGE_CODE must be one of {', '.join(dict(LANGUAGES))}, not {LANGUAGE_CODE!r}.")
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -258,6 +267,7 @@ SYNC_MAX_BACKOFF = timedelta(hours=1)
 # SMTP relay (python manage.py relay_smtp): where it listens, its TLS certificate for STARTTLS, its limits.
 RELAY_HOST = env.str("RELAY_HOST", default="127.0.0.1")
 RELAY_PORT = env.int("RELAY_PORT", default=2525)
+RELAY_PUBLIC_PORT = env.int("RELAY_PUBLIC_PORT", default=RELAY_PORT)  # what mail clients are told
 RELAY_HOSTNAME = env.str("RELAY_HOSTNAME", default="")
 RELAY_TLS_CERT = env.str("RELAY_TLS_CERT", default="")
 RELAY_TLS_KEY = env.str("RELAY_TLS_KEY", default="")
@@ -267,7 +277,6 @@ RELAY_MAX_MESSAGE_BYTES = env.int("RELAY_MAX_MESSAGE_BYTES", default=25 * 1024 *
 RELAY_MAX_RECIPIENTS = env.int("RELAY_MAX_RECIPIENTS", default=100)
 RELAY_RECIPIENTS_PER_HOUR = env.int("RELAY_RECIPIENTS_PER_HOUR", default=500)
 RELAY_AUTH_FAILURES_PER_IP = env.int("RELAY_AUTH_FAILURES_PER_IP", default=10)
-RELAY_PUBLIC_PORT = env.int("RELAY_PUBLIC_PORT", default=RELAY_PORT)  # what mail clients are told
 RELAY_UPSTREAM_TIMEOUT_SECONDS = env.float("RELAY_UPSTREAM_TIMEOUT_SECONDS", default=30)
 RELAY_QUEUE_HOURS = env.float("RELAY_QUEUE_HOURS", default=24)
 RELAY_KEEP_DAYS = env.int("RELAY_KEEP_DAYS", default=7)
@@ -299,3 +308,32 @@ CELERY_BEAT_SCHEDULE["purge-old-engagement-events"] = {
     "task": "engagement.tasks.purge_old_events",
     "schedule": timedelta(hours=6),
 }
+
+# Mailboxes: OAuth2 logins and the IMAP IDLE listener (README, "Mailboxes
+# with OAuth2" and "Leads in seconds"). Each provider's client is registered
+# by the installation (its redirect URI: PUBLIC_BASE_URL + /admin/mailbox_sync/mailbox/oauth/callback/).
+OAUTH_GOOGLE_CLIENT_ID = env.str("OAUTH_GOOGLE_CLIENT_ID", default="")
+OAUTH_GOOGLE_CLIENT_SECRET = env.str("OAUTH_GOOGLE_CLIENT_SECRET", default="")
+OAUTH_MICROSOFT_CLIENT_ID = env.str("OAUTH_MICROSOFT_CLIENT_ID", default="")
+OAUTH_MICROSOFT_CLIENT_SECRET = env.str("OAUTH_MICROSOFT_CLIENT_SECRET", default="")
+OAUTH_MICROSOFT_TENANT = env.str("OAUTH_MICROSOFT_TENANT", default="common")
+OAUTH_YANDEX_CLIENT_ID = env.str("OAUTH_YANDEX_CLIENT_ID", default="")
+OAUTH_YANDEX_CLIENT_SECRET = env.str("OAUTH_YANDEX_CLIENT_SECRET", default="")
+# Any other provider: its authorization and token URLs, scopes, and IMAP server.
+OAUTH_GENERIC_NAME = env.str("OAUTH_GENERIC_NAME", default="")
+OAUTH_GENERIC_AUTHORIZE_URL = env.str("OAUTH_GENERIC_AUTHORIZE_URL", default="")
+OAUTH_GENERIC_TOKEN_URL = env.str("OAUTH_GENERIC_TOKEN_URL", default="")
+OAUTH_GENERIC_SCOPES = env.str("OAUTH_GENERIC_SCOPES", default="")
+OAUTH_GENERIC_CLIENT_ID = env.str("OAUTH_GENERIC_CLIENT_ID", default="")
+OAUTH_GENERIC_CLIENT_SECRET = env.str("OAUTH_GENERIC_CLIENT_SECRET", default="")
+OAUTH_GENERIC_IMAP_HOST = env.str("OAUTH_GENERIC_IMAP_HOST", default="")
+OAUTH_GENERIC_IMAP_PORT = env.int("OAUTH_GENERIC_IMAP_PORT", default=993)
+OAUTH_GENERIC_IMAP_SECURITY = env.str("OAUTH_GENERIC_IMAP_SECURITY", default="ssl")
+# An access token is refreshed this long before it expires.
+OAUTH_REFRESH_MARGIN_SECONDS = env.int("OAUTH_REFRESH_MARGIN_SECONDS", default=300)
+IDLE_PING_SECONDS = env.float("IDLE_PING_SECONDS", default=45)
+IDLE_ANSWER_SECONDS = env.float("IDLE_ANSWER_SECONDS", default=10)
+IDLE_REFRESH_SECONDS = env.float("IDLE_REFRESH_SECONDS", default=20)
+IDLE_LEASE_SECONDS = env.int("IDLE_LEASE_SECONDS", default=60)
+IDLE_MAX_MAILBOXES = env.int("IDLE_MAX_MAILBOXES", default=2000)
+IDLE_SYNC_THREADS = env.int("IDLE_SYNC_THREADS", default=4)

@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from mailbox_sync.models import Letter, Mailbox
 from mailbox_sync.services import ingest_raw, mailbox_set_password
@@ -82,7 +83,7 @@ def send_test_letter(*, site: Site, to: str, sender: str, subject: str, body: st
         Address.objects.filter(pool__project=site.project).values_list("email", flat=True)
     )
     if to not in allowed:
-        raise ValueError("The test letter may only go to the demo site's own addresses.")
+        raise ValueError(gettext("The test letter may only go to the demo site's own addresses."))
     mailbox = Mailbox.objects.filter(project=site.project).order_by("id").first()
     message = EmailMessage()
     message["From"] = sender

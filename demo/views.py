@@ -2,6 +2,7 @@ from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from . import services
@@ -28,8 +29,8 @@ def send(request):
     if not back.startswith("/demo/"):
         back = reverse("demo:page")
     sender = (request.POST.get("sender") or "").strip()[:200] or "customer@example.net"
-    subject = (request.POST.get("subject") or "").strip()[:200] or "A question about your products"
-    body = (request.POST.get("body") or "").strip()[:2000] or "Hello! I would like to know more."
+    subject = (request.POST.get("subject") or "").strip()[:200] or _("A question about your products")
+    body = (request.POST.get("body") or "").strip()[:2000] or _("Hello! I would like to know more.")
     try:
         letter = services.send_test_letter(
             site=site, to=request.POST.get("to", ""), sender=sender, subject=subject, body=body
@@ -41,9 +42,17 @@ def send(request):
         lead = letter.lead
         messages.success(
             request,
-            f"Letter stored; lead #{lead.pk}: channel {lead.get_channel_display()}, source {lead.source or '—'}, "
-            f"campaign {lead.campaign or '—'}. See it in the journal.",
+            _(
+                "Letter stored; lead #%(lead)s: channel %(channel)s, source %(source)s, campaign %(campaign)s. "
+                "See it in the journal."
+            )
+            % {
+                "lead": lead.pk,
+                "channel": lead.get_channel_display(),
+                "source": lead.source or "—",
+                "campaign": lead.campaign or "—",
+            },
         )
     else:
-        messages.warning(request, "The letter was stored but did not become a lead.")
+        messages.warning(request, _("The letter was stored but did not become a lead."))
     return redirect(back)

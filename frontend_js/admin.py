@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
 
 from projects.admin_scoping import ScopedAdmin, ScopedTabularInline
 
@@ -11,7 +12,7 @@ class SnippetSettingsInline(ScopedTabularInline):
     can_delete = False
     extra = 1  # unchanged, it saves nothing: a site without a row has the defaults
     max_num = 1
-    verbose_name_plural = "snippet settings"
+    verbose_name_plural = _("snippet settings")
 
 
 class MissingBlockReportInline(ScopedTabularInline):
@@ -23,7 +24,7 @@ class MissingBlockReportInline(ScopedTabularInline):
     extra = 0
     fields = ["block", "page_url", "last_seen_at", "first_seen_at", "reports"]
     readonly_fields = fields
-    verbose_name_plural = "install check: pages without a block's address (newest first)"
+    verbose_name_plural = _("install check: pages without a block's address (newest first)")
 
     def has_add_permission(self, request, obj=None):
         return False

@@ -14,13 +14,15 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.cache import cache
 from django.urls import reverse_lazy
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from lib.http import client_ip
 
 FAILURES_PER_USERNAME = 5
 FAILURES_PER_ADDRESS = 20
 WINDOW_SECONDS = 15 * 60
-TOO_MANY = "Too many failed sign-ins. Wait 15 minutes and try again."
+TOO_MANY = gettext_noop("Too many failed sign-ins. Wait 15 minutes and try again.")
 
 
 def _keys(request, username: str) -> list[str]:
@@ -55,7 +57,7 @@ class JournalLoginForm(AuthenticationForm):
         if not isinstance(username, str):
             username = ""
         if _limited(self.request, username):
-            raise forms.ValidationError(TOO_MANY, code="too_many")
+            raise forms.ValidationError(_(TOO_MANY), code="too_many")
         try:
             cleaned = super().clean()
         except forms.ValidationError:

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
 from django.db.models import QuerySet
+from django.utils.translation import gettext_lazy as _
 
 from attribution.models import Lead
 from projects.models import Project
@@ -18,32 +19,32 @@ CHUNK = 1000
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 HEADER = [
-    "id",
-    "date",
-    "time zone",
-    "sender email",
-    "sender name",
-    "subject",
-    "recipient",
-    "site",
-    "channel",
-    "source",
-    "medium",
-    "campaign",
-    "term",
-    "content",
-    "keyword",
-    "landing page",
-    "referrer",
-    "device",
-    "country",
-    "city",
-    "first contact",
-    "match kind",
-    "status",
-    "tags",
-    "deal amount",
-    "comment",
+    _("id"),
+    _("date"),
+    _("time zone"),
+    _("sender email"),
+    _("sender name"),
+    _("subject"),
+    _("recipient"),
+    _("site"),
+    _("channel"),
+    _("source"),
+    _("medium"),
+    _("campaign"),
+    _("term"),
+    _("content"),
+    _("keyword"),
+    _("landing page"),
+    _("referrer"),
+    _("device"),
+    _("country"),
+    _("city"),
+    _("first contact"),
+    _("match kind"),
+    _("status"),
+    _("tags"),
+    _("deal amount"),
+    _("comment"),
 ]
 
 
@@ -91,10 +92,16 @@ def lead_row(lead: Lead, tz: ZoneInfo, site_names: dict[int, str]) -> list:
 
 
 def csv_lines(project: Project | None, leads: QuerySet[Lead] | None) -> Iterator[str]:
-    """The header, then every lead of `leads`, newest first. A byte order mark
-    first, so spreadsheet programs read the UTF-8 (Cyrillic names) correctly."""
+    """The header in the reader's language, then every lead of `leads`,
+    newest first. A byte order mark first, so spreadsheet programs read the
+    UTF-8 (Cyrillic names) correctly. The header is translated now, while
+    the request's language is active, not when the response is streamed."""
+    return _lines([str(name) for name in HEADER], project, leads)
+
+
+def _lines(header: list[str], project: Project | None, leads: QuerySet[Lead] | None) -> Iterator[str]:
     writer = csv.writer(_Echo())
-    yield "\ufeff" + writer.writerow(HEADER)
+    yield "\ufeff" + writer.writerow(header)
     if project is None or leads is None:
         return
     tz = ZoneInfo(project.time_zone)

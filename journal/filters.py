@@ -7,6 +7,8 @@ from zoneinfo import ZoneInfo
 from django import forms
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import QueryDict
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from attribution.models import Lead, MatchKind, Tag
 from projects.models import Project
@@ -40,37 +42,41 @@ class DateInput(forms.DateInput):
 
 
 class LeadFilterForm(forms.Form):
-    date_from = forms.DateField(required=False, label="From", widget=DateInput)
-    date_to = forms.DateField(required=False, label="To", widget=DateInput)
-    site = forms.TypedChoiceField(required=False, coerce=int, empty_value=None)
-    channel = forms.ChoiceField(required=False, choices=[("", "Any channel"), *Channel.choices])
-    source = forms.CharField(required=False, max_length=200)
-    medium = forms.CharField(required=False, max_length=200)
-    campaign = forms.CharField(required=False, max_length=200)
+    date_from = forms.DateField(required=False, label=_("From"), widget=DateInput)
+    date_to = forms.DateField(required=False, label=_("To"), widget=DateInput)
+    site = forms.TypedChoiceField(required=False, coerce=int, empty_value=None, label=_("Site"))
+    channel = forms.ChoiceField(required=False, choices=[("", _("Any channel")), *Channel.choices], label=_("Channel"))
+    source = forms.CharField(required=False, max_length=200, label=_("Source"))
+    medium = forms.CharField(required=False, max_length=200, label=_("Medium"))
+    campaign = forms.CharField(required=False, max_length=200, label=_("Campaign"))
     contact = forms.ChoiceField(
-        required=False, choices=[("", "First or returning"), (FIRST, "First contact"), (RETURNING, "Returning")]
+        required=False,
+        choices=[("", _("First or returning")), (FIRST, _("First contact")), (RETURNING, _("Returning"))],
+        label=_("Contact"),
     )
     match = forms.ChoiceField(
-        required=False, choices=[("", "Any match"), (LOW, "Low confidence (any)"), *MatchKind.choices]
+        required=False,
+        choices=[("", _("Any match")), (LOW, _("Low confidence (any)")), *MatchKind.choices],
+        label=_("Matched by"),
     )
-    status = forms.ChoiceField(required=False, choices=[("", "Any status"), *Lead.Status.choices])
-    tag = forms.TypedChoiceField(required=False, coerce=int, empty_value=None)
-    q = forms.CharField(required=False, max_length=200, label="Search")
+    status = forms.ChoiceField(required=False, choices=[("", _("Any status")), *Lead.Status.choices], label=_("Status"))
+    tag = forms.TypedChoiceField(required=False, coerce=int, empty_value=None, label=_("Tag"))
+    q = forms.CharField(required=False, max_length=200, label=pgettext_lazy("journal filters", "Search"))
 
     def __init__(self, data, *, project: Project):
         super().__init__(data)
         self.project = project
         sites = Site.objects.filter(project=project).order_by("name").values_list("id", "name")
-        self.fields["site"].choices = [("", "Any site"), *sites]
+        self.fields["site"].choices = [("", _("Any site")), *sites]
         tags = Tag.objects.filter(project=project).order_by("name").values_list("id", "name")
-        self.fields["tag"].choices = [("", "Any tag"), *tags]
+        self.fields["tag"].choices = [("", _("Any tag")), *tags]
         for name in SOURCE_FIELDS:
-            self.fields[name].widget.attrs["placeholder"] = name
-            self.fields[name].widget.attrs["title"] = (
-                f'Part of the {name}, in any case; in double quotes, exactly that {name}: "spring_sale".'
+            self.fields[name].widget.attrs["placeholder"] = self.fields[name].label
+            self.fields[name].widget.attrs["title"] = _(
+                'Any part of the value, in any case; in double quotes, exactly that value: "spring_sale".'
             )
-        self.fields["q"].widget.attrs["placeholder"] = "Sender or subject"
-        self.fields["q"].widget.attrs["title"] = (
+        self.fields["q"].widget.attrs["placeholder"] = _("Sender or subject")
+        self.fields["q"].widget.attrs["title"] = _(
             "Part of the sender's address or name, or of the subject; a whole address finds exactly that sender."
         )
 
@@ -78,7 +84,7 @@ class LeadFilterForm(forms.Form):
         data = super().clean()
         start, end = data.get("date_from"), data.get("date_to")
         if start and end and start > end:
-            self.add_error("date_to", "The end of the period is before its start.")
+            self.add_error("date_to", _("The end of the period is before its start."))
         return data
 
     @property

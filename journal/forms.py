@@ -5,6 +5,8 @@ which the API uses too."""
 import re
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from attribution.leads import MAX_TAGS, LeadChangeError, lead_update
 from attribution.models import Lead
@@ -22,10 +24,16 @@ def parse_amount(text: str) -> str:
 
 
 class LeadEditForm(forms.Form):
-    status = forms.ChoiceField(choices=Lead.Status.choices)
-    tags = forms.CharField(required=False, max_length=2000, help_text="Comma-separated, e.g. wholesale, repeat order")
-    comment = forms.CharField(required=False, max_length=5000, widget=forms.Textarea(attrs={"rows": 4}))
-    deal_amount = forms.CharField(required=False, max_length=40, widget=forms.TextInput(attrs={"inputmode": "decimal"}))
+    status = forms.ChoiceField(label=_("Status"), choices=Lead.Status.choices)
+    tags = forms.CharField(
+        label=_("Tags"), required=False, max_length=2000, help_text=_("Comma-separated, e.g. wholesale, repeat order")
+    )
+    comment = forms.CharField(
+        label=_("Comment"), required=False, max_length=5000, widget=forms.Textarea(attrs={"rows": 4})
+    )
+    deal_amount = forms.CharField(
+        label=_("Deal amount"), required=False, max_length=40, widget=forms.TextInput(attrs={"inputmode": "decimal"})
+    )
     # When the person opened the page: a save over someone else's newer change
     # is stopped and shown, not silently overwritten.
     seen = forms.CharField(required=False, widget=forms.HiddenInput)
@@ -46,7 +54,10 @@ class LeadEditForm(forms.Form):
         names = [" ".join(part.split()) for part in self.cleaned_data["tags"].split(",")]
         names = [name for name in names if name]
         if len(names) > MAX_TAGS:
-            raise forms.ValidationError(f"At most {MAX_TAGS} tags on a lead.")
+            raise forms.ValidationError(
+                ngettext("At most %(count)d tag on a lead.", "At most %(count)d tags on a lead.", MAX_TAGS)
+                % {"count": MAX_TAGS}
+            )
         return names
 
     def clean_deal_amount(self) -> str:

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
+from django.utils.formats import date_format
 
 from attribution.models import Lead
 from tracker.models import Channel
@@ -135,7 +136,7 @@ def draw(days: list[date], per_day: dict[date, dict[str, int]], order: list[str]
     for i, day in enumerate(days):
         if i % every == 0:
             chart.x_labels.append(
-                Label(round(PLOT_LEFT + (i + 0.5) * slot, 2), PLOT_TOP + PLOT_HEIGHT + 16, f"{day:%d %b}")
+                Label(round(PLOT_LEFT + (i + 0.5) * slot, 2), PLOT_TOP + PLOT_HEIGHT + 16, date_format(day, "j M"))
             )
     for value in (0, top // 2, top) if top > 1 else (0, top):
         y = PLOT_TOP + PLOT_HEIGHT - PLOT_HEIGHT * value / top

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from django.db.models import Prefetch, Q, QuerySet
 from django.http import Http404
+from django.utils.translation import gettext_lazy as _
 
 from attribution.models import Lead, MatchKind
 from mailbox_sync.models import Letter, LetterCopy
@@ -25,19 +26,24 @@ LOW_CONFIDENCE = frozenset({MatchKind.REUSED_SINCE, MatchKind.AMBIGUOUS, MatchKi
 NO_SOURCE = frozenset({MatchKind.UNKNOWN, MatchKind.EXHAUSTED})
 
 MATCH_EXPLANATIONS = {
-    MatchKind.LIVE_LEASE: "The address was leased to this visitor when the letter arrived.",
-    MatchKind.AFTER_HOLD: "The visitor's hold on the address had ended, but nobody else has held it since.",
-    MatchKind.REUSED_SINCE: "The visitor's hold had ended and another visitor has held the address since: "
-    "the letter may come from either.",
-    MatchKind.TAKEN_OVER: "The pool had run dry, so the address was taken from another visitor whose hold "
-    "had not ended: the letter may come from that earlier visitor.",
-    MatchKind.STATIC: "Sent to a static address: one address stands for one channel.",
-    MatchKind.CORRECTED: "The address had a mistyped token one edit away from exactly one issued token.",
-    MatchKind.AMBIGUOUS: "The address had a token that was no issued token and close to several: no visitor "
-    "could be chosen.",
-    MatchKind.UNKNOWN: "Sent to an address that identifies no visitor (the site's main address).",
-    MatchKind.EXHAUSTED: "Sent to the main address while the pool had run dry: no visitor could be shown "
-    "an address of their own.",
+    MatchKind.LIVE_LEASE: _("The address was leased to this visitor when the letter arrived."),
+    MatchKind.AFTER_HOLD: _("The visitor's hold on the address had ended, but nobody else has held it since."),
+    MatchKind.REUSED_SINCE: _(
+        "The visitor's hold had ended and another visitor has held the address since: the letter may come from either."
+    ),
+    MatchKind.TAKEN_OVER: _(
+        "The pool had run dry, so the address was taken from another visitor whose hold had not ended: "
+        "the letter may come from that earlier visitor."
+    ),
+    MatchKind.STATIC: _("Sent to a static address: one address stands for one channel."),
+    MatchKind.CORRECTED: _("The address had a mistyped token one edit away from exactly one issued token."),
+    MatchKind.AMBIGUOUS: _(
+        "The address had a token that was no issued token and close to several: no visitor could be chosen."
+    ),
+    MatchKind.UNKNOWN: _("Sent to an address that identifies no visitor (the site's main address)."),
+    MatchKind.EXHAUSTED: _(
+        "Sent to the main address while the pool had run dry: no visitor could be shown an address of their own."
+    ),
 }
 
 
@@ -54,7 +60,7 @@ def current_project(request, projects: list[Project]) -> Project | None:
         try:
             project = by_id[int(wanted)]
         except (KeyError, ValueError):
-            raise Http404("No such project")
+            raise Http404(_("No such project"))
     else:
         project = by_id.get(request.session.get(SESSION_KEY)) or (projects[0] if projects else None)
     if project is not None and request.session.get(SESSION_KEY) != project.pk:

@@ -11,4 +11,5 @@ urlpatterns = [
     path("export.csv", views.export, name="export"),
     path("login/", JournalLoginView.as_view(), name="login"),
     path("logout/", JournalLogoutView.as_view(), name="logout"),
+    path("language/", views.language, name="language"),
 ]

@@ -13,7 +13,11 @@ from django.core.exceptions import PermissionDenied
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_http_methods
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.i18n import set_language
+
+from projects.languages import person_set_language, supported
 
 from . import reports
 from .export import csv_lines
@@ -71,7 +75,7 @@ def lead_detail(request, lead_id: int):
     status = 200
     if request.method == "POST":
         if not may_edit:
-            raise PermissionDenied("Only members of the lead's project may change it.")
+            raise PermissionDenied(_("Only members of the lead's project may change it."))
         form = LeadEditForm(request.POST)
         if form.is_valid() and form.changed_since_seen(lead):
             # Keep what was typed, show the newer state, and let a second save go through.
@@ -79,12 +83,12 @@ def lead_detail(request, lead_id: int):
             data["seen"] = lead.updated_at.isoformat()
             form = LeadEditForm(data)
             form.is_valid()
-            form.add_error(None, "Someone changed this lead after you opened it. Check its details and save again.")
+            form.add_error(None, _("Someone changed this lead after you opened it. Check its details and save again."))
             status = 409
         elif form.is_valid():
             lead = form.save(lead)
             if not form.errors:
-                messages.success(request, "Lead saved.")
+                messages.success(request, _("Lead saved."))
                 return redirect("journal:lead", lead_id=lead.pk)
             status = 400
         else:
@@ -120,7 +124,11 @@ def _report_form(request, project) -> tuple[LeadFilterForm, date, date]:
     start = values.get("date_from") or end - timedelta(days=reports.DEFAULT_DAYS - 1)
     if (end - start).days >= reports.MAX_DAYS:
         start = end - timedelta(days=reports.MAX_DAYS - 1)
-        form.add_error("date_from", f"A report covers at most {reports.MAX_DAYS} days: this one starts on {start}.")
+        form.add_error(
+            "date_from",
+            _("A report covers at most %(days)s days: this one starts on %(start)s.")
+            % {"days": reports.MAX_DAYS, "start": start},
+        )
     return form, start, end
 
 
@@ -159,3 +167,14 @@ def export(request):
     stamp = timezone.localtime(timezone=tz).strftime("%Y%m%d-%H%M")
     response["Content-Disposition"] = f'attachment; filename="leads-{project.pk if project else 0}-{stamp}.csv"'
     return response
+
+
+@require_POST
+def language(request):
+    """The language switch of the journal and admin: the choice is kept in the
+    language cookie and, for a signed-in person, on their profile, so that it
+    follows them to another browser. Then back to the page it came from."""
+    chosen = request.POST.get("language", "")
+    if request.user.is_authenticated and supported(chosen):
+        person_set_language(request.user, chosen)
+    return set_language(request)

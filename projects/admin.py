@@ -14,7 +14,7 @@ class MembershipInline(ScopedTabularInline):
 @admin.register(Project)
 class ProjectAdmin(ScopedAdmin):
     project_path = "pk"
-    list_display = ["name", "time_zone", "created_at"]
+    list_display = ["name", "time_zone", "language", "created_at"]
     search_fields = ["name"]
     inlines = [MembershipInline]
 

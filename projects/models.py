@@ -3,23 +3,41 @@ import zoneinfo
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 def validate_time_zone(value):
     if value not in zoneinfo.available_timezones():
-        raise ValidationError(f"Unknown time zone {value!r}; use an IANA name such as Europe/Moscow.")
+        raise ValidationError(
+            _("Unknown time zone %(zone)r; use an IANA name such as Europe/Moscow."), params={"zone": value}
+        )
+
+
+def default_language() -> str:
+    return settings.LANGUAGE_CODE
 
 
 class Project(models.Model):
     """The tenant: everything else belongs to one project."""
 
-    name = models.CharField(max_length=200)
-    time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
-    created_at = models.DateTimeField(auto_now_add=True)
-    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
+    name = models.CharField(_("name"), max_length=200)
+    time_zone = models.CharField(_("time zone"), max_length=64, default="UTC", validators=[validate_time_zone])
+    language = models.CharField(
+        _("language"),
+        max_length=8,
+        choices=settings.LANGUAGES,
+        default=default_language,
+        help_text=_("The language of the project's notifications (new-lead emails, Telegram messages)."),
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="Membership", related_name="projects", verbose_name=_("members")
+    )
 
     class Meta:
         ordering = ["name"]
+        verbose_name = _("project")
+        verbose_name_plural = _("projects")
 
     def __str__(self):
         return self.name
@@ -27,15 +45,43 @@ class Project(models.Model):
 
 class Membership(models.Model):
     class Role(models.TextChoices):
-        MANAGER = "manager", "Manager (configures)"
-        MARKETER = "marketer", "Marketer (reads the journal)"
+        MANAGER = "manager", _("Manager (configures)")
+        MARKETER = "marketer", _("Marketer (reads the journal)")
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
-    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MARKETER)
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("project")
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("user")
+    )
+    role = models.CharField(_("role"), max_length=16, choices=Role.choices, default=Role.MARKETER)
 
     class Meta:
+        verbose_name = _("membership")
+        verbose_name_plural = _("memberships")
         constraints = [models.UniqueConstraint(fields=["project", "user"], name="membership_unique_user")]
 
     def __str__(self):
         return f"{self.user} in {self.project} ({self.role})"
+
+
+class Profile(models.Model):
+    """A person's own settings: the language they read the journal and admin in."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile", verbose_name=_("user")
+    )
+    language = models.CharField(
+        _("language"),
+        max_length=8,
+        choices=settings.LANGUAGES,
+        blank=True,
+        help_text=_("Empty: the browser's language."),
+    )
+
+    class Meta:
+        verbose_name = _("profile")
+        verbose_name_plural = _("profiles")
+
+    def __str__(self):
+        return str(self.user)

@@ -2,6 +2,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 
 from projects.admin_scoping import ScopedAdmin, ScopedTabularInline
 
@@ -11,12 +13,12 @@ from .models import Address, Block, Lease, Pool, PoolExhaustion, Rule, RuleCondi
 
 class PoolForm(forms.ModelForm):
     upload_text = forms.CharField(
-        label="Addresses to add",
+        label=_("Addresses to add"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 6}),
-        help_text="Uploaded pools: paste real addresses, one per line (or comma-separated).",
+        help_text=_("Uploaded pools: paste real addresses, one per line (or comma-separated)."),
     )
-    upload_file = forms.FileField(label="…or a CSV file", required=False)
+    upload_file = forms.FileField(label=_("…or a CSV file"), required=False)
 
     class Meta:
         model = Pool
@@ -37,22 +39,23 @@ class PoolForm(forms.ModelForm):
         upload = data.get("upload_file")
         if upload is not None:
             if upload.size > 5 * 1024 * 1024:
-                raise forms.ValidationError("The CSV file is larger than 5 MB.")
+                raise forms.ValidationError(_("The CSV file is larger than 5 MB."))
             text += "\n" + upload.read().decode("utf-8-sig", errors="replace")
         self.uploaded = []
         kind = data.get("kind") or self.instance.kind
         if text.strip():
             if kind != Pool.Kind.UPLOADED:
-                raise forms.ValidationError("Only an uploaded pool takes a list of addresses.")
+                raise forms.ValidationError(_("Only an uploaded pool takes a list of addresses."))
             probe = Pool(project=data.get("project") or self.instance.project, base_email=data.get("base_email") or "")
             probe.pk = self.instance.pk
             fresh, errors = pools.validate_uploaded_addresses(probe, text)
             if errors:
-                shown = errors[:20] + ([f"…and {len(errors) - 20} more"] if len(errors) > 20 else [])
+                more = len(errors) - 20
+                shown = errors[:20] + ([_("…and %(count)d more") % {"count": more}] if more > 0 else [])
                 raise forms.ValidationError(shown)
             self.uploaded = fresh
         elif kind == Pool.Kind.UPLOADED and not self.instance.pk:
-            raise forms.ValidationError("An uploaded pool needs its addresses.")
+            raise forms.ValidationError(_("An uploaded pool needs its addresses."))
         return data
 
 
@@ -68,14 +71,14 @@ class PoolAdmin(ScopedAdmin):
         fixed = ["kind", "base_email"] if obj is not None else []
         return fixed + self.readonly_fields
 
-    @admin.display(description="Live leases")
+    @admin.display(description=_("Live leases"))
     def live_leases(self, obj):
         return selectors.live_lease_count(obj, timezone.now()) if obj.pk else 0
 
-    @admin.display(description="Pool health")
+    @admin.display(description=_("Pool health"))
     def health(self, obj):
         if not obj.pk:
-            return "Shown once the pool is saved."
+            return _("Shown once the pool is saved.")
         health = selectors.pool_health(obj, timezone.now())
         return render_health(health)
 
@@ -83,7 +86,9 @@ class PoolAdmin(ScopedAdmin):
         super().save_model(request, obj, form, change)
         if getattr(form, "uploaded", None):
             added = pools.pool_add_uploaded(obj, form.uploaded)
-            self.message_user(request, f"{added} addresses added.")
+            self.message_user(
+                request, ngettext("%(count)d address added.", "%(count)d addresses added.", added) % {"count": added}
+            )
             return
         try:
             changed = services.pool_fill(obj)
@@ -91,9 +96,15 @@ class PoolAdmin(ScopedAdmin):
             self.message_user(request, str(error), messages.ERROR)
             return
         if changed > 0:
-            self.message_user(request, f"{changed} addresses issued.")
+            said = ngettext("%(count)d address issued.", "%(count)d addresses issued.", changed)
+            self.message_user(request, said % {"count": changed})
         elif changed < 0:
-            self.message_user(request, f"{-changed} free addresses set aside; live leases were kept.")
+            said = ngettext(
+                "%(count)d free address set aside; live leases were kept.",
+                "%(count)d free addresses set aside; live leases were kept.",
+                -changed,
+            )
+            self.message_user(request, said % {"count": -changed})
 
 
 @admin.register(Address)
@@ -173,32 +184,36 @@ def render_health(health) -> str:
     )
     size_line = height - round(height * health.size / top)
     chart = format_html(
-        '<svg width="{}" height="{}" role="img" aria-label="Peak concurrent leases per day">{}'
-        '<line x1="0" x2="{}" y1="{}" y2="{}" stroke="#ba2121" stroke-dasharray="3"><title>pool size</title></line>'
+        '<svg width="{}" height="{}" role="img" aria-label="{}">{}'
+        '<line x1="0" x2="{}" y1="{}" y2="{}" stroke="#ba2121" stroke-dasharray="3"><title>{}</title></line>'
         "</svg>",
         width,
         height + 1,
+        gettext("Peak concurrent leases per day"),
         bars,
         width,
         size_line,
         size_line,
+        gettext("pool size"),
     )
     warning = (
         format_html(
-            '<p style="color:#ba2121"><strong>The pool is too small:</strong> recommended size {}.</p>',
-            health.recommended,
+            '<p style="color:#ba2121"><strong>{}</strong> {}</p>',
+            gettext("The pool is too small:"),
+            gettext("recommended size %(size)s.") % {"size": health.recommended},
         )
         if health.too_small
         else ""
     )
-    return format_html(
-        "<p>Live leases now: <strong>{}</strong> of {} addresses · peak (7 days): {} · exhaustions (7 days): {} · "
-        "recommended size: {}</p>{}{}",
-        health.live,
-        health.size,
-        max([p for _d, p in health.peaks], default=0),
-        health.exhaustions,
-        health.recommended or "—",
-        warning,
-        chart,
+    figures = format_html(
+        gettext(
+            "Live leases now: <strong>{live}</strong> of {size} addresses · peak (7 days): {peak} · "
+            "exhaustions (7 days): {exhaustions} · recommended size: {recommended}"
+        ),
+        live=health.live,
+        size=health.size,
+        peak=max([p for _d, p in health.peaks], default=0),
+        exhaustions=health.exhaustions,
+        recommended=health.recommended or "—",
     )
+    return format_html("<p>{}</p>{}{}", figures, warning, chart)

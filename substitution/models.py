@@ -3,6 +3,7 @@ import re
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from projects.models import Project
 from tracker.models import Site, Visitor
@@ -15,34 +16,42 @@ class Pool(models.Model):
     """Addresses leased one visitor at a time."""
 
     class Kind(models.TextChoices):
-        PLUS = "plus", "Generated plus-addresses (local+token@domain)"
-        DASH = "dash", "Generated catch-all addresses (local-token@domain)"
-        UPLOADED = "uploaded", "Uploaded list of real addresses (aliases)"
+        PLUS = "plus", _("Generated plus-addresses (local+token@domain)")
+        DASH = "dash", _("Generated catch-all addresses (local-token@domain)")
+        UPLOADED = "uploaded", _("Uploaded list of real addresses (aliases)")
 
     class ExhaustedPolicy(models.TextChoices):
-        ORIGINAL = "original", "Show the site's original address"
-        TAKE_OVER = "take_over", "Take over the least recently active lease"
+        ORIGINAL = "original", _("Show the site's original address")
+        TAKE_OVER = "take_over", _("Take over the least recently active lease")
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="pools")
-    name = models.CharField(max_length=200)
-    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.PLUS)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="pools", verbose_name=_("project"))
+    name = models.CharField(_("name"), max_length=200)
+    kind = models.CharField(_("kind"), max_length=8, choices=Kind.choices, default=Kind.PLUS)
     base_email = models.EmailField(
-        help_text="The real inbox, e.g. info@example.com; generated tokens are added to its local part."
+        _("base email"),
+        help_text=_("The real inbox, e.g. info@example.com; generated tokens are added to its local part."),
     )
-    size = models.PositiveIntegerField(default=20, help_text="Generated pools only; an uploaded pool is its list.")
+    size = models.PositiveIntegerField(
+        _("size"), default=20, help_text=_("Generated pools only; an uploaded pool is its list.")
+    )
     hold_minutes = models.PositiveIntegerField(
-        default=30, help_text="How long an address stays with a visitor after their last activity."
+        _("hold minutes"),
+        default=30,
+        help_text=_("How long an address stays with a visitor after their last activity."),
     )
     exhausted_policy = models.CharField(
-        max_length=16, choices=ExhaustedPolicy.choices, default=ExhaustedPolicy.ORIGINAL
+        _("exhausted policy"), max_length=16, choices=ExhaustedPolicy.choices, default=ExhaustedPolicy.ORIGINAL
     )
     max_live_leases_per_ip = models.PositiveIntegerField(
+        _("max live leases per ip"),
         default=5,
-        help_text="Abuse cap: live leases one client IP may hold; above it the original address is shown.",
+        help_text=_("Abuse cap: live leases one client IP may hold; above it the original address is shown."),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
+        verbose_name = _("pool")
+        verbose_name_plural = _("pools")
         ordering = ["name"]
 
     def __str__(self):
@@ -54,18 +63,20 @@ class Pool(models.Model):
 
 
 class Address(models.Model):
-    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="addresses")
-    email = models.EmailField(unique=True)
-    token = models.CharField(max_length=32, blank=True)
-    active = models.BooleanField(default=True)
+    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="addresses", verbose_name=_("pool"))
+    email = models.EmailField(_("email"), unique=True)
+    token = models.CharField(_("token"), max_length=32, blank=True)
+    active = models.BooleanField(_("active"), default=True)
     # True while a lease holds it, written in the allocating transaction: the
     # row lock plus this flag make concurrent allocations skip to other rows.
-    held = models.BooleanField(default=False)
+    held = models.BooleanField(_("held"), default=False)
     # When its last lease ended: allocation takes the address free longest (LRU).
-    last_released_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    last_released_at = models.DateTimeField(_("last released at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
+        verbose_name = _("address")
+        verbose_name_plural = _("addresses")
         constraints = [
             models.UniqueConstraint(fields=["pool", "token"], condition=~Q(token=""), name="address_unique_token")
         ]
@@ -82,20 +93,25 @@ class Block(models.Model):
     """What the snippet replaces on the page."""
 
     class Kind(models.TextChoices):
-        FIND = "find", "Find the original email in the page (text, mailto: links, attributes)"
-        ID = "id", "Element by id"
-        CLASS = "class", "Elements by class"
-        SELECTOR = "selector", "Elements by CSS selector"
-        ATTRIBUTE = "attribute", "Elements carrying an attribute (its value is replaced)"
+        FIND = "find", _("Find the original email in the page (text, mailto: links, attributes)")
+        ID = "id", _("Element by id")
+        CLASS = "class", _("Elements by class")
+        SELECTOR = "selector", _("Elements by CSS selector")
+        ATTRIBUTE = "attribute", _("Elements carrying an attribute (its value is replaced)")
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="blocks")
-    name = models.CharField(max_length=200)
-    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.FIND)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="blocks", verbose_name=_("project"))
+    name = models.CharField(_("name"), max_length=200)
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices, default=Kind.FIND)
     selector = models.CharField(
+        _("selector"),
         max_length=500,
         blank=True,
-        help_text="The id, class, CSS selector or attribute name; empty for 'find in the page'.",
+        help_text=_("The id, class, CSS selector or attribute name; empty for 'find in the page'."),
     )
+
+    class Meta:
+        verbose_name = _("block")
+        verbose_name_plural = _("blocks")
 
     def __str__(self):
         return self.name
@@ -115,17 +131,26 @@ class StaticAddress(models.Model):
     """One address = one channel: offline ads, map cards, classifieds. A
     letter to it is a lead from that channel, with or without a web session."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="static_addresses")
-    name = models.CharField(max_length=200, help_text="e.g. Billboard, Tverskaya st.; Yandex Maps card; Avito ad")
-    email = models.EmailField(unique=True)
-    channel = models.CharField(max_length=16, default="static", help_text="Channel reported for its leads")
-    source = models.CharField(max_length=200, blank=True, help_text="e.g. billboard, yandex_maps, avito")
-    medium = models.CharField(max_length=200, blank=True)
-    campaign = models.CharField(max_length=200, blank=True)
-    active = models.BooleanField(default=True)
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="static_addresses", verbose_name=_("project")
+    )
+    name = models.CharField(
+        _("name"), max_length=200, help_text=_("e.g. Billboard, Tverskaya st.; Yandex Maps card; Avito ad")
+    )
+    email = models.EmailField(_("email"), unique=True)
+    channel = models.CharField(
+        _("channel"), max_length=16, default="static", help_text=_("Channel reported for its leads")
+    )
+    source = models.CharField(
+        _("source"), max_length=200, blank=True, help_text=_("e.g. billboard, yandex_maps, avito")
+    )
+    medium = models.CharField(_("medium"), max_length=200, blank=True)
+    campaign = models.CharField(_("campaign"), max_length=200, blank=True)
+    active = models.BooleanField(_("active"), default=True)
 
     class Meta:
-        verbose_name_plural = "static addresses"
+        verbose_name = _("static address")
+        verbose_name_plural = _("static addresses")
         ordering = ["name"]
 
     def __str__(self):
@@ -140,22 +165,31 @@ class Rule(models.Model):
     """First matching active rule (by order) decides what a visitor is shown."""
 
     class Kind(models.TextChoices):
-        DYNAMIC = "dynamic", "Dynamic: lease an address from a pool"
-        STATIC = "static", "Static: show a channel's fixed address"
+        DYNAMIC = "dynamic", _("Dynamic: lease an address from a pool")
+        STATIC = "static", _("Static: show a channel's fixed address")
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="rules")
-    name = models.CharField(max_length=200)
-    sites = models.ManyToManyField(Site, related_name="rules")
-    order = models.PositiveIntegerField(default=0)
-    active = models.BooleanField(default=True)
-    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.DYNAMIC)
-    pool = models.ForeignKey(Pool, null=True, blank=True, on_delete=models.PROTECT, related_name="rules")
-    static_address = models.ForeignKey(
-        StaticAddress, null=True, blank=True, on_delete=models.PROTECT, related_name="rules"
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="rules", verbose_name=_("project"))
+    name = models.CharField(_("name"), max_length=200)
+    sites = models.ManyToManyField(Site, related_name="rules", verbose_name=_("sites"))
+    order = models.PositiveIntegerField(_("order"), default=0)
+    active = models.BooleanField(_("active"), default=True)
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices, default=Kind.DYNAMIC)
+    pool = models.ForeignKey(
+        Pool, null=True, blank=True, on_delete=models.PROTECT, related_name="rules", verbose_name=_("pool")
     )
-    blocks = models.ManyToManyField(Block, related_name="rules")
+    static_address = models.ForeignKey(
+        StaticAddress,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="rules",
+        verbose_name=_("static address"),
+    )
+    blocks = models.ManyToManyField(Block, related_name="rules", verbose_name=_("blocks"))
 
     class Meta:
+        verbose_name = _("rule")
+        verbose_name_plural = _("rules")
         ordering = ["order", "id"]
         constraints = [
             models.CheckConstraint(
@@ -170,35 +204,39 @@ class Rule(models.Model):
 
     def clean(self):
         if self.kind == self.Kind.DYNAMIC and (self.pool_id is None or self.static_address_id is not None):
-            raise ValidationError("A dynamic rule leases from a pool: choose a pool and no static address.")
+            raise ValidationError(_("A dynamic rule leases from a pool: choose a pool and no static address."))
         if self.kind == self.Kind.STATIC and (self.static_address_id is None or self.pool_id is not None):
-            raise ValidationError("A static rule shows a static address: choose one and no pool.")
+            raise ValidationError(_("A static rule shows a static address: choose one and no pool."))
 
 
 class RuleCondition(models.Model):
     """All of a rule's conditions must hold for the rule to match."""
 
     class Field(models.TextChoices):
-        UTM_SOURCE = "utm_source", "utm_source"
-        UTM_MEDIUM = "utm_medium", "utm_medium"
-        UTM_CAMPAIGN = "utm_campaign", "utm_campaign"
-        UTM_TERM = "utm_term", "utm_term"
-        UTM_CONTENT = "utm_content", "utm_content"
-        REFERRER_DOMAIN = "referrer_domain", "Referrer domain"
-        LANDING_URL = "landing_url", "Landing page URL"
-        CHANNEL = "channel", "Channel"
-        DEVICE_TYPE = "device_type", "Device type"
+        UTM_SOURCE = "utm_source", _("utm_source")
+        UTM_MEDIUM = "utm_medium", _("utm_medium")
+        UTM_CAMPAIGN = "utm_campaign", _("utm_campaign")
+        UTM_TERM = "utm_term", _("utm_term")
+        UTM_CONTENT = "utm_content", _("utm_content")
+        REFERRER_DOMAIN = "referrer_domain", _("Referrer domain")
+        LANDING_URL = "landing_url", _("Landing page URL")
+        CHANNEL = "channel", _("Channel")
+        DEVICE_TYPE = "device_type", _("Device type")
 
     class Operator(models.TextChoices):
-        EQUALS = "equals", "equals"
-        CONTAINS = "contains", "contains"
-        MATCHES = "matches", "matches (regular expression)"
+        EQUALS = "equals", _("equals")
+        CONTAINS = "contains", _("contains")
+        MATCHES = "matches", _("matches (regular expression)")
 
-    rule = models.ForeignKey(Rule, on_delete=models.CASCADE, related_name="conditions")
-    field = models.CharField(max_length=32, choices=Field.choices)
-    operator = models.CharField(max_length=16, choices=Operator.choices, default=Operator.EQUALS)
-    value = models.CharField(max_length=REGEX_MAX_LENGTH)
-    negate = models.BooleanField(default=False, help_text="Match when the condition does NOT hold.")
+    rule = models.ForeignKey(Rule, on_delete=models.CASCADE, related_name="conditions", verbose_name=_("rule"))
+    field = models.CharField(_("field"), max_length=32, choices=Field.choices)
+    operator = models.CharField(_("operator"), max_length=16, choices=Operator.choices, default=Operator.EQUALS)
+    value = models.CharField(_("value"), max_length=REGEX_MAX_LENGTH)
+    negate = models.BooleanField(_("negate"), default=False, help_text=_("Match when the condition does NOT hold."))
+
+    class Meta:
+        verbose_name = _("rule condition")
+        verbose_name_plural = _("rule conditions")
 
     def __str__(self):
         return f"{self.field} {'not ' if self.negate else ''}{self.operator} {self.value!r}"
@@ -217,21 +255,23 @@ class Lease(models.Model):
     """An address held by one visitor; history is kept (released leases stay)."""
 
     class EndReason(models.TextChoices):
-        EXPIRED = "expired", "Expired after hold"
-        TAKEN_OVER = "taken_over", "Taken over (pool exhausted)"
+        EXPIRED = "expired", _("Expired after hold")
+        TAKEN_OVER = "taken_over", _("Taken over (pool exhausted)")
 
-    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="leases")
-    address = models.ForeignKey(Address, on_delete=models.CASCADE, related_name="leases")
-    visitor = models.ForeignKey(Visitor, on_delete=models.CASCADE, related_name="leases")
-    started_at = models.DateTimeField()
-    last_activity_at = models.DateTimeField()
-    expires_at = models.DateTimeField()
-    released_at = models.DateTimeField(null=True, blank=True)
-    end_reason = models.CharField(max_length=16, choices=EndReason.choices, blank=True)
+    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="leases", verbose_name=_("pool"))
+    address = models.ForeignKey(Address, on_delete=models.CASCADE, related_name="leases", verbose_name=_("address"))
+    visitor = models.ForeignKey(Visitor, on_delete=models.CASCADE, related_name="leases", verbose_name=_("visitor"))
+    started_at = models.DateTimeField(_("started at"))
+    last_activity_at = models.DateTimeField(_("last activity at"))
+    expires_at = models.DateTimeField(_("expires at"))
+    released_at = models.DateTimeField(_("released at"), null=True, blank=True)
+    end_reason = models.CharField(_("end reason"), max_length=16, choices=EndReason.choices, blank=True)
     # A keyed hash of the client IP, for the per-IP abuse cap; never the IP itself.
-    ip_hash = models.CharField(max_length=32, blank=True)
+    ip_hash = models.CharField(_("ip hash"), max_length=32, blank=True)
 
     class Meta:
+        verbose_name = _("lease")
+        verbose_name_plural = _("leases")
         constraints = [
             # The database itself refuses two unreleased leases on one address,
             # and two for one visitor in one pool.
@@ -259,11 +299,13 @@ class Lease(models.Model):
 class PoolExhaustion(models.Model):
     """A visitor asked for an address when the pool had none free."""
 
-    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="exhaustions")
-    at = models.DateTimeField()
-    policy = models.CharField(max_length=16, choices=Pool.ExhaustedPolicy.choices)
+    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="exhaustions", verbose_name=_("pool"))
+    at = models.DateTimeField(_("at"))
+    policy = models.CharField(_("policy"), max_length=16, choices=Pool.ExhaustedPolicy.choices)
 
     class Meta:
+        verbose_name = _("pool exhaustion")
+        verbose_name_plural = _("pool exhaustions")
         indexes = [models.Index(fields=["pool", "at"], name="exhaustion_pool_at")]
 
     def __str__(self):

@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 
 from frontend_js.admin import SITE_INLINES
 from projects.admin_scoping import ScopedAdmin, ScopedTabularInline
@@ -22,10 +23,10 @@ class SiteAdmin(ScopedAdmin):
     readonly_fields = ["site_key", "snippet_tag"]
     inlines = [SiteDomainInline, *SITE_INLINES]
 
-    @admin.display(description="Snippet tag")
+    @admin.display(description=_("Snippet tag"))
     def snippet_tag(self, obj):
         if not obj.pk:
-            return "Saved sites get a tag to paste into every page."
+            return _("Saved sites get a tag to paste into every page.")
         return format_html(
             '<code>&lt;script async src="https://YOUR-HOST/s/{}.js"&gt;&lt;/script&gt;</code>', obj.site_key
         )

@@ -4,6 +4,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from django import template
+from django.utils.translation import gettext as _
 
 from ..selectors import LOW_CONFIDENCE, NO_SOURCE
 
@@ -39,9 +40,9 @@ def duration(value: timedelta | None) -> str:
     days, minutes = divmod(minutes, 24 * 60)
     hours, minutes = divmod(minutes, 60)
     parts = [
-        f"{days} d" if days else "",
-        f"{hours} h" if hours else "",
-        f"{minutes} min" if minutes or not (days or hours) else "",
+        _("%(days)d d") % {"days": days} if days else "",
+        _("%(hours)d h") % {"hours": hours} if hours else "",
+        _("%(minutes)d min") % {"minutes": minutes} if minutes or not (days or hours) else "",
     ]
     return " ".join(part for part in parts if part)
 
