@@ -21,6 +21,8 @@ import time
 from django.conf import settings
 from redis import exceptions as redis_errors
 
+from substitution import activity
+
 from . import storing
 
 log = logging.getLogger(__name__)
@@ -29,20 +31,14 @@ STREAM = "et:eng:events"
 GROUP = "drainers"
 RECLAIM_IDLE_MS = 60_000
 
-_client = None
-
 
 def enabled() -> bool:
-    return bool(getattr(settings, "REDIS_URL", ""))
+    return activity.enabled()
 
 
 def redis():
-    global _client
-    if _client is None:
-        import redis as redis_lib
-
-        _client = redis_lib.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-    return _client
+    """The process's Redis client (shared with collect's write-behind)."""
+    return activity.redis()
 
 
 def record(*, kind: int, recipient_id: int, link_id: int, method: str, user_agent: str, ip: str, at: float) -> None:
@@ -57,9 +53,13 @@ def record(*, kind: int, recipient_id: int, link_id: int, method: str, user_agen
         "t": f"{at:.3f}",
     }
     if enabled():
+        flat = [item for pair in fields.items() for item in pair]
         try:
-            redis().xadd(STREAM, fields)
-            return
+            # One round trip without redis-py's per-call machinery (as collect does).
+            [reply] = activity.exchange(("XADD", STREAM, "*", *flat))
+            if not isinstance(reply, Exception):
+                return
+            log.warning("Engagement event stored synchronously: Redis answered %s", reply)
         except redis_errors.RedisError:
             log.warning("Engagement event stored synchronously: Redis refused it", exc_info=True)
     try:

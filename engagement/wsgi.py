@@ -11,7 +11,7 @@ machinery it inherits); everything else goes on to the wrapped application.
 """
 
 from django.conf import settings
-from django.db import connections, reset_queries
+from django.db import reset_queries
 
 from lib.http import trusted_client_ip
 from tracker.endpoint import Reply
@@ -26,38 +26,26 @@ class TrackingRoute(CollectRoute):
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
         if path.startswith(PIXEL_PREFIX) and path.endswith(PIXEL_SUFFIX):
-            answer, token, database = endpoint.pixel, path[len(PIXEL_PREFIX) : -len(PIXEL_SUFFIX)], False
+            answer, token = endpoint.pixel, path[len(PIXEL_PREFIX) : -len(PIXEL_SUFFIX)]
         elif path.startswith(CLICK_PREFIX):
-            answer, token, database = endpoint.click, path[len(CLICK_PREFIX) :], True
+            answer, token = endpoint.click, path[len(CLICK_PREFIX) :]
         else:
             return self.django(environ, start_response)
         secure = self._secure(environ)
         if settings.SECURE_SSL_REDIRECT and not secure:
             return self.django(environ, start_response)  # SecurityMiddleware redirects
-        if database:
-            if settings.DEBUG:
-                reset_queries()
-            _close_old_connections()
-        try:
-            if not self._host_allowed(environ):
-                reply = Reply(400, b"Invalid Host header", [("Content-Type", "text/plain")])
-            else:
-                reply = answer(
-                    token=token,
-                    method=environ.get("REQUEST_METHOD", ""),
-                    user_agent=environ.get("HTTP_USER_AGENT", ""),
-                    ip=trusted_client_ip(environ),
-                )
-        finally:
-            if database:
-                _close_old_connections()
+        if settings.DEBUG:
+            reset_queries()
+        if not self._host_allowed(environ):
+            reply = Reply(400, b"Invalid Host header", [("Content-Type", "text/plain")])
+        else:
+            # A click's link is looked up once per process (engagement.links,
+            # which checks the database connection around its query).
+            reply = answer(
+                token=token,
+                method=environ.get("REQUEST_METHOD", ""),
+                user_agent=environ.get("HTTP_USER_AGENT", ""),
+                ip=trusted_client_ip(environ),
+            )
         start_response(reply.status_line, reply.headers + self._security_headers(secure))
         return [reply.body]
-
-
-def _close_old_connections() -> None:
-    """As Django does around a request; a connection inside a transaction
-    block (a test's) is left alone."""
-    for connection in connections.all(initialized_only=True):
-        if not connection.in_atomic_block:
-            connection.close_if_unusable_or_obsolete()

@@ -12,6 +12,7 @@ from django.db import connections
 
 from engagement import recording, storing
 from engagement.models import Event, EventKind
+from substitution import activity
 from tests.conftest import free_port
 from tests.engagement_fixtures import empty_stream, fetch, make_project, track, trusted_proxy  # noqa: F401 - fixtures
 from tests.route import RouteClient
@@ -107,10 +108,10 @@ def test_entries_a_dead_drainer_took_are_taken_over_by_another(client, monkeypat
 def redis_at(settings, monkeypatch):
     def use(url):
         settings.REDIS_URL = url
-        monkeypatch.setattr(recording, "_client", None)
+        monkeypatch.setattr(activity, "_client", None)
 
     yield use
-    recording._client = None
+    activity._client = None
 
 
 @pytest.mark.django_db
