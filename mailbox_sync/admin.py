@@ -3,6 +3,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
 from projects.admin_scoping import ScopedAdmin, ScopedTabularInline
@@ -136,6 +137,7 @@ class MailboxAdmin(ScopedAdmin):
         "username",
         "active",
         "state",
+        "hearing",
         "last_sync_at",
         "letters",
         "unreadable",
@@ -152,12 +154,28 @@ class MailboxAdmin(ScopedAdmin):
         "last_error_at",
         "failure_count",
         "sync_horizon",
+        "hearing",
+        "last_letter_heard",
     ]
     inlines = [FolderStateInline]
     actions = ["test_connection", "sync_now"]
 
     def get_queryset(self, request):
-        return selectors.mailboxes_with_counts(super().get_queryset(request))
+        return selectors.mailboxes_with_counts(super().get_queryset(request)).select_related("listening")
+
+    @admin.display(description=_("New letters heard by"))
+    def hearing(self, obj):
+        heard = selectors.hearing(obj)
+        parts = [heard.label]
+        if heard.since is not None:
+            parts.append(_("since %(when)s") % {"when": heard.since.strftime("%Y-%m-%d %H:%M UTC")})
+        text = " ".join(str(part) for part in parts)
+        return f"{text}: {heard.why}" if heard.why else text
+
+    @admin.display(description=_("Last letter heard"))
+    def last_letter_heard(self, obj):
+        heard = selectors.hearing(obj)
+        return heard.last_letter_at.strftime("%Y-%m-%d %H:%M:%S UTC") if heard.last_letter_at else "—"
 
     @admin.display(description="Letters", ordering="letter_count")
     def letters(self, obj):

@@ -62,3 +62,61 @@ def claim_duration() -> timedelta:
 
 def max_backoff() -> timedelta:
     return getattr(settings, "SYNC_MAX_BACKOFF", timedelta(hours=1))
+
+
+# --- The listener (IMAP IDLE, `listen_mailboxes`) -------------------------------
+
+
+def listener_lease() -> timedelta:
+    """How long a listener's hold on a mailbox lasts without renewal; a
+    listener that died leaves its mailboxes to the others after this."""
+    return timedelta(seconds=getattr(settings, "IDLE_LEASE_SECONDS", 60))
+
+
+def listener_refresh_seconds() -> float:
+    """How often a listener renews its leases and reads the mailboxes again
+    (mailboxes added, changed or switched off in admin are heard within it)."""
+    return getattr(settings, "IDLE_REFRESH_SECONDS", 20)
+
+
+def listener_capacity() -> int:
+    """The most mailboxes one listener process holds."""
+    return getattr(settings, "IDLE_MAX_MAILBOXES", 2000)
+
+
+def idle_ping_seconds() -> float:
+    """IDLE is ended with DONE and begun again this often: an answer proves
+    the connection alive (a dead one is found within this plus the answer
+    time), and no IDLE outlives RFC 2177's 29 minutes."""
+    return getattr(settings, "IDLE_PING_SECONDS", 45)
+
+
+def idle_answer_seconds() -> float:
+    return getattr(settings, "IDLE_ANSWER_SECONDS", 10)
+
+
+def idle_debounce_seconds() -> float:
+    """After a new letter is announced, wait this long for more before the
+    sync starts: a burst of letters is one sync."""
+    return getattr(settings, "IDLE_DEBOUNCE_SECONDS", 0.3)
+
+
+def idle_backoff_seconds() -> tuple[float, float]:
+    """Reconnecting waits the first, doubling up to the second (with jitter)."""
+    return getattr(settings, "IDLE_BACKOFF_SECONDS", (1.0, 300.0))
+
+
+def idle_recheck_seconds() -> float:
+    """A server without IDLE is asked again after this (meanwhile: the poll)."""
+    return getattr(settings, "IDLE_RECHECK_SECONDS", 3600)
+
+
+def idle_sync_threads() -> int:
+    """Syncs a listener runs at once when letters arrive."""
+    return max(1, getattr(settings, "IDLE_SYNC_THREADS", 4))
+
+
+def idle_connects_at_once() -> int:
+    """Connections a listener opens at once (at start, a thousand would
+    otherwise knock together)."""
+    return max(1, getattr(settings, "IDLE_CONNECTS_AT_ONCE", 50))

@@ -3,6 +3,7 @@ from datetime import timedelta
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from projects.models import Project
 
@@ -21,6 +22,7 @@ class Mailbox(models.Model):
         NEW = "new", "Not synced yet"
         OK = "ok", "OK"
         FAILING = "failing", "Failing"
+        RECONNECT_NEEDED = "reconnect_needed", _("Reconnect needed")
 
     class FolderMode(models.TextChoices):
         LISTED = "listed", "The folders listed"
@@ -266,3 +268,43 @@ class Reply(models.Model):
 
     def __str__(self):
         return f"Reply {self.message_id or self.pk}"
+
+
+class Listening(models.Model):
+    """How the listener (IMAP IDLE) hears a mailbox, and which listener
+    process holds it: a lease, renewed while that process lives and taken
+    over by another once it has lapsed. One row per mailbox, so no mailbox
+    is ever held by two listeners."""
+
+    class State(models.TextChoices):
+        LISTENING = "listening", _("Listening")
+        POLLING = "polling", _("Polling (the server has no IDLE)")
+        RECONNECTING = "reconnecting", _("Reconnecting")
+        RECONNECT_NEEDED = "reconnect_needed", _("Reconnect needed")
+
+    mailbox = models.OneToOneField(Mailbox, primary_key=True, on_delete=models.CASCADE, related_name="listening")
+    listener = models.CharField(_("listener"), max_length=255, blank=True)
+    held_until = models.DateTimeField(null=True, blank=True)
+    state = models.CharField(_("state"), max_length=16, choices=State.choices, default=State.RECONNECTING)
+    state_since = models.DateTimeField(_("since"), null=True, blank=True)
+    last_letter_at = models.DateTimeField(_("last letter seen"), null=True, blank=True)
+    last_error = models.TextField(_("why"), blank=True)
+
+    class Meta:
+        verbose_name = _("listening")
+        verbose_name_plural = _("listening")
+        indexes = [models.Index(fields=["listener", "held_until"], name="listening_holder")]
+
+    def __str__(self):
+        return f"{self.mailbox_id}: {self.state}"
+
+
+class ListenerProcess(models.Model):
+    """A running listener (`listen_mailboxes`): each takes its share of the
+    active mailboxes, so several processes or hosts spread them."""
+
+    name = models.CharField(max_length=255, unique=True)
+    seen_at = models.DateTimeField()
+
+    def __str__(self):
+        return self.name

@@ -1,0 +1,309 @@
+"""The listener (IMAP IDLE) against a real Dovecot: a letter becomes a lead
+without waiting for the poll, a burst is one sync, nothing is stored twice
+when the poll races it, mailboxes changed in admin are heard, several
+listeners share the mailboxes; and the faults: a dropped connection, BYE, a
+server that goes silent or sends garbage, no IDLE, a UIDVALIDITY change, a
+mailbox deleted while listened to."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from imapclient.exceptions import IMAPClientError
+
+from attribution.models import Lead
+from mailbox_sync.models import Letter, Listening, Mailbox
+from mailbox_sync.services import sync_mailbox
+from tests.factories import letter_bytes
+from tests.test_mailbox_listener_support import FAST, FaultyRelay, running_listener, wait_until
+
+pytestmark = [pytest.mark.imap, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def fast(settings):
+    for name, value in FAST.items():
+        setattr(settings, name, value)
+
+
+def letter(subject: str) -> bytes:
+    """A letter from a sender of its own (letters of one sender join one lead)."""
+    sender = "".join(c for c in subject.lower() if c.isalnum()) + "@client.test"
+    return letter_bytes(to="info@shop.test", subject=subject, sender=sender)
+
+
+def append(server, user, subject):
+    return server.append(user, letter(subject), when=timezone.now())
+
+
+def appended(server, user, raw: bytes) -> bool:
+    try:
+        server.append(user, raw, when=timezone.now())
+    except IMAPClientError:
+        return False
+    return True
+
+
+def subjects(mailbox) -> list[str]:
+    return sorted(Letter.objects.filter(mailbox=mailbox).values_list("subject", flat=True))
+
+
+def listening(mailbox) -> Listening | None:
+    return Listening.objects.filter(pk=mailbox.pk).first()
+
+
+def state_is(mailbox, state, why=""):
+    row = listening(mailbox)
+    return row is not None and row.state == state and why in row.last_error and row
+
+
+def lead_for(mailbox, subject):
+    return Lead.objects.filter(letters__mailbox=mailbox, letters__subject=subject).first()
+
+
+@pytest.fixture
+def relayed(mail_server, account):
+    """An account reached through a relay that can fail."""
+    user, _password, mailbox = account
+    relay = FaultyRelay(mail_server.port)
+    Mailbox.objects.filter(pk=mailbox.pk).update(port=relay.port)
+    mailbox.refresh_from_db()
+    sync_mailbox(mailbox.pk)  # the first sync: the folder's high-water mark is known
+    yield user, mailbox, relay
+    relay.close()
+
+
+def test_it_makes_a_lead_of_a_letter_as_it_arrives_and_shows_it_listening(mail_server, account):
+    user, _password, mailbox = account
+    sync_mailbox(mailbox.pk)
+    with running_listener():
+        row = wait_until(lambda: state_is(mailbox, Listening.State.LISTENING), message="listening")
+        assert row.state_since is not None and row.last_letter_at is None
+        append(mail_server, user, "Heard at once")
+        lead = wait_until(lambda: lead_for(mailbox, "Heard at once"), message="the lead")
+        assert lead.sender_email == "heardatonce@client.test"
+        wait_until(lambda: listening(mailbox).last_letter_at is not None, message="last letter seen")
+    assert subjects(mailbox) == ["Heard at once"]
+
+
+def test_it_stores_a_burst_of_letters_each_once(mail_server, account):
+    user, _password, mailbox = account
+    sync_mailbox(mailbox.pk)
+    with running_listener():
+        wait_until(lambda: state_is(mailbox, Listening.State.LISTENING))
+        names = [f"Burst {n}" for n in range(6)]
+        for name in names:
+            append(mail_server, user, name)
+        wait_until(lambda: Lead.objects.filter(letters__mailbox=mailbox).count() == 6, message="six leads")
+    assert subjects(mailbox) == sorted(names)
+
+
+def test_it_reads_at_once_the_letters_that_came_before_it_listened(mail_server, account):
+    user, _password, mailbox = account
+    sync_mailbox(mailbox.pk)
+    append(mail_server, user, "While nobody listened")
+    with running_listener():
+        wait_until(lambda: lead_for(mailbox, "While nobody listened"), message="the lead")
+
+
+def test_the_poll_racing_the_listener_stores_no_letter_twice(mail_server, account):
+    user, _password, mailbox = account
+    sync_mailbox(mailbox.pk)
+    stop = threading.Event()
+
+    def poll():
+        while not stop.is_set():
+            Mailbox.objects.filter(pk=mailbox.pk).update(next_sync_at=None)
+            sync_mailbox(mailbox.pk)
+
+    with running_listener():
+        wait_until(lambda: state_is(mailbox, Listening.State.LISTENING))
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        try:
+            for n in range(5):
+                append(mail_server, user, f"Raced {n}")
+            wait_until(lambda: Letter.objects.filter(mailbox=mailbox).count() == 5, message="five letters")
+        finally:
+            stop.set()
+            poller.join(30)
+    assert subjects(mailbox) == [f"Raced {n}" for n in range(5)]
+    assert Lead.objects.filter(letters__mailbox=mailbox).distinct().count() == 5
+    assert not Letter.objects.filter(mailbox=mailbox, copies__isnull=False).exists()
+
+
+# --- Faults -------------------------------------------------------------------
+
+
+def test_a_dropped_connection_shows_why_reconnects_and_loses_no_letter(mail_server, relayed):
+    user, mailbox, relay = relayed
+    with running_listener():
+        wait_until(lambda: state_is(mailbox, Listening.State.LISTENING))
+        relay.refusing.set()
+        relay.cut()
+        row = wait_until(lambda: state_is(mailbox, Listening.State.RECONNECTING), message="reconnecting")
+        assert "closed the connection" in row.last_error
+        append(mail_server, user, "During the outage")
+        relay.refusing.clear()  # the network is back
+        wait_until(lambda: lead_for(mailbox, "During the outage"), message="the letter of the outage")
+        wait_until(lambda: state_is(mailbox, Listening.State.LISTENING), message="listening again")
+    assert subjects(mailbox) == ["During the outage"]
+
+
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        (b"* BYE Server shutting down\r\n", "BYE Server shutting down"),
+        (b"\x00\x17garbage that is not IMAP\r\n", "not IMAP"),
+        (b"L999 OK what command?\r\n", "a command not sent"),
+    ],
+    ids=["bye", "garbage", "stray-answer"],
+)
+def test_a_server_that_says_bye_or_garbage_shows_why_and_is_listened_to_again(mail_server, relayed, line, why):
+    user, mailbox, relay = relayed
+    with running_listener():
+        wait_until(lambda: state_is(mailbox, Listening.State.LISTENING))
+        connections = relay.accepted
+        relay.say(line)
+        wait_until(lambda: relay.accepted > connections, message="a new connection")
+        wait_until(lambda: state_is(mailbox, Listening.State.LISTENING), message="listening again")
+        append(mail_server, user, "After the fault")
+        wait_until(lambda: lead_for(mailbox, "After the fault"), message="the lead")
+    history = Listening.objects.get(pk=mailbox.pk)
+    assert history.state == Listening.State.LISTENING
+    assert subjects(mailbox) == ["After the fault"]
+
+
+def test_a_server_that_never_answers_is_found_dead_and_left_for_a_new_connection(mail_server, relayed):
+    user, mailbox, relay = relayed
+    with running_listener():
+        wait_until(lambda: state_is(mailbox, Listening.State.LISTENING))
+        connections = relay.accepted
+        relay.silent.set()
+        row = wait_until(
+            lambda: state_is(mailbox, Listening.State.RECONNECTING, "did not answer"), message="found dead"
+        )
+        assert "did not answer within" in row.last_error
+        relay.silent.clear()
+        wait_until(lambda: relay.accepted > connections and state_is(mailbox, Listening.State.LISTENING))
+        append(mail_server, user, "After the silence")
+        wait_until(lambda: lead_for(mailbox, "After the silence"), message="the lead")
+
+
+def test_a_server_without_idle_is_left_to_the_poll(mail_server, account):
+    _user, _password, mailbox = account
+    relay = FaultyRelay(mail_server.port, hide_idle=True)
+    try:
+        Mailbox.objects.filter(pk=mailbox.pk).update(port=relay.port)
+        with running_listener():
+            wait_until(lambda: state_is(mailbox, Listening.State.POLLING), message="polling")
+    finally:
+        relay.close()
+
+
+def test_a_uidvalidity_change_while_listening_rereads_the_folder_without_storing_twice(mail_server, account):
+    user, _password, mailbox = account
+    before = letter("Before the change")
+    mail_server.append(user, before, when=timezone.now())
+    sync_mailbox(mailbox.pk)
+    with running_listener():
+        wait_until(lambda: state_is(mailbox, Listening.State.LISTENING))
+        maildir = mail_server.root / "mail" / user / "Maildir"
+        maildir.rename(maildir.with_name("Maildir.old"))  # Dovecot makes a new maildir: a new UIDVALIDITY
+        # Dovecot may refuse an APPEND while it notices ("Mailbox was deleted under us").
+        wait_until(lambda: appended(mail_server, user, before), message="the same letter, renumbered")
+        wait_until(lambda: appended(mail_server, user, letter("After the change")), message="a new letter")
+        wait_until(lambda: lead_for(mailbox, "After the change"), message="the lead after the change")
+    assert subjects(mailbox) == ["After the change", "Before the change"]
+    assert Letter.objects.get(mailbox=mailbox, subject="Before the change").copies.count() == 1
+
+
+def test_a_mailbox_deleted_while_listened_to_is_let_go(mail_server, account):
+    _user, _password, mailbox = account
+    sync_mailbox(mailbox.pk)
+    with running_listener() as listener:
+        wait_until(lambda: state_is(mailbox, Listening.State.LISTENING))
+        Mailbox.objects.filter(pk=mailbox.pk).delete()
+        wait_until(lambda: mailbox.pk not in listener.watches, message="let go")
+    assert not Listening.objects.filter(pk=mailbox.pk).exists()
+
+
+# --- Admin changes and several listeners --------------------------------------------
+
+
+def test_a_mailbox_switched_off_is_let_go_and_one_switched_on_is_listened_to(mail_server, account):
+    user, _password, mailbox = account
+    sync_mailbox(mailbox.pk)
+    with running_listener() as listener:
+        wait_until(lambda: state_is(mailbox, Listening.State.LISTENING))
+        Mailbox.objects.filter(pk=mailbox.pk).update(active=False)
+        wait_until(lambda: mailbox.pk not in listener.watches, message="let go")
+        assert Listening.objects.get(pk=mailbox.pk).listener == ""
+        Mailbox.objects.filter(pk=mailbox.pk).update(active=True)
+        wait_until(lambda: mailbox.pk in listener.watches, message="listened to again")
+        append(mail_server, user, "Switched on again")
+        wait_until(lambda: lead_for(mailbox, "Switched on again"), message="the lead")
+
+
+def test_a_changed_mailbox_is_connected_again_with_its_new_settings(mail_server, account):
+    _user, _password, mailbox = account
+    relay = FaultyRelay(mail_server.port)
+    try:
+        with running_listener():
+            wait_until(lambda: state_is(mailbox, Listening.State.LISTENING))
+            Mailbox.objects.filter(pk=mailbox.pk).update(port=relay.port)
+            wait_until(lambda: relay.accepted >= 1, message="a connection to the new port")
+            wait_until(lambda: state_is(mailbox, Listening.State.LISTENING))
+    finally:
+        relay.close()
+
+
+def test_two_listeners_share_the_mailboxes_and_one_takes_over_when_the_other_stops(mail_server, db):
+    from tests.test_mailbox_sync_connect import new_account
+
+    boxes = [new_account(mail_server)[2] for _ in range(4)]
+    with running_listener("first") as first:
+        with running_listener("second") as second:
+
+            def shared():
+                held = Listening.objects.filter(pk__in=[b.pk for b in boxes], held_until__gt=timezone.now())
+                owners = dict(held.values_list("pk", "listener"))
+                return len(owners) == 4 and set(owners.values()) == {"first", "second"} and owners
+
+            owners = wait_until(shared, message="both listeners holding some")
+            wait_until(lambda: sorted(set(first.watches) | set(second.watches)) == sorted(owners))
+            assert not set(first.watches) & set(second.watches)
+        # The second stopped and gave its mailboxes back: the first takes them.
+        wait_until(lambda: all(b.pk in first.watches for b in boxes), message="the first holds all")
+        assert set(Listening.objects.filter(pk__in=[b.pk for b in boxes]).values_list("listener", flat=True)) == {
+            "first"
+        }
+
+
+def test_a_lease_of_a_listener_that_died_is_taken_over_once_it_lapses(mail_server, account, settings):
+    _user, _password, mailbox = account
+    Listening.objects.create(
+        mailbox=mailbox, listener="dead-host:1:gone", held_until=timezone.now() + timedelta(seconds=2)
+    )
+    with running_listener("alive") as alive:
+        assert Listening.objects.get(pk=mailbox.pk).listener == "dead-host:1:gone"
+        wait_until(lambda: mailbox.pk in alive.watches, message="taken over")
+        wait_until(lambda: state_is(mailbox, Listening.State.LISTENING))
+        assert Listening.objects.get(pk=mailbox.pk).listener == "alive"
+
+
+def test_admin_shows_how_each_mailbox_is_heard_since_when_and_its_last_letter(mail_server, account, admin_client):
+    user, _password, mailbox = account
+    sync_mailbox(mailbox.pk)
+    page = admin_client.get("/admin/mailbox_sync/mailbox/").content.decode()
+    assert "Polling (no listener holds it)" in page
+    with running_listener():
+        wait_until(lambda: state_is(mailbox, Listening.State.LISTENING))
+        append(mail_server, user, "Seen by admin")
+        wait_until(lambda: listening(mailbox).last_letter_at is not None)
+        row = listening(mailbox)
+        page = admin_client.get("/admin/mailbox_sync/mailbox/").content.decode()
+        assert f"Listening since {row.state_since:%Y-%m-%d %H:%M} UTC" in page
+        change = admin_client.get(f"/admin/mailbox_sync/mailbox/{mailbox.pk}/change/").content.decode()
+        assert f"{row.last_letter_at:%Y-%m-%d %H:%M:%S} UTC" in change
