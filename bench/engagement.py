@@ -38,6 +38,8 @@ ENV = {
     "DJANGO_SETTINGS_MODULE": "config.settings",
     "LOG_LEVEL": "WARNING",
     "ENGAGEMENT_BASE_URL": "http://127.0.0.1",
+    # wrk replays 200 tokens thousands of times: no per-recipient cap here.
+    "ENGAGEMENT_EVENTS_PER_RECIPIENT_PER_MINUTE": "100000000",
 }
 RECIPIENTS = 200
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36"

@@ -12,6 +12,7 @@ Without Redis (the embedded default), or when Redis cannot take the event,
 the event is stored at once, synchronously: slower, never lost.
 """
 
+import hashlib
 import logging
 import os
 import socket
@@ -30,6 +31,16 @@ log = logging.getLogger(__name__)
 STREAM = "et:eng:events"
 GROUP = "drainers"
 RECLAIM_IDLE_MS = 60_000
+RATE_KEY = "et:eng:rate:"
+# Count the event against its recipient's minute, and queue it while under the cap.
+_QUEUE = """
+local n = redis.call('INCR', KEYS[2])
+if n == 1 then redis.call('EXPIRE', KEYS[2], 120) end
+if n > tonumber(ARGV[1]) then return 0 end
+redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
+return 1
+"""
+_QUEUE_SHA = hashlib.sha1(_QUEUE.encode()).hexdigest()
 
 
 def enabled() -> bool:
@@ -42,7 +53,10 @@ def redis():
 
 
 def record(*, kind: int, recipient_id: int, link_id: int, method: str, user_agent: str, ip: str, at: float) -> None:
-    """Queue one event (or store it now without Redis). Never raises."""
+    """Queue one event (or store it now without Redis). Never raises. A
+    recipient's token replayed more than ENGAGEMENT_EVENTS_PER_RECIPIENT_PER_MINUTE
+    times a minute (a flood, not a reader) has the rest of that minute's events
+    dropped: the endpoint still answers them."""
     fields = {
         "k": kind,
         "r": recipient_id,
@@ -53,10 +67,13 @@ def record(*, kind: int, recipient_id: int, link_id: int, method: str, user_agen
         "t": f"{at:.3f}",
     }
     if enabled():
-        flat = [item for pair in fields.items() for item in pair]
+        args = [settings.ENGAGEMENT_EVENTS_PER_RECIPIENT_PER_MINUTE, *(i for pair in fields.items() for i in pair)]
+        rate_key = f"{RATE_KEY}{recipient_id}:{int(at // 60)}"
         try:
             # One round trip without redis-py's per-call machinery (as collect does).
-            [reply] = activity.exchange(("XADD", STREAM, "*", *flat))
+            [reply] = activity.exchange(("EVALSHA", _QUEUE_SHA, 2, STREAM, rate_key, *args))
+            if isinstance(reply, redis_errors.NoScriptError):  # Redis restarted: send the script itself
+                [reply] = activity.exchange(("EVAL", _QUEUE, 2, STREAM, rate_key, *args))
             if not isinstance(reply, Exception):
                 return
             log.warning("Engagement event stored synchronously: Redis answered %s", reply)

@@ -81,10 +81,15 @@ def trusted_proxy(settings):
 
 @pytest.fixture
 def empty_stream():
-    """No queued engagement events before or after."""
-    recording.redis().delete(recording.STREAM)
+    """No queued engagement events (nor replay counts) before or after."""
+
+    def clear():
+        client = recording.redis()
+        client.delete(recording.STREAM, *client.keys(recording.RATE_KEY + "*"))
+
+    clear()
     yield
-    recording.redis().delete(recording.STREAM)
+    clear()
 
 
 def bearer(key):

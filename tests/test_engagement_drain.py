@@ -6,11 +6,12 @@ without Redis (stored at once)."""
 
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 from django.db import connections
 
-from engagement import recording, storing
+from engagement import endpoint, recording, storing
 from engagement.models import Event, EventKind
 from substitution import activity
 from tests.conftest import free_port
@@ -131,3 +132,17 @@ def test_when_redis_is_down_the_event_is_stored_at_once(client, redis_at):
     redis_at(f"redis://127.0.0.1:{free_port()}/0")
     assert fetch(client, copy.pixel_url).status_code == 200
     assert Event.objects.filter(kind=EventKind.OPEN).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_token_replayed_in_a_flood_is_answered_but_recorded_only_up_to_the_cap(client, settings, monkeypatch):
+    settings.ENGAGEMENT_EVENTS_PER_RECIPIENT_PER_MINUTE = 3
+    monkeypatch.setattr(endpoint, "time", SimpleNamespace(time=lambda: 1_800_000_000.0))  # one minute
+    project, _key = make_project()
+    copy, other = track(project, recipients=["a@client.test", "b@client.test"]).copies
+    for _ in range(6):
+        assert fetch(client, copy.pixel_url).status_code == 200
+    fetch(client, other.pixel_url)
+    recording.drain()
+    assert Event.objects.filter(recipient=copy.recipient).count() == 3
+    assert Event.objects.filter(recipient=other.recipient).count() == 1
