@@ -298,6 +298,8 @@ ENGAGEMENT_BURST_LINKS = env.int("ENGAGEMENT_BURST_LINKS", default=2)
 ENGAGEMENT_BURST_SECONDS = env.int("ENGAGEMENT_BURST_SECONDS", default=2)
 # Clicks this close to a followed hidden link are a scanner's.
 ENGAGEMENT_HONEYPOT_SECONDS = env.int("ENGAGEMENT_HONEYPOT_SECONDS", default=10)
+# A token replayed more often than this per minute is a flood: the rest of the minute is not recorded.
+ENGAGEMENT_EVENTS_PER_RECIPIENT_PER_MINUTE = env.int("ENGAGEMENT_EVENTS_PER_RECIPIENT_PER_MINUTE", default=120)
 ENGAGEMENT_DRAIN_BATCH = env.int("ENGAGEMENT_DRAIN_BATCH", default=500)
 ENGAGEMENT_DRAIN_SECONDS = env.int("ENGAGEMENT_DRAIN_SECONDS", default=5)
 CELERY_BEAT_SCHEDULE["drain-engagement-events"] = {
@@ -337,31 +339,3 @@ IDLE_REFRESH_SECONDS = env.float("IDLE_REFRESH_SECONDS", default=20)
 IDLE_LEASE_SECONDS = env.int("IDLE_LEASE_SECONDS", default=60)
 IDLE_MAX_MAILBOXES = env.int("IDLE_MAX_MAILBOXES", default=2000)
 IDLE_SYNC_THREADS = env.int("IDLE_SYNC_THREADS", default=4)
-
-# Engagement (opens, clicks and replies of sent letters)
-# Comma-separated keys that sign the pixel and tracked links: the first signs,
-# all verify (rotation: put the new key first, drop the old one later).
-ENGAGEMENT_TOKEN_KEYS = env.list("ENGAGEMENT_TOKEN_KEYS", default=[]) or [SECRET_KEY]
-# The public address pixels and tracked links point to.
-ENGAGEMENT_BASE_URL = env.str("ENGAGEMENT_BASE_URL", default=PUBLIC_BASE_URL).rstrip("/")
-ENGAGEMENT_MAX_HTML_BYTES = env.int("ENGAGEMENT_MAX_HTML_BYTES", default=1024 * 1024)
-ENGAGEMENT_MAX_RECIPIENTS = env.int("ENGAGEMENT_MAX_RECIPIENTS", default=100)
-# A relay client's own opens from its network within this many minutes are "self".
-ENGAGEMENT_SELF_MINUTES = env.int("ENGAGEMENT_SELF_MINUTES", default=10)
-# Clicks on this many different links of one letter within these seconds are a scanner's.
-ENGAGEMENT_BURST_LINKS = env.int("ENGAGEMENT_BURST_LINKS", default=2)
-ENGAGEMENT_BURST_SECONDS = env.int("ENGAGEMENT_BURST_SECONDS", default=2)
-# Clicks this close to a followed hidden link are a scanner's.
-ENGAGEMENT_HONEYPOT_SECONDS = env.int("ENGAGEMENT_HONEYPOT_SECONDS", default=10)
-# A token replayed more often than this per minute is a flood: the rest of the minute is not recorded.
-ENGAGEMENT_EVENTS_PER_RECIPIENT_PER_MINUTE = env.int("ENGAGEMENT_EVENTS_PER_RECIPIENT_PER_MINUTE", default=120)
-ENGAGEMENT_DRAIN_BATCH = env.int("ENGAGEMENT_DRAIN_BATCH", default=500)
-ENGAGEMENT_DRAIN_SECONDS = env.int("ENGAGEMENT_DRAIN_SECONDS", default=5)
-CELERY_BEAT_SCHEDULE["drain-engagement-events"] = {
-    "task": "engagement.tasks.drain_events",
-    "schedule": timedelta(seconds=ENGAGEMENT_DRAIN_SECONDS),
-}
-CELERY_BEAT_SCHEDULE["purge-old-engagement-events"] = {
-    "task": "engagement.tasks.purge_old_events",
-    "schedule": timedelta(hours=6),
-}
