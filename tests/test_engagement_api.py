@@ -226,9 +226,7 @@ def test_real_answers_fit_the_schema(client):
 
 def _validate_against_schema(key, message_id):
     headers = bearer_header(key)
-    detail = api_schema["/api/v1/messages/{message_id}"]["GET"].Case(
-        path_parameters={"message_id": message_id}
-    )
+    detail = api_schema["/api/v1/messages/{message_id}"]["GET"].Case(path_parameters={"message_id": message_id})
     assert detail.call_and_validate(headers=headers).status_code == 200
     listed = api_schema["/api/v1/messages"]["GET"].Case(query={"campaign": ""})
     assert listed.call_and_validate(headers=headers).status_code == 200
