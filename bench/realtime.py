@@ -25,6 +25,7 @@ import os
 import random
 import resource
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -86,6 +87,8 @@ service imap-login {{
   }}
 }}
 service imap {{
+  # Many connections per process (each would otherwise be a process of its own).
+  service_count = 0
   process_limit = 200
   client_limit = 25
 }}
@@ -171,6 +174,7 @@ def main():
     parser.add_argument("--mailboxes", type=int, default=1)
     parser.add_argument("--idle-seconds", type=float, default=None, help="CPU measured over this (default: 2 pings)")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # clean up Dovecot and the listener
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # Dovecot and the listener inherit it
     recreate_database()

@@ -99,10 +99,10 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Django's LocaleMiddleware, after authentication: a person's saved language first.
     "projects.middleware.LanguageMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -321,16 +321,15 @@ OAUTH_MICROSOFT_CLIENT_SECRET = env.str("OAUTH_MICROSOFT_CLIENT_SECRET", default
 OAUTH_MICROSOFT_TENANT = env.str("OAUTH_MICROSOFT_TENANT", default="common")
 OAUTH_YANDEX_CLIENT_ID = env.str("OAUTH_YANDEX_CLIENT_ID", default="")
 OAUTH_YANDEX_CLIENT_SECRET = env.str("OAUTH_YANDEX_CLIENT_SECRET", default="")
-# Any other provider: its authorization and token URLs, scopes, and IMAP server.
+# Any other provider ("Other" in admin, with the mailbox's own IMAP server):
+# its authorization, token and (without an OpenID Connect id_token) user-info URLs, and scopes.
 OAUTH_GENERIC_NAME = env.str("OAUTH_GENERIC_NAME", default="")
 OAUTH_GENERIC_AUTHORIZE_URL = env.str("OAUTH_GENERIC_AUTHORIZE_URL", default="")
 OAUTH_GENERIC_TOKEN_URL = env.str("OAUTH_GENERIC_TOKEN_URL", default="")
 OAUTH_GENERIC_SCOPES = env.str("OAUTH_GENERIC_SCOPES", default="")
 OAUTH_GENERIC_CLIENT_ID = env.str("OAUTH_GENERIC_CLIENT_ID", default="")
 OAUTH_GENERIC_CLIENT_SECRET = env.str("OAUTH_GENERIC_CLIENT_SECRET", default="")
-OAUTH_GENERIC_IMAP_HOST = env.str("OAUTH_GENERIC_IMAP_HOST", default="")
-OAUTH_GENERIC_IMAP_PORT = env.int("OAUTH_GENERIC_IMAP_PORT", default=993)
-OAUTH_GENERIC_IMAP_SECURITY = env.str("OAUTH_GENERIC_IMAP_SECURITY", default="ssl")
+OAUTH_GENERIC_USERINFO_URL = env.str("OAUTH_GENERIC_USERINFO_URL", default="")
 # An access token is refreshed this long before it expires.
 OAUTH_REFRESH_MARGIN_SECONDS = env.int("OAUTH_REFRESH_MARGIN_SECONDS", default=300)
 IDLE_PING_SECONDS = env.float("IDLE_PING_SECONDS", default=45)

@@ -1,20 +1,27 @@
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied
+from django.http import HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect
-from django.urls import path
+from django.urls import path, reverse
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
 from projects.admin_scoping import ScopedAdmin, ScopedTabularInline
 
-from . import providers, selectors, services, tasks
-from .models import FolderState, Letter, LetterCopy, Mailbox, Reply
+from . import grants, oauth, providers, selectors, services, tasks
+from .models import FolderState, Letter, LetterCopy, Mailbox, OAuthGrant, Reply
 
 PRESET_NOTES = " ".join(f"{provider.label}: {preset.note}" for provider, preset in providers.PRESETS.items())
 # The form's second button: test what was entered, save nothing.
 TEST_CONNECTION = "_test_connection"
 TESTED_NOT_SAVED = "Connection tested; nothing was saved."
+# The form's third button: sign in with the provider again.
+CONNECT_OAUTH = "_connect_oauth"
+# Consent flows under way, in the account manager's session: state → mailbox and PKCE verifier.
+CONSENTS = "mailbox_oauth_consents"
+CONSENTS_KEPT = 5
 
 
 class MailboxForm(forms.ModelForm):
@@ -30,6 +37,16 @@ class MailboxForm(forms.ModelForm):
         initial=Mailbox.FolderMode.LISTED,
         label="Folders to watch",
         help_text=Mailbox._meta.get_field("folder_mode").help_text,
+    )
+    auth = forms.ChoiceField(
+        choices=Mailbox.Auth.choices,
+        required=False,
+        initial=Mailbox.Auth.PASSWORD,
+        label=_("Sign-in"),
+        help_text=_(
+            "OAuth2: after saving, you sign in with the provider (Google, Microsoft, Yandex, or the one the "
+            "installation configured); the password is not needed."
+        ),
     )
     host = forms.CharField(required=False, max_length=253, help_text="Only for “Other”: the IMAP server's name.")
     port = forms.IntegerField(required=False, min_value=1, max_value=65535, help_text="Only for “Other”.")
@@ -49,6 +66,7 @@ class MailboxForm(forms.ModelForm):
             "host",
             "port",
             "security",
+            "auth",
             "username",
             "password",
             "folder_mode",
@@ -61,6 +79,11 @@ class MailboxForm(forms.ModelForm):
             "tracked_only",
         ]
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["username"].required = False
+        self.fields["username"].help_text = _("With OAuth2 it may stay empty: the provider says which mailbox it is.")
+
     def clean_username(self):
         return services.normalise_username(self.cleaned_data["username"])
 
@@ -68,10 +91,20 @@ class MailboxForm(forms.ModelForm):
         data = super().clean()
         data["provider"] = data.get("provider") or providers.Provider.OTHER
         data["folder_mode"] = data.get("folder_mode") or Mailbox.FolderMode.LISTED
+        data["auth"] = data.get("auth") or Mailbox.Auth.PASSWORD
         preset = providers.preset(data["provider"])
-        if preset is not None and not preset.connectable:
-            self.add_error("provider", preset.note)
+        oauth2 = data["auth"] == Mailbox.Auth.OAUTH2
+        if preset is not None and not preset.password_allowed and not oauth2:
+            self.add_error("auth", preset.note)
             return data
+        if oauth2 and oauth.client_for(data["provider"]) is None:
+            self.add_error(
+                "auth",
+                _("No OAuth2 client is configured for this provider: see README, “Mailboxes with OAuth2”."),
+            )
+            return data
+        if not oauth2 and not data.get("username"):
+            self.add_error("username", _("Enter the mailbox's username (usually its address)."))
         if preset is not None:
             data["host"], data["port"], data["security"] = preset.host, preset.port, preset.security
         else:
@@ -80,7 +113,7 @@ class MailboxForm(forms.ModelForm):
             if not data.get("port"):
                 self.add_error("port", "Enter the port (usually 993 for TLS, 143 for STARTTLS).")
         data["host"] = services.normalise_host(data.get("host") or "")
-        if not self.instance.pk and not data.get("password"):
+        if not self.instance.pk and not data.get("password") and not oauth2:
             self.add_error("password", "A new mailbox needs its password.")
         if TEST_CONNECTION in self.data and not self.errors:
             # Before saving (a new mailbox too): the entered server, login and
@@ -104,6 +137,8 @@ class MailboxForm(forms.ModelForm):
             folders=data.get("folders") or "INBOX",
             watch_sent=bool(data.get("watch_sent")),
             password_encrypted=self.instance.password_encrypted,
+            auth=data["auth"],
+            pk=self.instance.pk,
         )
 
     def save(self, commit=True):
@@ -224,6 +259,16 @@ class MailboxAdmin(ScopedAdmin):
     def get_urls(self):
         return [
             path(
+                "oauth/callback/",
+                self.admin_site.admin_view(self.oauth_callback_view),
+                name="mailbox_sync_mailbox_oauth_callback",
+            ),
+            path(
+                "<path:object_id>/oauth/start/",
+                self.admin_site.admin_view(self.oauth_start_view),
+                name="mailbox_sync_mailbox_oauth_start",
+            ),
+            path(
                 "<path:object_id>/test-connection/",
                 self.admin_site.admin_view(require_POST(self.test_connection_view)),
                 name="mailbox_sync_mailbox_test_connection",
@@ -237,6 +282,72 @@ class MailboxAdmin(ScopedAdmin):
             raise PermissionDenied
         self._report(request, mailbox, services.check_connection(mailbox))
         return redirect("admin:mailbox_sync_mailbox_change", mailbox.pk)
+
+    # --- OAuth2: the consent flow ------------------------------------------------
+
+    def _needs_consent(self, request, obj) -> bool:
+        if obj.auth != Mailbox.Auth.OAUTH2:
+            return False
+        grant = OAuthGrant.objects.filter(pk=obj.pk).first()
+        return CONNECT_OAUTH in request.POST or grant is None or bool(grant.refused)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        if self._needs_consent(request, obj):
+            return redirect("admin:mailbox_sync_mailbox_oauth_start", obj.pk)
+        return super().response_add(request, obj, post_url_continue)
+
+    def response_change(self, request, obj):
+        if self._needs_consent(request, obj):
+            return redirect("admin:mailbox_sync_mailbox_oauth_start", obj.pk)
+        return super().response_change(request, obj)
+
+    def oauth_start_view(self, request, object_id):
+        """Off to the provider's consent page: code flow with PKCE and `state`."""
+        mailbox = get_object_or_404(self.get_queryset(request), pk=object_id)
+        if not self.has_change_permission(request, mailbox):
+            raise PermissionDenied
+        client = oauth.client_for(mailbox.provider)
+        if client is None:
+            self.message_user(request, _("No OAuth2 client is configured for this provider."), messages.ERROR)
+            return redirect("admin:mailbox_sync_mailbox_change", mailbox.pk)
+        started = oauth.consent(client, _callback_uri(), login_hint=mailbox.username)
+        consents = request.session.get(CONSENTS, {})
+        consents[started.state] = {"mailbox": mailbox.pk, "verifier": started.verifier}
+        request.session[CONSENTS] = dict(list(consents.items())[-CONSENTS_KEPT:])
+        return redirect(started.url)
+
+    def oauth_callback_view(self, request):
+        """Back from the provider: the `state` must be one this session sent."""
+        consent = request.session.get(CONSENTS, {}).pop(request.GET.get("state", ""), None)
+        request.session.modified = True
+        if consent is None:
+            return HttpResponseBadRequest(_("This sign-in was not started here, or is over: start it again."))
+        mailbox = get_object_or_404(self.get_queryset(request), pk=consent["mailbox"])
+        if not self.has_change_permission(request, mailbox):
+            raise PermissionDenied
+        client = oauth.client_for(mailbox.provider)
+        if request.GET.get("error") or client is None:
+            said = request.GET.get("error_description") or request.GET.get("error") or ""
+            self.message_user(request, _("The provider did not connect the mailbox: %s") % said[:300], messages.ERROR)
+            return redirect("admin:mailbox_sync_mailbox_change", mailbox.pk)
+        try:
+            address = grants.finish_consent(
+                mailbox, client, request.GET.get("code", ""), consent["verifier"], _callback_uri()
+            )
+        except oauth.OAuthError as error:
+            self.message_user(request, _("Not connected: %s") % error, messages.ERROR)
+            return redirect("admin:mailbox_sync_mailbox_change", mailbox.pk)
+        self.message_user(
+            request,
+            _("Connected with %(provider)s as %(address)s.") % {"provider": client.name, "address": address},
+            messages.SUCCESS,
+        )
+        return redirect("admin:mailbox_sync_mailbox_change", mailbox.pk)
+
+
+def _callback_uri() -> str:
+    """The redirect URI registered with each provider."""
+    return settings.PUBLIC_BASE_URL.rstrip("/") + reverse("admin:mailbox_sync_mailbox_oauth_callback")
 
 
 class LetterCopyInline(ScopedTabularInline):

@@ -1,6 +1,6 @@
 """What a connection logs in with: the mailbox's password (kept encrypted),
-or for a mailbox connected with OAuth2 an access token (`oauth`). The
-secrets never leave this module's callers in a message or a log."""
+or for a mailbox connected with OAuth2 an access token (`grants`). The
+errors here never carry a secret."""
 
 from lib import crypto
 
@@ -8,14 +8,19 @@ from .imap import Failure
 
 
 class CredentialsError(Exception):
-    kind = Failure.CONFIG
+    """No usable secret; `kind` (a Failure) says what to fix."""
+
+    def __init__(self, message: str, kind: str = Failure.CONFIG):
+        super().__init__(message)
+        self.kind = kind
 
 
 class ReconnectNeeded(CredentialsError):
     """The provider refused the grant (revoked or expired): the account
     manager must connect the mailbox again. The message is the provider's."""
 
-    kind = Failure.AUTH
+    def __init__(self, message: str):
+        super().__init__(message, Failure.RECONNECT)
 
 
 def password_of(encrypted: str) -> str:
@@ -23,12 +28,3 @@ def password_of(encrypted: str) -> str:
         return crypto.decrypt(encrypted) if encrypted else ""
     except ValueError as error:
         raise CredentialsError(str(error)) from None
-
-
-def access_token(mailbox_id: int) -> tuple[str, str]:
-    """The mailbox's username and a live access token."""
-    raise CredentialsError("OAuth2 is not available")
-
-
-def forget_access_token(mailbox_id: int) -> None:
-    """The server refused the cached access token: the next login refreshes it."""

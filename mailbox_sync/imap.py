@@ -25,6 +25,7 @@ class Failure(models.TextChoices):
     DROPPED = "dropped", "Connection dropped"
     PROTOCOL = "protocol", "Server error"
     CONFIG = "config", "Configuration error"
+    RECONNECT = "reconnect", "Reconnect needed"
 
 
 class SyncError(Exception):
@@ -101,6 +102,16 @@ class Meta:
     size: int
 
 
+@dataclass(frozen=True)
+class Bearer:
+    """An OAuth2 access token to log in with (SASL XOAUTH2) instead of a password."""
+
+    token: str
+
+    def __repr__(self):  # never in a log or a traceback
+        return "Bearer(...)"
+
+
 def tls_context() -> ssl.SSLContext:
     """Certificates are always verified; a private CA can be added."""
     context = ssl.create_default_context()
@@ -110,9 +121,9 @@ def tls_context() -> ssl.SSLContext:
 
 
 @contextmanager
-def connect(mailbox, password: str):
-    """A logged-in client; the SyncError says what went wrong and its kind
-    what to fix."""
+def connect(mailbox, password: "str | Bearer"):
+    """A logged-in client (with a password, or an OAuth2 access token); the
+    SyncError says what went wrong and its kind what to fix."""
     address = f"{mailbox.host}:{mailbox.port}"
     try:
         use_ssl = mailbox.security == "ssl"
@@ -143,8 +154,10 @@ def connect(mailbox, password: str):
     except CapabilityError:
         _quietly_close(client)
         raise SyncError(f"TLS error: {address} does not offer STARTTLS", Failure.TLS)
-    except LoginError:
+    except LoginError as error:
         _quietly_close(client)
+        if isinstance(password, Bearer):
+            raise SyncError(f"Authentication failed: the server refused the access token ({error})", Failure.AUTH)
         hint = providers.auth_hint(mailbox.provider)
         raise SyncError(f"Authentication failed: check the username and password{hint}", Failure.AUTH)
     except ssl.SSLCertVerificationError as error:
@@ -180,12 +193,24 @@ def connect(mailbox, password: str):
             _quietly_close(client)
 
 
-def _login(client, username: str, password: str) -> None:
+def _login(client, username: str, password: "str | Bearer") -> None:
+    if isinstance(password, Bearer):
+        try:
+            client.oauth2_login(username, password.token)
+        except IMAPClientAbortError:
+            raise
+        except IMAPClientError as error:  # a refused XOAUTH2 is a failed login, not a broken server
+            raise LoginError(_without(str(error), password.token)) from None
+        return
     if password.isascii():
         client.login(username, password)
     else:
         # LOGIN cannot carry non-ASCII; AUTHENTICATE PLAIN sends UTF-8.
         client.plain_login(username, password)
+
+
+def _without(text: str, secret: str) -> str:
+    return text.replace(secret, "…") if secret else text
 
 
 def _quietly_close(client) -> None:

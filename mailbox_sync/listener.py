@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from django.db import close_old_connections
 from django.utils import timezone
 
-from . import conf, credentials, idle, listening, sync
+from . import conf, credentials, grants, idle, listening, sync
 from .imap import Failure
 from .models import Listening
 
@@ -223,7 +223,7 @@ class Listener:
             except (idle.IdleError, credentials.CredentialsError) as error:
                 if isinstance(error, idle.IdleError) and error.kind == Failure.AUTH and watch.held.auth == "oauth2":
                     # A token the provider took back before its expiry: the next connection refreshes it.
-                    await self._db(credentials.forget_access_token, mailbox_id)
+                    await self._db(grants.forget_access_token, mailbox_id)
                 self._state(watch, folder, Listening.State.RECONNECTING, str(error))
                 delay = backoff(attempt)
                 attempt += 1
@@ -242,7 +242,7 @@ class Listener:
 
     async def _log_in(self, connection: idle.Connection, held: listening.Held) -> None:
         if held.auth == "oauth2":
-            username, token = await self._db(credentials.access_token, held.mailbox_id)
+            username, token = await self._db(grants.access_token, held.mailbox_id)
             await connection.login_oauth(username, token)
         else:
             await connection.login(held.username, credentials.password_of(held.password_encrypted))

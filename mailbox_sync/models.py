@@ -24,6 +24,10 @@ class Mailbox(models.Model):
         FAILING = "failing", "Failing"
         RECONNECT_NEEDED = "reconnect_needed", _("Reconnect needed")
 
+    class Auth(models.TextChoices):
+        PASSWORD = "password", _("Password or app password")
+        OAUTH2 = "oauth2", _("OAuth2: sign in with the provider")
+
     class FolderMode(models.TextChoices):
         LISTED = "listed", "The folders listed"
         ALL = "all", "Every folder except Sent, Drafts, Trash and Spam"
@@ -36,6 +40,7 @@ class Mailbox(models.Model):
     security = models.CharField(max_length=16, choices=Security.choices, default=Security.SSL)
     username = models.CharField(max_length=320)
     password_encrypted = models.TextField(blank=True, editable=False)
+    auth = models.CharField(_("sign-in"), max_length=16, choices=Auth.choices, default=Auth.PASSWORD)
     folder_mode = models.CharField(
         max_length=16,
         choices=FolderMode.choices,
@@ -308,3 +313,30 @@ class ListenerProcess(models.Model):
 
     def __str__(self):
         return self.name
+
+
+class OAuthGrant(models.Model):
+    """A mailbox connected with OAuth2: the provider's grant. The refresh
+    token is kept only encrypted and never shown, logged or returned; the
+    access token is cached encrypted until shortly before it expires. One
+    refresh at a time: a worker claims the grant (`refreshing_until`) with a
+    conditional update, the others wait for its token."""
+
+    mailbox = models.OneToOneField(Mailbox, primary_key=True, on_delete=models.CASCADE, related_name="oauth_grant")
+    provider = models.CharField(_("provider"), max_length=16)
+    email = models.EmailField(_("signed in as"), max_length=320)
+    refresh_token_encrypted = models.TextField(editable=False)
+    access_token_encrypted = models.TextField(blank=True, editable=False)
+    access_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    refreshing_until = models.DateTimeField(null=True, blank=True, editable=False)
+    refreshing_claim = models.CharField(max_length=32, blank=True, editable=False)
+    # The provider's own words when it refused the grant (revoked or expired).
+    refused = models.TextField(_("refused by the provider"), blank=True, editable=False)
+    refused_at = models.DateTimeField(null=True, blank=True, editable=False)
+    connected_at = models.DateTimeField(_("connected"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("OAuth2 grant")
+
+    def __str__(self):
+        return f"{self.provider}: {self.email}"

@@ -11,7 +11,7 @@ class Provider(models.TextChoices):
     YANDEX = "yandex", "Yandex Mail"
     MAILRU = "mailru", "Mail.ru"
     ICLOUD = "icloud", "iCloud Mail"
-    OUTLOOK = "outlook", "Outlook / Microsoft 365 (OAuth2: coming later)"
+    OUTLOOK = "outlook", "Outlook / Microsoft 365"
     OTHER = "other", "Other (enter host and port)"
 
 
@@ -21,7 +21,7 @@ class Preset:
     port: int
     security: str
     note: str
-    connectable: bool = True
+    password_allowed: bool = True
 
 
 PRESETS = {
@@ -56,9 +56,8 @@ PRESETS = {
         "outlook.office365.com",
         993,
         "ssl",
-        "Microsoft has switched off password sign-in for IMAP: Outlook and Microsoft 365 mailboxes need "
-        "OAuth2, which a later release brings. They cannot be connected yet.",
-        connectable=False,
+        "Microsoft has switched off password sign-in for IMAP: choose OAuth2 and sign in with Microsoft.",
+        password_allowed=False,
     ),
 }
 
@@ -71,4 +70,4 @@ def preset(provider: str) -> Preset | None:
 def auth_hint(provider: str) -> str:
     """What to check when the server refuses the password."""
     found = preset(provider)
-    return f" ({found.note})" if found is not None and found.connectable else ""
+    return f" ({found.note})" if found is not None and found.password_allowed else ""

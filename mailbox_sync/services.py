@@ -20,7 +20,7 @@ from .store import (
     store_letter,
     store_letters,
 )
-from .sync import BUSY, SyncResult, claim, due_mailbox_ids, plan_folders, sync_mailbox
+from .sync import BUSY, SyncResult, claim, due_mailbox_ids, plan_folders, secret_for, sync_mailbox
 
 __all__ = [
     "BUSY",
@@ -77,9 +77,9 @@ def check_connection(mailbox: Mailbox, password: str | None = None) -> Verdict:
     read-only. The verdict says which of authentication, reachability, TLS
     or a missing folder is wrong; never the password."""
     try:
-        password = mailbox_password(mailbox) if password is None else password
-    except ValueError as error:
-        return Verdict(False, imap.Failure.CONFIG, str(error))
+        password = secret_for(mailbox) if password is None else password
+    except imap.SyncError as error:
+        return Verdict(False, error.kind, str(error))
     problems: list[str] = []
     try:
         with imap.connect(mailbox, password) as client:

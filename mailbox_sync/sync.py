@@ -31,7 +31,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from . import attributing, conf, imap, parsing, replies, store
+from . import attributing, conf, credentials, grants, imap, parsing, replies, store
 from .fetcher import ChildFetch
 from .models import FolderState, Mailbox
 from .prefetch import Prefetch
@@ -113,6 +113,7 @@ def _renew(mailbox_id: int, token: str) -> None:
 def due_mailbox_ids(now: datetime) -> list[int]:
     return list(
         Mailbox.objects.filter(active=True)
+        .exclude(state=Mailbox.State.RECONNECT_NEEDED)
         .filter(Q(next_sync_at__isnull=True) | Q(next_sync_at__lte=now))
         .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
         .values_list("id", flat=True)
@@ -162,22 +163,41 @@ def sync_mailbox(mailbox_id: int, *, progress=None, batch: int | None = None) ->
     return result
 
 
-def _read(mailbox: Mailbox, token: str, result: SyncResult, progress, batch: int) -> None:
-    from .services import mailbox_password
-
+def secret_for(mailbox: Mailbox, *, fresh: bool = False) -> "str | imap.Bearer":
+    """The password, or for an OAuth2 mailbox a live access token (`fresh`:
+    the server refused the cached one, so a new one is asked for)."""
     try:
-        password = mailbox_password(mailbox)
-    except ValueError as error:
-        raise imap.SyncError(str(error), imap.Failure.CONFIG)
+        if mailbox.auth == Mailbox.Auth.OAUTH2:
+            if fresh:
+                grants.forget_access_token(mailbox.pk)
+            return imap.Bearer(grants.access_token(mailbox.pk)[1])
+        return credentials.password_of(mailbox.password_encrypted)
+    except credentials.CredentialsError as error:
+        raise imap.SyncError(str(error), error.kind) from None
+
+
+def _read(mailbox: Mailbox, token: str, result: SyncResult, progress, batch: int) -> None:
     if mailbox.sync_horizon is None:
         horizon = timezone.now() - conf.first_sync_window()
         Mailbox.objects.filter(pk=mailbox.pk, sync_horizon__isnull=True).update(sync_horizon=horizon)
         mailbox.sync_horizon = Mailbox.objects.values_list("sync_horizon", flat=True).get(pk=mailbox.pk)
-    problems = []
+    secret = secret_for(mailbox)
+    try:
+        _read_with(mailbox, secret, token, result, progress, batch)
+    except imap.SyncError as error:
+        if error.kind != imap.Failure.AUTH or not isinstance(secret, imap.Bearer):
+            raise
+        # An access token the server refused before its expiry (a revoked
+        # session, clock skew): once more with a new one. Reading again is
+        # harmless: storing is idempotent.
+        _read_with(mailbox, secret_for(mailbox, fresh=True), token, result, progress, batch)
 
+
+def _read_with(mailbox: Mailbox, secret, token: str, result: SyncResult, progress, batch: int) -> None:
     def connect():
-        return imap.connect(mailbox, password)
+        return imap.connect(mailbox, secret)
 
+    problems = []
     with connect() as client:
         letter_folders, sent = plan_folders(client, mailbox, problems)
         for folder in letter_folders:
@@ -374,7 +394,10 @@ def _folder_state(mailbox: Mailbox, name: str, uidvalidity: int) -> FolderState:
 def _finish(mailbox: Mailbox, token: str, result: SyncResult) -> None:
     now = timezone.now()
     fields = {"last_sync_at": now, "claimed_until": None, "claimed_by": "", "claim_token": ""}
-    if result.error:
+    if result.error_kind == imap.Failure.RECONNECT:
+        # Only the account manager can help: no retries until then.
+        fields.update(state=Mailbox.State.RECONNECT_NEEDED, last_error=result.error[:2000], last_error_at=now)
+    elif result.error:
         failures = mailbox.failure_count + 1
         interval = timedelta(minutes=mailbox.sync_interval_minutes)
         backoff = min(interval * 2 ** min(failures - 1, 16), conf.max_backoff())
