@@ -311,8 +311,8 @@ CELERY_BEAT_SCHEDULE["purge-old-engagement-events"] = {
     "schedule": timedelta(hours=6),
 }
 
-# Mailboxes: OAuth2 logins and the IMAP IDLE listener (README, "Mailboxes
-# with OAuth2" and "Leads in seconds"). Each provider's client is registered
+# Mailboxes: OAuth2 logins and the IMAP IDLE listener (README, "Mailboxes:
+# leads in seconds (IMAP IDLE) and OAuth2"). Each provider's client is registered
 # by the installation (its redirect URI: PUBLIC_BASE_URL + /admin/mailbox_sync/mailbox/oauth/callback/).
 OAUTH_GOOGLE_CLIENT_ID = env.str("OAUTH_GOOGLE_CLIENT_ID", default="")
 OAUTH_GOOGLE_CLIENT_SECRET = env.str("OAUTH_GOOGLE_CLIENT_SECRET", default="")

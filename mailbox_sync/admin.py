@@ -100,7 +100,10 @@ class MailboxForm(forms.ModelForm):
         if oauth2 and oauth.client_for(data["provider"]) is None:
             self.add_error(
                 "auth",
-                _("No OAuth2 client is configured for this provider: see README, “Mailboxes with OAuth2”."),
+                _(
+                    "No OAuth2 client is configured for this provider: "
+                    "see README, “Mailboxes: leads in seconds (IMAP IDLE) and OAuth2”."
+                ),
             )
             return data
         if not oauth2 and not data.get("username"):

@@ -104,7 +104,10 @@ def _refresh(grant: OAuthGrant, claim: str) -> str:
     client = oauth.client_for(grant.provider)
     if client is None:
         mine.update(refreshing_until=None, refreshing_claim="")
-        raise CredentialsError(f"No OAuth2 client is configured for {grant.provider}: see README, OAuth2")
+        raise CredentialsError(
+            f"No OAuth2 client is configured for {grant.provider}: "
+            "see README, 'Mailboxes: leads in seconds (IMAP IDLE) and OAuth2'"
+        )
     try:
         tokens = oauth.refresh(client, _decrypt(grant.refresh_token_encrypted))
     except oauth.OAuthError as error:

@@ -13,7 +13,7 @@ from django.utils import timezone
 from imapclient.exceptions import IMAPClientError
 
 from attribution.models import Lead
-from mailbox_sync.models import Letter, Listening, Mailbox
+from mailbox_sync.models import Letter, Listening, Mailbox, Reply
 from mailbox_sync.services import sync_mailbox
 from tests.factories import letter_bytes
 from tests.test_mailbox_listener_support import FAST, FaultyRelay, running_listener, wait_until
@@ -307,3 +307,26 @@ def test_admin_shows_how_each_mailbox_is_heard_since_when_and_its_last_letter(ma
         assert f"Listening since {row.state_since:%Y-%m-%d %H:%M} UTC" in page
         change = admin_client.get(f"/admin/mailbox_sync/mailbox/{mailbox.pk}/change/").content.decode()
         assert f"{row.last_letter_at:%Y-%m-%d %H:%M:%S} UTC" in change
+
+
+def test_with_response_time_on_it_also_listens_to_sent_and_reads_a_reply_as_it_is_filed(mail_server, account):
+    user, _password, mailbox = account
+    Mailbox.objects.filter(pk=mailbox.pk).update(watch_sent=True)
+    client = mail_server.client(user)
+    client.create_folder("Gesendet")
+    client.logout()
+    append(mail_server, user, "Question")
+    sync_mailbox(mailbox.pk)
+    question = Letter.objects.get(mailbox=mailbox, subject="Question")
+    with running_listener() as listener:
+        wait_until(lambda: listener.watches.get(mailbox.pk) and len(listener.watches[mailbox.pk].held.folders) == 2)
+        assert listener.watches[mailbox.pk].held.folders == ("INBOX", "Gesendet")
+        wait_until(lambda: state_is(mailbox, Listening.State.LISTENING))
+        reply = letter_bytes(
+            to="question@client.test",
+            sender="info@shop.test",
+            subject="Re: Question",
+            headers={"In-Reply-To": question.message_id},
+        )
+        mail_server.append(user, reply, when=timezone.now(), folder="Gesendet")
+        wait_until(lambda: Reply.objects.filter(mailbox=mailbox, lead=question.lead_id).exists(), message="the reply")
