@@ -10,16 +10,17 @@ from zoneinfo import ZoneInfo
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import StreamingHttpResponse
+from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.i18n import set_language
 
+from engagement import selectors as engagement_selectors
 from projects.languages import person_set_language, supported
 
-from . import reports
+from . import reports, sent
 from .export import csv_lines
 from .filters import LeadFilterForm, day_start, filter_leads, filter_query
 from .forms import LeadEditForm
@@ -95,15 +96,17 @@ def lead_detail(request, lead_id: int):
             status = 400
     else:
         form = LeadEditForm.for_lead(lead, [tag.name for tag in tags])
+    letters = lead_letters(lead)
     context = {
         "projects": projects,
         "project": lead.project,
         "lead": lead,
         "tags": tags if request.method == "GET" else list(lead.tags.all()),
-        "letters": lead_letters(lead),
+        "letters": letters,
         "session": lead.session,
         "response_time": lead_response_time(lead),
         "explanation": MATCH_EXPLANATIONS.get(lead.match_kind, ""),
+        "timeline": sent.lead_timeline(lead, letters),
         "may_edit": may_edit,
         "form": form,
     }
@@ -167,6 +170,52 @@ def export(request):
     stamp = timezone.localtime(timezone=tz).strftime("%Y%m%d-%H%M")
     response["Content-Disposition"] = f'attachment; filename="leads-{project.pk if project else 0}-{stamp}.csv"'
     return response
+
+
+@login_required
+@require_GET
+def message_list(request):
+    """Sent letters: the project's tracked messages, newest first, with their figures."""
+    projects = journal_projects(request.user)
+    project = current_project(request, projects)
+    if project is None:
+        return _no_projects(request, projects)
+    form = sent.MessageFilterForm(request.GET, project=project)
+    page, cursor = sent.message_page(sent.filter_messages(project, form), request.GET.get("before", ""))
+    context = {
+        "projects": projects,
+        "project": project,
+        "form": form,
+        "messages_page": page,
+        "cursor": cursor,
+        "paged": bool(request.GET.get("before")),
+        "filter_query": form.query(),
+        "next_query": form.query(before=cursor),
+    }
+    return render(request, "journal/messages.html", context)
+
+
+@login_required
+@require_GET
+def message_detail(request, message_id: int):
+    projects = journal_projects(request.user)
+    message = sent.message_for_user([project.pk for project in projects], message_id)
+    if message is None:
+        raise Http404(_("No such message"))
+    figures = engagement_selectors.totals([message.pk])[message.pk]
+    machine_opens, devices = sent.figure_kinds(figures)
+    context = {
+        "projects": projects,
+        "project": message.project,
+        "message": message,
+        "figures": figures,
+        "machine_opens": machine_opens,
+        "devices": devices,
+        "recipients": engagement_selectors.recipients_with_events(message),
+        "links": engagement_selectors.link_clicks(message),
+        "timeline": sent.message_timeline(message),
+    }
+    return render(request, "journal/message.html", context)
 
 
 @require_POST
