@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from django.db.models import Max, Min, Q
 
-from substitution.decoder import Decoded, Match, _split, one_edit_variants
+from substitution.decoder import Decoded, Match, one_edit_variants, token_of
 from substitution.models import Address, Lease, Pool, PoolExhaustion, StaticAddress
 from tracker.models import Session
 
@@ -51,7 +51,7 @@ class RecipientDecoder:
         shaped, variants_by_pool = {}, defaultdict(set)
         for email in emails:
             for pool in pools:
-                token = _split(pool, email)
+                token = token_of(pool, email)
                 if token is not None:
                     variants = one_edit_variants(token)
                     shaped[email] = (pool, variants)

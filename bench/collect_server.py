@@ -6,9 +6,11 @@ endpoint on the same server, measured in one run.
 Starts gunicorn (config.wsgi) on PostgreSQL and Redis (a throwaway database
 `emailtrack_bench`), then drives it with wrk (Debian package `wrk`):
   1. GET /api/v1/ping: the bare endpoint (baseline);
-  2. POST /api/v1/collect for returning visitors (each has a live lease);
-  3. POST /api/v1/collect for new visitors (each needs a new lease).
-Targets (issue 3): returning >= 0.5 of the baseline, new >= 0.2.
+  2. POST /api/v1/collect for returning visitors (each has two live leases);
+  3. POST /api/v1/collect for new visitors (each needs two new leases).
+The site has two blocks (sales@ and support@) from two pools, so every
+visit holds two leases. Targets: returning >= 0.9 of the baseline, new >= 0.3.
+wrk is the Debian package `wrk` (`make test` installs it through bin/test-services).
 """
 
 import argparse
@@ -71,11 +73,22 @@ def setup_database():
     import redis
 
     redis.Redis.from_url(ENV["REDIS_URL"]).flushdb()
+    from substitution.models import Block, Pool, Rule
+    from substitution.services import pool_fill
     from tests.factories import make_setup
 
     setup = make_setup(pool_size=NEW_POOL)
     setup.pool.max_live_leases_per_ip = 0  # wrk comes from one IP
     setup.pool.save()
+    # A second tracked address on the page, from its own pool.
+    support = Pool.objects.create(
+        project=setup.project, name="Support", base_email="support@shop.test", size=NEW_POOL, max_live_leases_per_ip=0
+    )
+    pool_fill(support)
+    block = Block.objects.create(project=setup.project, name="Support", original_email="support@shop.test")
+    rule = Rule.objects.create(project=setup.project, name="Support", pool=support, order=1)
+    rule.sites.add(setup.site)
+    rule.blocks.add(block)
     return setup
 
 
@@ -166,7 +179,7 @@ def main():
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
     if not shutil.which("wrk"):
-        sys.exit("wrk is needed: apt-get install -y wrk")
+        sys.exit("wrk is needed: apt-get install -y wrk (make test installs it through bin/test-services)")
     setup = setup_database()
     key = setup.site.site_key
     base = f"http://127.0.0.1:{args.port}"
@@ -202,7 +215,7 @@ def main():
                 method="POST",
                 headers={"Content-Type": "text/plain", "Origin": "https://shop.test", "User-Agent": BROWSER},
             )
-            assert json.load(urllib.request.urlopen(request))["subs"], "no address leased"
+            assert len(json.load(urllib.request.urlopen(request))["subs"]) == 2, "not both blocks leased"
         returning.write_text("\n".join(body(key, vid) for vid in vids) + "\n")
         # Production runs autovacuum (the allocation tables' thresholds are set
         # by migration); a shared test cluster may run without it. Vacuum once
@@ -226,11 +239,11 @@ def main():
         )
         print(
             f"collect, returning visitor           {ret:8.0f} req/s  = {ret / baseline:.2f} x baseline"
-            f"  (target >= 0.5; non-2xx: {ret_errors})"
+            f"  (target >= 0.9; non-2xx: {ret_errors})"
         )
         print(
-            f"collect, new visitor (new lease)     {fresh:8.0f} req/s  = {fresh / baseline:.2f} x baseline"
-            f"  (target >= 0.2; non-2xx: {fresh_errors})"
+            f"collect, new visitor (two leases)    {fresh:8.0f} req/s  = {fresh / baseline:.2f} x baseline"
+            f"  (target >= 0.3; non-2xx: {fresh_errors})"
         )
         print("where the time goes (first baseline run, returning, new):")
         for case in ("ping", "returning", "new"):

@@ -20,6 +20,7 @@ from tracker.models import Site, SiteDomain
 
 DEMO_PROJECT = "Demo project"
 DEMO_EMAIL = "hello@demo-shop.test"
+DEMO_SUPPORT_EMAIL = "support@demo-shop.test"
 DEMO_ADMIN = "demo"
 
 
@@ -34,8 +35,9 @@ def require_demo_mode():
 
 @transaction.atomic
 def demo_setup() -> tuple[Site, str]:
-    """Create (once) the demo project, site, pool, block, rule and mailbox, and
-    give the demo admin a fresh password. Returns the site and that password."""
+    """Create (once) the demo project, site, two tracked addresses (hello@
+    and support@, each its block, pool and rule) and mailbox, and give the
+    demo admin a fresh password. Returns the site and that password."""
     require_demo_mode()
     project, _ = Project.objects.get_or_create(name=DEMO_PROJECT, defaults={"time_zone": "Europe/Moscow"})
     site, _ = Site.objects.get_or_create(project=project, name="Demo shop", defaults={"original_email": DEMO_EMAIL})
@@ -50,6 +52,19 @@ def demo_setup() -> tuple[Site, str]:
     if created:
         rule.sites.add(site)
         rule.blocks.add(block)
+    support_pool, _ = Pool.objects.get_or_create(
+        project=project, name="Support pool", defaults={"base_email": DEMO_SUPPORT_EMAIL, "size": 10}
+    )
+    pool_fill(support_pool)
+    support, _ = Block.objects.get_or_create(
+        project=project, name="Support address", defaults={"original_email": DEMO_SUPPORT_EMAIL}
+    )
+    rule, created = Rule.objects.get_or_create(
+        project=project, name="Support questions", defaults={"pool": support_pool, "order": 1}
+    )
+    if created:
+        rule.sites.add(site)
+        rule.blocks.add(support)
     if not Mailbox.objects.filter(project=project).exists():
         mailbox = Mailbox(
             project=project,
@@ -74,12 +89,18 @@ def demo_site() -> Site | None:
     return Site.objects.filter(project__name=DEMO_PROJECT).first()
 
 
+def demo_blocks(site: Site) -> dict[str, Block]:
+    """The demo page's two blocks by their original address."""
+    blocks = Block.objects.filter(project=site.project, name__in=["Email in the page", "Support address"])
+    return {block.original_email or site.original_email.lower(): block for block in blocks}
+
+
 def send_test_letter(*, site: Site, to: str, sender: str, subject: str, body: str) -> Letter:
     """A letter to the address the demo page shows, through the same pipeline
     as a letter read over IMAP (arrival time: now)."""
     require_demo_mode()
     to = to.strip().lower()
-    allowed = {site.original_email.lower()} | set(
+    allowed = {site.original_email.lower(), DEMO_SUPPORT_EMAIL} | set(
         Address.objects.filter(pool__project=site.project).values_list("email", flat=True)
     )
     if to not in allowed:

@@ -19,7 +19,16 @@ def _site():
 
 def page(request):
     site = _site()
-    return render(request, "demo/page.html", {"site": site, "original": site.original_email})
+    blocks = services.demo_blocks(site)
+    hello, support = blocks.get(site.original_email.lower()), blocks.get(services.DEMO_SUPPORT_EMAIL)
+    context = {
+        "site": site,
+        "original": site.original_email,
+        "support": services.DEMO_SUPPORT_EMAIL,
+        "hello_block": hello.pk if hello else "",
+        "support_block": support.pk if support else "",
+    }
+    return render(request, "demo/page.html", context)
 
 
 @require_POST

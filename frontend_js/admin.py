@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
 from projects.admin_scoping import ScopedAdmin, ScopedTabularInline
+from tracker.admin import SiteAdmin
 
 from .models import MissingBlockReport, SnippetSettings
 
@@ -30,9 +31,9 @@ class MissingBlockReportInline(ScopedTabularInline):
         return False
 
 
-# Shown on the site's admin page (tracker.admin.SiteAdmin), beside its domains
-# and when the snippet last reported from each.
-SITE_INLINES = [SnippetSettingsInline, MissingBlockReportInline]
+# Shown on the site's admin page, beside its domains and when the snippet last
+# reported from each.
+SiteAdmin.inlines = [*SiteAdmin.inlines, SnippetSettingsInline, MissingBlockReportInline]
 
 
 @admin.register(MissingBlockReport)

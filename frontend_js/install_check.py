@@ -12,9 +12,8 @@ from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
-from substitution.rules import domain_names, domain_of
-from substitution.services import blocks_for_site
-from tracker.channels import host_of
+from substitution.rules import blocks_for_site
+from tracker.domains import domain_names, domain_of, host_of
 from tracker.services import CollectError, find_site
 
 from .models import MissingBlockReport

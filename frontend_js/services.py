@@ -9,7 +9,7 @@ from functools import lru_cache
 from django.conf import settings
 
 from substitution.models import Block
-from substitution.services import blocks_for_site
+from substitution.rules import blocks_for_site
 from tracker.models import Site
 
 from .build import DIST, placeholders, render, variant_name
@@ -99,6 +99,8 @@ def site_config(site: Site, collect_url: str, report_url: str) -> dict:
         entry = {"id": block.pk}
         if selector := block_selector(block):
             entry["sel"] = selector
+        if block.original_email and block.original_email != site.original_email.lower():
+            entry["e"] = block.original_email  # the site's address is the script's default
         blocks.append(entry)
     config = {
         "site": site.site_key,

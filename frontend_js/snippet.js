@@ -24,9 +24,10 @@
  * - In consent mode, until consent it stores nothing and sends no ids.
  */
 (function (w, d) {
-  // The site's settings. A block ({id, sel}) without `sel` is "find in the
-  // page"; the others work inside the elements that `sel` (a CSS selector)
-  // selects.
+  // The site's settings. A block ({id, sel, e}) without `sel` is "find in
+  // the page"; the others work inside the elements that `sel` (a CSS
+  // selector) selects. `e`, the block's own original address, defaults to
+  // the site's.
   var site = __site__, email = __email__, blocks = __blocks__, collect = __collect__, hb = __hb__;
   // @if report
   var report = __report__; // the install check's URL
@@ -40,9 +41,11 @@
   var hide = __hide__, hidden; // the elements hidden until the address came
   // @endif
   var KEY = "emailtrack_" + site, saved = {}, shown = {}, callbacks = [], sent = 0, exp, known, observer;
-  // The addresses the page may show (in lower case): the original, and each
-  // one shown since, so that a new lease replaces an old one.
-  var seen = [email.toLowerCase()];
+  // Each block's addresses the page may show (b.s, in lower case): its
+  // original, and each one shown since, so that a new lease replaces an old one.
+  blocks.forEach(function (b) {
+    b.s = [(b.e = b.e || email).toLowerCase()];
+  });
 
   // Every callback the browser or the page runs for us goes through here.
   function safe(f) {
@@ -97,10 +100,10 @@
     } catch (e) { /* not in a document */ }
   }
 
-  // A text or attribute: each whole address in it that the page may show
+  // A text or attribute: each whole address in it that a block may show
   // (sales.info@x and info@x.org are not info@x) becomes the address of the
-  // first block whose scope holds the element; every such block is found
-  // here. While that block's address is unknown (b.to empty), the address
+  // first such block whose scope holds the element; every such block is
+  // found here. While that block's address is unknown (b.to empty), the address
   // stays (in anti-flicker mode, hidden).
   function fix(n) {
     try {
@@ -110,26 +113,24 @@
       if (v.indexOf("@") < 0 || el.closest("[data-emailtrack-ignore],script,style,textarea,input,[contenteditable]")) return;
       v = v.replace(/[\p{L}\w.+@-]*[\p{L}\w]/gu, function (m) {
         var to;
-        if (seen.indexOf(m.toLowerCase()) >= 0) {
-          blocks.forEach(function (b) {
-            try {
-              if (!b.sel || el.closest(b.sel)) {
-                // @if report
-                b.found = 1;
-                // @endif
-                // @if hide
-                // An element with its own inline visibility is left alone,
-                // so unhiding never changes what the page set.
-                if (hidden && !b.to && !el.style.visibility) {
-                  hidden.push(el);
-                  el.style.visibility = "hidden";
-                }
-                // @endif
-                to = to || b.to || m;
+        blocks.forEach(function (b) {
+          try {
+            if (b.s.indexOf(m.toLowerCase()) >= 0 && (!b.sel || el.closest(b.sel))) {
+              // @if report
+              b.found = 1;
+              // @endif
+              // @if hide
+              // An element with its own inline visibility is left alone,
+              // so unhiding never changes what the page set.
+              if (hidden && !b.to && !el.style.visibility) {
+                hidden.push(el);
+                el.style.visibility = "hidden";
               }
-            } catch (e) { /* an invalid selector */ }
-          });
-        }
+              // @endif
+              to = to || b.to || m;
+            }
+          } catch (e) { /* an invalid selector */ }
+        });
         return to || m;
       });
       if (v != n.nodeValue) n.nodeValue = v;
@@ -157,20 +158,20 @@
   }
 
   // @endif
-  // Shows `subs` ([{block, email}]). A block without one goes back to the
+  // Shows `subs` ([{block, email}]). A block without one goes back to its
   // original if it showed another address; else the page is left as it is.
   function use(subs) {
     var again; // b.to starts undefined: the first call always shows
     blocks.forEach(function (b) {
-      var to = b.to && email || "";
+      var to = b.to && b.e || "";
       subs.forEach(function (s) {
         if (s.block == b.id) to = s.email;
       });
       if (to != b.to) {
         again = 1;
-        seen.push((b.to = to).toLowerCase());
+        b.s.push((b.to = to).toLowerCase());
       }
-      shown[b.id] = to || email;
+      shown[b.id] = to || b.e;
     });
     known = 1;
     if (again) {

@@ -12,6 +12,7 @@ from django.utils.translation import pgettext_lazy
 
 from attribution.models import Lead, MatchKind, Tag
 from projects.models import Project
+from substitution.models import Block
 from tracker.models import Channel, Site
 
 from .search import contains, search
@@ -25,6 +26,7 @@ FILTER_FIELDS = (
     "date_from",
     "date_to",
     "site",
+    "block",
     "channel",
     "source",
     "medium",
@@ -45,6 +47,7 @@ class LeadFilterForm(forms.Form):
     date_from = forms.DateField(required=False, label=_("From"), widget=DateInput)
     date_to = forms.DateField(required=False, label=_("To"), widget=DateInput)
     site = forms.TypedChoiceField(required=False, coerce=int, empty_value=None, label=_("Site"))
+    block = forms.TypedChoiceField(required=False, coerce=int, empty_value=None, label=_("Block"))
     channel = forms.ChoiceField(required=False, choices=[("", _("Any channel")), *Channel.choices], label=_("Channel"))
     source = forms.CharField(required=False, max_length=200, label=_("Source"))
     medium = forms.CharField(required=False, max_length=200, label=_("Medium"))
@@ -68,6 +71,8 @@ class LeadFilterForm(forms.Form):
         self.project = project
         sites = Site.objects.filter(project=project).order_by("name").values_list("id", "name")
         self.fields["site"].choices = [("", _("Any site")), *sites]
+        blocks = Block.objects.filter(project=project).order_by("name").values_list("id", "name")
+        self.fields["block"].choices = [("", _("Any block")), *blocks]
         tags = Tag.objects.filter(project=project).order_by("name").values_list("id", "name")
         self.fields["tag"].choices = [("", _("Any tag")), *tags]
         for name in SOURCE_FIELDS:
@@ -109,7 +114,7 @@ def filter_leads(project: Project, form: LeadFilterForm) -> QuerySet[Lead]:
         leads = leads.filter(created_at__gte=day_start(values["date_from"], tz))
     if "date_to" in values:
         leads = leads.filter(created_at__lt=day_start(values["date_to"] + timedelta(days=1), tz))
-    exact = {"site": "site_id", "channel": "channel", "status": "status"}
+    exact = {"site": "site_id", "block": "lease__block_id", "channel": "channel", "status": "status"}
     leads = leads.filter(**{field: values[name] for name, field in exact.items() if name in values})
     for name in SOURCE_FIELDS:
         if name in values:

@@ -1,12 +1,25 @@
 """Activity written behind through Redis: the only thing the collect endpoint's
 fast path writes, so a returning visitor's page view costs no database write.
 
+The fast path: after a write-through page view the answer is cached per
+visitor. A later request is answered from that entry only when nothing
+decides differently: same configuration, same session (not timed out, no new
+campaign, no new analytics ids: the facts the tracker passes), and leases
+whose expiry *in the database* is still at least half their hold away. The
+check and the update run in one Lua script, atomically, so a lease taken
+over meanwhile (which deletes the entry) is never brought back by a racing
+page view.
+
 PostgreSQL still decides every allocation. What keeps a written-behind lease
 safe: the fast path serves a lease only while its expiry *in the database* is
 at least `FAST_PATH_MARGIN` away, and every release of expired leases first
 flushes the pending activity. So a lease that was active is never released by
 a stale expiry, and the database's expiry is never more than the flush
 interval behind the truth.
+
+The session and visitor activity queued beside a lease's is the tracker's:
+a flush hands it to the listeners subscribed with `on_flush` (the tracker
+writes its own rows), in the same transaction.
 
 Without Redis (the embedded default) there is no fast path and every page view
 is written through.
@@ -16,12 +29,15 @@ import hashlib
 import json
 import logging
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import redis as redis_lib
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from redis import exceptions as redis_errors
+
+from .models import Lease
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +48,7 @@ PENDING_VISITORS = "et:pending:visitor"  # hash visitor id -> last seen
 SESSION_URLS = "et:urls:"  # list per session id: URLs viewed since the last flush
 PROCESSING = "et:processing:"
 ORPHAN_SECONDS = 300
+MARGIN_FRACTION = 0.5  # a cached answer holds while the database's expiry is half a hold away
 
 
 def enabled() -> bool:
@@ -45,8 +62,6 @@ def redis():
     """One client per process (redis-py pools its connections)."""
     global _client
     if _client is None:
-        import redis as redis_lib
-
         _client = redis_lib.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
     return _client
 
@@ -76,17 +91,17 @@ if ARGV[7] ~= '' and ARGV[7] ~= e.ym then return {0} end
 if ARGV[8] ~= '' and ARGV[8] ~= e.sk then return {0} end
 e.seen = now
 redis.call('SET', KEYS[1], cjson.encode(e), 'EX', e.hold * 60)
-local ids = {e.lease, e.session, e.visitor}
-local hashes = {'"""
-    + PENDING_LEASES
-    + """', '"""
+local marks = {{'"""
     + PENDING_SESSIONS
-    + """', '"""
+    + """', e.session}, {'"""
     + PENDING_VISITORS
-    + """'}
-for i = 1, 3 do
-  local current = redis.call('HGET', hashes[i], ids[i])
-  if (not current) or tonumber(current) < now then redis.call('HSET', hashes[i], ids[i], ARGV[2]) end
+    + """', e.visitor}}
+for _, lease in ipairs(e.leases) do table.insert(marks, {'"""
+    + PENDING_LEASES
+    + """', lease}) end
+for _, mark in ipairs(marks) do
+  local current = redis.call('HGET', mark[1], mark[2])
+  if (not current) or tonumber(current) < now then redis.call('HSET', mark[1], mark[2], ARGV[2]) end
 end
 if ARGV[9] == '1' then
   redis.call('HINCRBY', '"""
@@ -138,38 +153,39 @@ def _exchange_once(commands) -> list:
         pool.release(connection)
 
 
-def fast_page_view(
-    *,
-    key: str,
-    rate_bucket: str,
-    rate_limit: int,
-    fingerprint: str,
-    now: float,
-    session_timeout: float,
-    margin: float,
-    ga: str,
-    ym: str,
-    session_key: str,
-    page_view: bool,
-    url: str,
-):
+@dataclass(frozen=True)
+class Returning:
+    """What the fast path checks of a returning visitor's request beyond its
+    leases: the tracker's facts about the session it would continue."""
+
+    rate_bucket: str  # "" when the request was counted already
+    rate_limit: int
+    session_timeout: float  # seconds without activity that end a session
+    session_key: str  # a new campaign's key, "" when the request starts none
+    ga: str
+    ym: str
+    page_view: bool  # False for a heartbeat
+    url: str
+
+
+def fast_page_view(*, key: str, fingerprint: str, now: float, returning: Returning):
     """("limited", None) over the rate limit; ("miss", None) when the slow path
     must answer; ("hit", (subs, hold_minutes)) otherwise."""
     args = [
-        rate_limit,
+        returning.rate_limit,
         repr(now),
         fingerprint,
-        session_timeout,
-        margin,
-        ga,
-        ym,
-        session_key,
-        "1" if page_view else "0",
-        url,
+        returning.session_timeout,
+        MARGIN_FRACTION,
+        returning.ga,
+        returning.ym,
+        returning.session_key,
+        "1" if returning.page_view else "0",
+        returning.url,
     ]
-    (result,) = exchange(("EVALSHA", _FAST_SHA, 2, key, rate_bucket, *args))
+    (result,) = exchange(("EVALSHA", _FAST_SHA, 2, key, returning.rate_bucket, *args))
     if isinstance(result, redis_errors.NoScriptError):  # Redis restarted: send the script itself
-        (result,) = exchange(("EVAL", _FAST, 2, key, rate_bucket, *args))
+        (result,) = exchange(("EVAL", _FAST, 2, key, returning.rate_bucket, *args))
     if isinstance(result, Exception):
         raise result
     if result[0] == -1:
@@ -177,6 +193,45 @@ def fast_page_view(
     if result[0] == 0:
         return "miss", None
     return "hit", (json.loads(result[1]), int(result[2]))
+
+
+def remember(
+    *,
+    key: str,
+    fingerprint: str,
+    lease_ids: list[int],
+    visitor_id: int,
+    session,
+    subs: list[dict],
+    hold_minutes: int,
+    db_expires_at: datetime,
+    now: datetime,
+) -> None:
+    """Cache a write-through answer for the visitor's next page views.
+    `session` holds the tracker's facts: id, key (its campaign), ga, ym."""
+    if not enabled():
+        return
+    entry = {
+        "cfg": fingerprint,
+        "leases": lease_ids,
+        "visitor": visitor_id,
+        "session": session.id,
+        "sk": session.key,
+        "ga": session.ga,
+        "ym": session.ym,
+        "subs": subs,
+        "hold": hold_minutes,
+        "db_exp": db_expires_at.timestamp(),
+        "seen": now.timestamp(),
+    }
+    # Sent without waiting for Redis's answer: the answer to the snippet
+    # does not depend on it, and a lost entry only means one more slow path.
+    send_without_reply("SET", key, json.dumps(entry), "EX", hold_minutes * 60)
+
+
+def forget(key: str) -> None:
+    if enabled():
+        redis().delete(key)
 
 
 def _take(key: str, orphans: bool) -> tuple[list[str], dict[int, float]]:
@@ -217,21 +272,31 @@ def _at(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
 
 
+_flush_listeners: list = []
+
+
+def on_flush(listener) -> None:
+    """`listener(sessions, views, urls, visitors)` is called by every flush,
+    inside its transaction, with the session and visitor activity written
+    behind: last seen (Unix seconds) by session id, page views to add and URLs
+    viewed by session id, last seen by visitor id."""
+    if listener not in _flush_listeners:
+        _flush_listeners.append(listener)
+
+
 def flush(orphans: bool = False) -> int:
     """Apply pending activity to the database: lease last activity and
-    expiry, session last seen, page views and last URLs, visitor last seen.
+    expiry here, the sessions' and visitors' through the listeners.
     Returns the number of leases touched."""
     if not enabled():
         return 0
-    from tracker.models import Session, Visitor
-
-    from .models import Lease
-
     claims = {key: _take(key, orphans) for key in (PENDING_LEASES, PENDING_SESSIONS, PENDING_VIEWS, PENDING_VISITORS)}
     leases = claims[PENDING_LEASES][1]
-    sessions = claims[PENDING_SESSIONS][1]
     views = claims[PENDING_VIEWS][1]
-    visitors = claims[PENDING_VISITORS][1]
+    client = redis()
+    urls = {
+        session_id: [u.decode() for u in client.lrange(f"{SESSION_URLS}{session_id}", 0, -1)] for session_id in views
+    }
     with transaction.atomic():
         rows = Lease.objects.filter(id__in=leases, released_at__isnull=True).select_related("pool")
         for lease in rows.select_for_update():
@@ -239,25 +304,10 @@ def flush(orphans: bool = False) -> int:
             if at > lease.last_activity_at:
                 expires = at + timedelta(minutes=lease.pool.hold_minutes)
                 Lease.objects.filter(pk=lease.pk).update(last_activity_at=at, expires_at=max(expires, lease.expires_at))
-        for session in Session.objects.filter(id__in=set(sessions) | set(views)).select_for_update():
-            fields = []
-            seen = sessions.get(session.pk)
-            if seen and _at(seen) > session.last_seen_at:
-                session.last_seen_at = _at(seen)
-                fields.append("last_seen_at")
-            added = int(views.get(session.pk, 0))
-            if added:
-                session.page_views = F("page_views") + added
-                urls = [u.decode() for u in redis().lrange(f"{SESSION_URLS}{session.pk}", 0, -1)]
-                if urls:
-                    session.last_urls = (list(session.last_urls or []) + urls)[-10:]
-                    fields.append("last_urls")
-                fields.append("page_views")
-            if fields:
-                session.save(update_fields=fields)
-        for visitor_id, seen in visitors.items():
-            Visitor.objects.filter(pk=visitor_id, last_seen_at__lt=_at(seen)).update(last_seen_at=_at(seen))
-    client = redis()
+        sessions = {key: _at(value) for key, value in claims[PENDING_SESSIONS][1].items()}
+        visitors = {key: _at(value) for key, value in claims[PENDING_VISITORS][1].items()}
+        for listener in _flush_listeners:
+            listener(sessions, {key: int(value) for key, value in views.items()}, urls, visitors)
     for session_id in views:
         client.delete(f"{SESSION_URLS}{session_id}")
     for names, _values in claims.values():
@@ -286,7 +336,7 @@ def send_without_reply(*command) -> None:
 
 
 def visit_key(site_id: int, vid: str) -> str:
-    """The fast path's cached answer for one visitor (see tracker.hotpath)."""
+    """The fast path's cached answer for one visitor (see fast_page_view)."""
     return f"et:visit:{site_id}:{vid}"
 
 
@@ -294,8 +344,6 @@ def forget_visitor(visitor_id: int) -> None:
     """Drop a visitor's cached answer, e.g. when their lease was taken over."""
     if not enabled():
         return
-    from tracker.models import Visitor
-
-    row = Visitor.objects.filter(pk=visitor_id).values_list("site_id", "vid").first()
+    row = Lease.objects.filter(visitor_id=visitor_id).values_list("visitor__site_id", "visitor__vid").first()
     if row is not None:
         redis().delete(visit_key(*row))

@@ -121,7 +121,9 @@ class AddressAdmin(ScopedAdmin):
 
 @admin.register(Block)
 class BlockAdmin(ScopedAdmin):
-    list_display = ["name", "project", "kind", "selector"]
+    list_display = ["name", "project", "kind", "selector", "original_email"]
+    list_filter = ["kind"]
+    search_fields = ["name", "selector", "original_email"]
 
 
 @admin.register(StaticAddress)
@@ -139,17 +141,53 @@ class RuleConditionInline(ScopedTabularInline):
 
 @admin.register(Rule)
 class RuleAdmin(ScopedAdmin):
-    list_display = ["name", "project", "order", "active", "kind", "pool", "static_address"]
+    """Rules in their order (the order decides, so it is shown and edited in
+    the list), with a search box and filters by site, block, kind and pool."""
+
+    list_display = ["name", "project", "order", "active", "kind", "pool", "static_address", "covered_blocks"]
     list_editable = ["order", "active"]
+    list_filter = [
+        "kind",
+        "active",
+        ("sites", admin.RelatedOnlyFieldListFilter),
+        ("blocks", admin.RelatedOnlyFieldListFilter),
+        ("pool", admin.RelatedOnlyFieldListFilter),
+    ]
+    search_fields = [
+        "name",
+        "pool__name",
+        "static_address__email",
+        "blocks__name",
+        "blocks__original_email",
+        "sites__name",
+        "conditions__value",
+    ]
+    ordering = ["order", "id"]
     filter_horizontal = ["sites", "blocks"]
     inlines = [RuleConditionInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("blocks")
+
+    @admin.display(description=_("Blocks"))
+    def covered_blocks(self, obj):
+        return ", ".join(block.name for block in obj.blocks.all())
 
 
 @admin.register(Lease)
 class LeaseAdmin(ScopedAdmin):
     project_path = "pool__project"
-    list_display = ["address", "visitor", "started_at", "last_activity_at", "expires_at", "released_at", "end_reason"]
-    list_filter = ["end_reason"]
+    list_display = [
+        "address",
+        "block",
+        "visitor",
+        "started_at",
+        "last_activity_at",
+        "expires_at",
+        "released_at",
+        "end_reason",
+    ]
+    list_filter = ["end_reason", ("block", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["address__email", "visitor__vid"]
     date_hierarchy = "started_at"
 

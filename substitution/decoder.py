@@ -48,7 +48,7 @@ def one_edit_variants(token: str) -> set[str]:
     return out
 
 
-def _split(pool: Pool, email: str) -> str | None:
+def token_of(pool: Pool, email: str) -> str | None:
     """The token part of `email` if it has this generated pool's shape."""
     local, _, domain = email.partition("@")
     base_local, _, base_domain = pool.base_email.lower().partition("@")
@@ -70,7 +70,7 @@ def decode_address(project_id: int, email: str) -> Decoded | None:
         return Decoded(email, Match.STATIC, static_address=static)
     generated = Pool.objects.filter(project_id=project_id).filter(Q(kind=Pool.Kind.PLUS) | Q(kind=Pool.Kind.DASH))
     for pool in generated:
-        token = _split(pool, email)
+        token = token_of(pool, email)
         if token is None:
             continue
         near = list(pool.addresses.filter(token__in=one_edit_variants(token)).select_related("pool")[:2])

@@ -6,10 +6,14 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from projects.models import Project
-from tracker.models import Site, Visitor
+
+from .conditions import REGEX_MAX_LENGTH, compile_pattern, parse_schedule
 
 BLOCK_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_:.-]*$")
-REGEX_MAX_LENGTH = 200
+# Rules point to the tracker's sites and leases to its visitors by name: the
+# tracker calls substitution, never the other way round.
+SITE = "tracker.Site"
+VISITOR = "tracker.Visitor"
 
 
 class Pool(models.Model):
@@ -90,7 +94,8 @@ class Address(models.Model):
 
 
 class Block(models.Model):
-    """What the snippet replaces on the page."""
+    """One tracked address on the page: where the snippet finds it and
+    replaces it with the address a rule decides."""
 
     class Kind(models.TextChoices):
         FIND = "find", _("Find the original email in the page (text, mailto: links, attributes)")
@@ -108,6 +113,13 @@ class Block(models.Model):
         blank=True,
         help_text=_("The id, class, CSS selector or attribute name; empty for 'find in the page'."),
     )
+    original_email = models.EmailField(
+        _("original email"),
+        blank=True,
+        help_text=_(
+            "The address this block finds and replaces, e.g. sales@example.com; empty: the site's original address."
+        ),
+    )
 
     class Meta:
         verbose_name = _("block")
@@ -115,6 +127,10 @@ class Block(models.Model):
 
     def __str__(self):
         return self.name
+
+    def save(self, *args, **kwargs):
+        self.original_email = self.original_email.strip().lower()
+        super().save(*args, **kwargs)
 
     def clean(self):
         if self.kind == self.Kind.FIND:
@@ -162,7 +178,8 @@ class StaticAddress(models.Model):
 
 
 class Rule(models.Model):
-    """First matching active rule (by order) decides what a visitor is shown."""
+    """For each block it covers, the first matching active rule (by order)
+    decides what a visitor is shown there."""
 
     class Kind(models.TextChoices):
         DYNAMIC = "dynamic", _("Dynamic: lease an address from a pool")
@@ -170,8 +187,10 @@ class Rule(models.Model):
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="rules", verbose_name=_("project"))
     name = models.CharField(_("name"), max_length=200)
-    sites = models.ManyToManyField(Site, related_name="rules", verbose_name=_("sites"))
-    order = models.PositiveIntegerField(_("order"), default=0)
+    sites = models.ManyToManyField(SITE, related_name="rules", verbose_name=_("sites"))
+    order = models.PositiveIntegerField(
+        _("order"), default=0, help_text=_("Lower first: for each block, the first matching rule decides.")
+    )
     active = models.BooleanField(_("active"), default=True)
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices, default=Kind.DYNAMIC)
     pool = models.ForeignKey(
@@ -222,6 +241,11 @@ class RuleCondition(models.Model):
         LANDING_URL = "landing_url", _("Landing page URL")
         CHANNEL = "channel", _("Channel")
         DEVICE_TYPE = "device_type", _("Device type")
+        PAGE_URL = "page_url", _("Current page URL")
+        COUNTRY = "country", _("Country (ISO code, e.g. RU)")
+        REGION = "region", _("Region")
+        CITY = "city", _("City")
+        SCHEDULE = "schedule", _("Schedule (days and hours, e.g. mon-fri 09:00-18:00)")
 
     class Operator(models.TextChoices):
         EQUALS = "equals", _("equals")
@@ -242,13 +266,13 @@ class RuleCondition(models.Model):
         return f"{self.field} {'not ' if self.negate else ''}{self.operator} {self.value!r}"
 
     def clean(self):
-        if self.operator == self.Operator.MATCHES:
-            from .conditions import compile_pattern
-
-            try:
+        try:
+            if self.field == self.Field.SCHEDULE:
+                parse_schedule(self.value)
+            elif self.operator == self.Operator.MATCHES:
                 compile_pattern(self.value)
-            except ValueError as error:
-                raise ValidationError({"value": str(error)}) from error
+        except ValueError as error:
+            raise ValidationError({"value": str(error)}) from error
 
 
 class Lease(models.Model):
@@ -260,7 +284,12 @@ class Lease(models.Model):
 
     pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="leases", verbose_name=_("pool"))
     address = models.ForeignKey(Address, on_delete=models.CASCADE, related_name="leases", verbose_name=_("address"))
-    visitor = models.ForeignKey(Visitor, on_delete=models.CASCADE, related_name="leases", verbose_name=_("visitor"))
+    visitor = models.ForeignKey(VISITOR, on_delete=models.CASCADE, related_name="leases", verbose_name=_("visitor"))
+    # The block the address was first shown in (a pool may serve several):
+    # which public address a lead came through.
+    block = models.ForeignKey(
+        Block, null=True, blank=True, on_delete=models.SET_NULL, related_name="leases", verbose_name=_("block")
+    )
     started_at = models.DateTimeField(_("started at"))
     last_activity_at = models.DateTimeField(_("last activity at"))
     expires_at = models.DateTimeField(_("expires at"))

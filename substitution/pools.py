@@ -8,6 +8,8 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.db.models import F
 
+from projects.models import Project
+
 from . import tokens
 from .models import Address, Lease, Pool, StaticAddress
 
@@ -68,13 +70,9 @@ def _candidates(text: str) -> list[str]:
 def allowed_domains(pool: Pool) -> set[str]:
     """An uploaded address must land in the real inbox: the pool's inbox domain
     or a domain of one of the project's sites."""
-    from tracker.models import SiteDomain
-
     domains = {pool.base_email.lower().rpartition("@")[2]}
-    domains |= {
-        d.lower().removeprefix("www.")
-        for d in SiteDomain.objects.filter(site__project=pool.project_id).values_list("domain", flat=True)
-    }
+    names = Project.objects.filter(pk=pool.project_id, sites__domains__isnull=False)
+    domains |= {d.lower().removeprefix("www.") for d in names.values_list("sites__domains__domain", flat=True)}
     return domains
 
 

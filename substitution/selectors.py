@@ -13,15 +13,23 @@ HEALTH_DAYS = 7
 SIZE_MARGIN = 1.25  # head-room over the observed peak
 
 
-def live_lease_count(pool: Pool, now: datetime) -> int:
-    return Lease.objects.filter(pool=pool, released_at__isnull=True, expires_at__gt=now).count()
+def _leases(pool: Pool, block_id: int | None):
+    """The pool's leases, or those shown in one block (a pool may serve several)."""
+    leases = Lease.objects.filter(pool=pool)
+    return leases if block_id is None else leases.filter(block_id=block_id)
+
+
+def live_lease_count(pool: Pool, now: datetime, block_id: int | None = None) -> int:
+    return _leases(pool, block_id).filter(released_at__isnull=True, expires_at__gt=now).count()
 
 
 def exhaustion_count(pool: Pool, now: datetime, days: int = HEALTH_DAYS) -> int:
     return PoolExhaustion.objects.filter(pool=pool, at__gte=now - timedelta(days=days)).count()
 
 
-def peak_per_day(pool: Pool, now: datetime, days: int = HEALTH_DAYS) -> list[tuple[date, int]]:
+def peak_per_day(
+    pool: Pool, now: datetime, days: int = HEALTH_DAYS, block_id: int | None = None
+) -> list[tuple[date, int]]:
     """Most leases held at once on each of the last `days` days (the project's
     days), from the lease history: a lease counts from its start to its
     release, or to its expiry while unreleased."""
@@ -29,7 +37,7 @@ def peak_per_day(pool: Pool, now: datetime, days: int = HEALTH_DAYS) -> list[tup
     today = now.astimezone(tz).date()
     first_day = today - timedelta(days=days - 1)
     window_start = datetime.combine(first_day, datetime.min.time(), tzinfo=tz)
-    leases = Lease.objects.filter(pool=pool, started_at__lt=now).filter(
+    leases = _leases(pool, block_id).filter(started_at__lt=now).filter(
         Q(released_at__isnull=True, expires_at__gt=window_start) | Q(released_at__gt=window_start)
     )
     events = []
@@ -68,17 +76,18 @@ class PoolHealth:
     too_small: bool
 
 
-def pool_health(pool: Pool, now: datetime) -> PoolHealth:
+def pool_health(pool: Pool, now: datetime, block_id: int | None = None) -> PoolHealth:
     """Live leases, daily peaks, exhaustions and a recommended size: the
-    highest peak (which already spans session plus hold) with a margin."""
-    peaks = peak_per_day(pool, now)
+    highest peak (which already spans session plus hold) with a margin. With
+    `block_id`, the leases shown in that block only."""
+    peaks = peak_per_day(pool, now, block_id=block_id)
     peak = max((p for _d, p in peaks), default=0)
     size = pool.addresses.filter(active=True).count()
     exhaustions = exhaustion_count(pool, now)
     recommended = max(math.ceil(peak * SIZE_MARGIN), peak + 1) if peak else 0
     return PoolHealth(
         size=size,
-        live=live_lease_count(pool, now),
+        live=live_lease_count(pool, now, block_id),
         peaks=peaks,
         exhaustions=exhaustions,
         recommended=recommended,

@@ -48,9 +48,11 @@ def fresh_redis():
     """An empty Redis database and no cached site snapshots, before and after."""
     from substitution import activity
     from substitution.rules import forget_snapshots
+    from tracker.sites import forget_sites
 
     activity.redis().flushdb()
     forget_snapshots()
+    forget_sites()
     yield
     activity.redis().flushdb()
 

@@ -12,7 +12,9 @@ from substitution import pools, selectors, services, tokens
 from substitution.conditions import Visit, compile_pattern
 from substitution.decoder import Match, decode_address, one_edit_variants
 from substitution.models import Address, Block, Lease, Pool, PoolExhaustion, Rule, RuleCondition, StaticAddress
-from substitution.rules import site_snapshot, substitute
+from substitution.rules import rules_snapshot
+from substitution.visits import VisitRequest
+from substitution.visits import substitute as substitute_visit
 from tests.factories import make_setup
 from tracker.models import Visitor
 
@@ -22,6 +24,12 @@ NOW = timezone.now().replace(microsecond=0)
 
 def visitor(site, vid):
     return Visitor.objects.create(site=site, vid=vid, created_at=NOW, last_seen_at=NOW)
+
+
+def substitute(*, snapshot, visitor, visit, now):
+    """What the visit is shown under the snapshot's site's rules."""
+    request = VisitRequest(site_id=snapshot.site_id, now=now, facts=visit, visitor_id=visitor.pk if visitor else None)
+    return substitute_visit(request)
 
 
 # --- Tokens and the decoder ---------------------------------------------------
@@ -169,7 +177,7 @@ def test_the_first_matching_rule_wins_and_conditions_must_all_hold():
     RuleCondition.objects.create(rule=maps_rule, field="device_type", operator="matches", value="^(mobile|tablet)$")
     setup.rule.order = 1
     setup.rule.save()
-    snapshot = site_snapshot(setup.site.site_key, fresh=True)
+    snapshot = rules_snapshot(setup.site.pk, fresh=True)
     v = visitor(setup.site, "v" * 10)
 
     from_maps = substitute(snapshot=snapshot, visitor=v, visit=Visit(utm_source="maps", device_type="mobile"), now=NOW)
@@ -191,13 +199,13 @@ def test_an_inactive_rule_and_a_negated_condition_are_honoured():
     RuleCondition.objects.create(
         rule=setup.rule, field="referrer_domain", operator="contains", value="spam", negate=True
     )
-    snapshot = site_snapshot(setup.site.site_key, fresh=True)
+    snapshot = rules_snapshot(setup.site.pk, fresh=True)
     v = visitor(setup.site, "w" * 10)
     assert substitute(snapshot=snapshot, visitor=v, visit=Visit(referrer_domain="spamhub.test"), now=NOW).subs == []
     assert substitute(snapshot=snapshot, visitor=v, visit=Visit(referrer_domain="news.test"), now=NOW).subs
     setup.rule.active = False
     setup.rule.save()
-    assert site_snapshot(setup.site.site_key, fresh=True).rules == ()
+    assert rules_snapshot(setup.site.pk, fresh=True).rules == ()
 
 
 def test_one_block_serves_several_sites():
@@ -206,7 +214,7 @@ def test_one_block_serves_several_sites():
 
     second = Site.objects.create(project=first.project, name="Second", original_email="info@shop.test")
     first.rule.sites.add(second)
-    assert [b[0] for b in site_snapshot(second.site_key, fresh=True).blocks] == [first.block.pk]
+    assert [b[0] for b in rules_snapshot(second.pk, fresh=True).blocks] == [first.block.pk]
 
 
 def test_a_block_by_class_needs_a_plain_name():

@@ -108,7 +108,8 @@ def test_the_demo_sends_a_test_letter_that_becomes_a_lead_with_the_pages_source(
         utm_medium="email",
         utm_campaign="autumn",
     )
-    address = lease_acquire(pool=site.rules.get().pool, visitor=visitor, now=now).email
+    assert b"support@demo-shop.test" in page.content  # the second tracked address, from its own pool
+    address = lease_acquire(pool=site.rules.get(name="Every visitor").pool, visitor=visitor, now=now).email
     response = client.post("/demo/send", {"to": address, "sender": "me@client.test", "subject": "Hi", "back": "/demo/"})
     assert response.status_code == 302
     lead = Lead.objects.get()
@@ -118,4 +119,4 @@ def test_the_demo_sends_a_test_letter_that_becomes_a_lead_with_the_pages_source(
     assert Lead.objects.count() == 1
     # Running the setup again creates nothing twice.
     demo.demo_setup()
-    assert Address.objects.count() == 10
+    assert Address.objects.count() == 20  # two pools of ten

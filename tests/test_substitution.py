@@ -10,7 +10,9 @@ from django.db import IntegrityError, connection, transaction
 
 from substitution import selectors, tokens
 from substitution.models import Address, Lease, Pool, PoolExhaustion, Rule
-from substitution.services import lease_acquire, pool_fill, substitute
+from substitution.services import lease_acquire, pool_fill
+from substitution.visits import VisitRequest
+from substitution.visits import substitute as substitute_visit
 from tests.factories import make_setup, minutes
 from tracker.models import Visitor
 
@@ -19,6 +21,12 @@ T0 = datetime(2025, 7, 31, 12, 0, tzinfo=UTC)
 
 def visitor(site, name: str) -> Visitor:
     return Visitor.objects.create(site=site, vid=f"visitor-{name}", created_at=T0, last_seen_at=T0)
+
+
+def substitute(*, site, visitor, now):
+    """What a visitor (None: no consent) is shown on the site, its rules read now."""
+    visitor_id = visitor.pk if visitor else None
+    return substitute_visit(VisitRequest(site_id=site.pk, now=now, visitor_id=visitor_id, fresh=True))
 
 
 def addresses(pool) -> list[Address]:

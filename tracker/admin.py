@@ -2,7 +2,6 @@ from django.contrib import admin
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from frontend_js.admin import SITE_INLINES
 from projects.admin_scoping import ScopedAdmin, ScopedTabularInline
 
 from .models import BotHit, Session, Site, SiteDomain, Visitor
@@ -21,7 +20,7 @@ class SiteAdmin(ScopedAdmin):
     list_filter = ["active"]
     search_fields = ["name", "original_email"]
     readonly_fields = ["site_key", "snippet_tag"]
-    inlines = [SiteDomainInline, *SITE_INLINES]
+    inlines = [SiteDomainInline]  # apps that keep more about a site add their inlines
 
     @admin.display(description=_("Snippet tag"))
     def snippet_tag(self, obj):

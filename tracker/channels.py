@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from urllib.parse import parse_qs, urlsplit
 
+from .domains import host_of, parse_domains  # noqa: F401 - parse_domains: part of what channels offers
 from .models import Channel
 
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
@@ -111,7 +112,6 @@ SOCIAL_SOURCE_NAMES = {
     "whatsapp",
 }
 EMAIL_SOURCE_NAMES = {"email", "e-mail", "e_mail", "e mail", "newsletter"}
-DOMAIN_RE = re.compile(r"\A(?=.{1,253}\Z)(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}\Z")
 # "google." in SEARCH_ENGINES: google.com, www.google.co.uk, m.yandex.kz; not accounts.google.com,
 # oauth.yandex.ru or google.evil.test, which are no search pages.
 SEARCH_SUBDOMAINS = ("", "www.", "m.", "search.")
@@ -129,14 +129,6 @@ class Source:
     inherited: bool = False  # kept from an earlier visit (last non-direct)
 
 
-def host_of(url: str) -> str:
-    try:
-        host = urlsplit(url).hostname or ""
-    except ValueError:
-        return ""
-    return host.lower().removeprefix("www.")
-
-
 def _host_is(host: str, pattern: str) -> bool:
     """`pattern` is a domain (matches itself and its subdomains) or, ending in a
     dot, a name under any suffix ("google." matches google.com, news.google.co.uk);
@@ -146,26 +138,6 @@ def _host_is(host: str, pattern: str) -> bool:
     if pattern.endswith("."):
         return host.startswith(pattern) or "." + pattern in host
     return host == pattern or host.endswith("." + pattern)
-
-
-@lru_cache(maxsize=256)
-def parse_domains(text: str) -> tuple[str, ...]:
-    """A site's list of domains, one a line ("#" starts a comment); a pasted
-    URL or "*.example.com" is cut down to the domain."""
-    domains = []
-    for line in (text or "").splitlines():
-        for word in line.split("#", 1)[0].replace(",", " ").split():
-            word = word.strip().lower()
-            if "/" in word:
-                word = host_of(word if "//" in word else "//" + word) or word
-            word = word.removeprefix("*.").removeprefix("www.").strip(".")
-            try:
-                word = word.encode("idna").decode("ascii")  # referrers carry punycode
-            except UnicodeError:
-                pass  # left as typed; validation names it
-            if word and word not in domains:
-                domains.append(word)
-    return tuple(domains)
 
 
 @lru_cache(maxsize=4096)

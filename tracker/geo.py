@@ -23,6 +23,7 @@ CITY_LANGUAGES = ("en", "ru")  # the first the database has wins
 class Geo:
     country: str = ""
     city: str = ""
+    region: str = ""
 
 
 NOWHERE = Geo()
@@ -64,7 +65,7 @@ def _name(record) -> str:
 
 
 def locate(ip: str) -> Geo:
-    """Country (ISO code) and city of `ip`."""
+    """Country (ISO code), region and city of `ip`."""
     path = getattr(settings, "GEOIP_DATABASE", "")
     if not path or not ip:
         return NOWHERE
@@ -82,8 +83,11 @@ def locate(ip: str) -> Geo:
         return NOWHERE
     country = record.get("country") or record.get("registered_country") or {}
     code = country.get("iso_code", "") if isinstance(country, dict) else ""
+    subdivisions = record.get("subdivisions")
+    region = _name(subdivisions[0]) if isinstance(subdivisions, list) and subdivisions else ""
     return Geo(
         country=code.upper()[:2] if isinstance(code, str) else "",
+        region=region[:100],
         city=_name(record.get("city"))[:100],
     )
 

@@ -7,6 +7,8 @@ from django.utils.translation import gettext_lazy as _
 
 from projects.models import Project
 
+from .domains import DOMAIN_RE, parse_domains
+
 SITE_KEY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 
 
@@ -54,8 +56,6 @@ SUGGESTED_REFERRAL_EXCLUSIONS = (
 
 def validate_domain_list(value: str):
     """One domain per line ("#" starts a comment); a pasted URL is cut to its host."""
-    from .channels import DOMAIN_RE, parse_domains
-
     bad = [name for name in parse_domains(value) if not DOMAIN_RE.match(name)]
     if bad:
         raise ValidationError(_("Not a domain: %(names)s"), params={"names": ", ".join(bad[:5])})
@@ -177,6 +177,7 @@ class Session(models.Model):
     ga_client_id = models.CharField(_("ga client id"), max_length=100, blank=True)
     ym_client_id = models.CharField(_("ym client id"), max_length=100, blank=True)
     country = models.CharField(_("country"), max_length=2, blank=True)
+    region = models.CharField(_("region"), max_length=100, blank=True)
     city = models.CharField(_("city"), max_length=100, blank=True)
     ip_truncated = models.GenericIPAddressField(
         _("IP (truncated)"),

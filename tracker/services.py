@@ -5,7 +5,7 @@ import hmac
 import json
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -14,15 +14,23 @@ from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef
 
-from substitution import activity
-from substitution.conditions import Visit
-from substitution.rules import SiteSnapshot, cached_snapshot, domain_of, site_snapshot, substitute
+from substitution.visits import (
+    RateLimited,
+    Returning,
+    SessionFacts,
+    VisitRequest,
+    redis_enabled,
+    redis_exchange,
+    substitute,
+)
 
-from . import first_visit, hotpath
+from . import first_visit, geo
 from .channels import classify, host_of
 from .devices import inspect_user_agent
-from .models import BotHit, Session, Site, SiteDomain, Visitor
-from .sessions import record_page_view, visit_of
+from .domains import domain_of
+from .models import BotHit, Channel, Session, Site, SiteDomain, Visitor
+from .sessions import new_session, record_page_view, session_key_of, visit_of, visit_without_session
+from .sites import cached_snapshot, site_snapshot
 
 VID_RE = re.compile(r"\A[A-Za-z0-9_-]{8,64}\Z")  # \Z: "$" would let a trailing newline through
 SITE_KEY_RE = re.compile(r"\A[A-Za-z0-9_-]{1,32}\Z")
@@ -111,8 +119,8 @@ def rate_bucket(key: str) -> str:
 def rate_limited(key: str, limit: int) -> bool:
     """Fixed one-minute window in the shared cache (with Redis: one round trip)."""
     bucket = rate_bucket(key)
-    if activity.enabled():
-        count, _expiry = activity.exchange(("INCR", bucket), ("EXPIRE", bucket, 70, "NX"))
+    if redis_enabled():
+        count, _expiry = redis_exchange(("INCR", bucket), ("EXPIRE", bucket, 70, "NX"))
         if isinstance(count, Exception):
             raise count
         return count > limit
@@ -163,15 +171,17 @@ def _answer(vid, result) -> dict:
 def collect(*, request: CollectRequest, origin: str, user_agent: str, now: datetime, ip: str = "") -> dict:
     """Record a page view (or heartbeat) and answer with the visitor's addresses.
 
-    The site's configuration comes from an in-process snapshot; a returning
-    visitor whose answer cannot have changed is answered from Redis with no
-    database query (tracker.hotpath); everything else is written through in
-    one transaction, PostgreSQL deciding the lease. Without consent nothing
-    about the visitor is kept: no id, no session, and only rules that need no
-    visitor apply. A known bot gets the original addresses and is only counted."""
+    The site's settings come from an in-process snapshot; substitution
+    decides each block's address (substitution.visits): a returning visitor
+    whose answer cannot have changed is answered from Redis with no database
+    query; a new visitor's rows and leases are written in one statement;
+    everything else is written through in one transaction, PostgreSQL
+    deciding the leases. Without consent nothing about the visitor is kept:
+    no id, no session, and only rules that need no visitor apply. A known bot
+    gets the original addresses and is only counted."""
     rate_key, limit = f"collect-ip:{ip}", settings.COLLECT_RATE_LIMIT_PER_MINUTE
     known, snapshot = cached_snapshot(request.site_key)
-    fast_eligible = request.consent and bool(request.vid) and activity.enabled()
+    fast_eligible = request.consent and bool(request.vid) and redis_enabled()
     counted = False
     if not (known and fast_eligible):
         # Everything but a returning visitor's page view on a known site is
@@ -194,47 +204,57 @@ def collect(*, request: CollectRequest, origin: str, user_agent: str, now: datet
         count_bot_hit(snapshot.site_id, now)
         return {"vid": None, "subs": [], "exp": None, "hb": settings.HEARTBEAT_SECONDS}
     source = classify(request.url, request.ref, own_host=host_of(origin), excluded=snapshot.excluded_referrers)
+    visit = VisitRequest(site_id=snapshot.site_id, now=now, site_version=snapshot.fingerprint, vid=request.vid or "")
     if not request.consent:
-        visit = Visit(
-            referrer_domain=host_of(request.ref),
-            landing_url=request.url,
-            channel=source.channel,
-            device_type=device.device_type,
-            **source.utm,
-        )
-        return _answer(None, substitute(snapshot=snapshot, visitor=None, visit=visit, now=now))
+        facts = visit_without_session(request, source, device, geo.locate(ip))
+        return _answer(None, substitute(replace(visit, vid="", facts=facts)))
 
     if fast_eligible:
-        outcome, fast = hotpath.answer(
-            site_id=snapshot.site_id,
-            fingerprint=snapshot.fingerprint,
-            request=request,
-            source=source,
-            now=now,
+        campaign_key = ""
+        if not request.heartbeat and source.channel != Channel.DIRECT:
+            campaign_key = session_key_of(source.channel, source.source, source.utm["utm_campaign"])
+        returning = Returning(
             rate_bucket="" if counted else rate_bucket(rate_key),
             rate_limit=limit,
+            session_timeout=settings.SESSION_TIMEOUT.total_seconds(),
+            session_key=campaign_key,
+            ga=request.ga,
+            ym=request.ym,
+            page_view=not request.heartbeat,
+            url=request.url,
         )
-        if outcome == "limited":
-            raise CollectError(429, "Too many requests")
+        try:
+            fast = substitute(replace(visit, returning=returning))
+        except RateLimited:
+            raise CollectError(429, "Too many requests") from None
         if fast is not None:
-            return fast
+            return _answer(request.vid, fast)
 
     if request.vid is None and first_visit.supported():
-        first = first_visit.first_page_view(
-            snapshot=snapshot,
-            request=request,
-            source=source,
+        visitor = Visitor(site_id=snapshot.site_id, vid=uuid.uuid4().hex, created_at=now, last_seen_at=now)
+        session = new_session(
+            visitor,
+            None,
+            request,
+            source,
+            user_agent,
+            now,
+            last_non_direct_days=snapshot.last_non_direct_days,
             device=device,
-            user_agent=user_agent,
             ip=ip,
-            ip_hash=ip_hash(ip),
-            now=now,
+        )
+        first = substitute(
+            replace(
+                visit,
+                vid=visitor.vid,
+                facts=visit_of(session, request.url),
+                session=_facts(session),
+                ip_hash=ip_hash(ip),
+                new_rows=first_visit.new_rows(visitor, session),
+            )
         )
         if first is not None:
-            visitor, session, result = first
-            if result.lease_id:
-                transaction.on_commit(lambda: _remember(snapshot, visitor, session, result, now))
-            return _answer(visitor.vid, result)
+            return _answer(visitor.vid, first)
 
     with transaction.atomic():
         visitor = _visitor(snapshot.site_id, request.vid, now)
@@ -248,27 +268,26 @@ def collect(*, request: CollectRequest, origin: str, user_agent: str, now: datet
             device=device,
             ip=ip,
         )
-        result = substitute(snapshot=snapshot, visitor=visitor, visit=visit_of(session), now=now, ip_hash=ip_hash(ip))
-        if result.lease_id:
-            transaction.on_commit(lambda: _remember(snapshot, visitor, session, result, now))
-        else:
-            transaction.on_commit(lambda: hotpath.forget(snapshot.site_id, visitor.vid))
+        result = substitute(
+            replace(
+                visit,
+                vid=visitor.vid,
+                visitor_id=visitor.pk,
+                facts=visit_of(session, request.url),
+                session=_facts(session),
+                ip_hash=ip_hash(ip),
+            )
+        )
     return _answer(visitor.vid, result)
 
 
-def _remember(snapshot: SiteSnapshot, visitor: Visitor, session: Session, result, now: datetime) -> None:
-    """After commit: the visitor's next page views are answered from Redis."""
-    hotpath.remember(
-        site_id=snapshot.site_id,
-        vid=visitor.vid,
-        fingerprint=snapshot.fingerprint,
-        lease_id=result.lease_id,
-        visitor_id=visitor.pk,
-        session=session,
-        subs=result.subs,
-        hold_minutes=result.hold_minutes,
-        db_expires_at=result.expires_at,
-        now=now,
+def _facts(session: Session) -> SessionFacts:
+    """What the fast path checks of the session a returning visitor continues."""
+    return SessionFacts(
+        id=session.pk,
+        key=session_key_of(session.channel, session.source, session.utm_campaign),
+        ga=session.ga_client_id,
+        ym=session.ym_client_id,
     )
 
 

@@ -1,11 +1,13 @@
 """Sessions: a visitor's page view either continues their session or starts
 a new one (after SESSION_TIMEOUT without activity, or on a new campaign)."""
 
+import json
 from datetime import datetime
 
 from django.conf import settings
+from django.db.models import F
 
-from substitution.conditions import Visit
+from substitution.visits import Visit
 
 from . import geo
 from .channels import Source, host_of, last_non_direct
@@ -15,8 +17,8 @@ from .models import Channel, Session, Visitor
 LAST_URLS_KEPT = 10
 
 
-def visit_of(session: Session) -> Visit:
-    """What the rules' conditions read of a session."""
+def visit_of(session: Session, page_url: str) -> Visit:
+    """What the rules' conditions read of a session and the page being viewed."""
     return Visit(
         utm_source=session.utm_source,
         utm_medium=session.utm_medium,
@@ -25,9 +27,56 @@ def visit_of(session: Session) -> Visit:
         utm_content=session.utm_content,
         referrer_domain=host_of(session.referrer),
         landing_url=session.landing_url,
+        page_url=page_url,
         channel=session.channel,
         device_type=session.device_type,
+        country=session.country,
+        region=session.region,
+        city=session.city,
     )
+
+
+def visit_without_session(request, source: Source, device: Device, place: geo.Geo) -> Visit:
+    """What the rules' conditions read of a page view kept nowhere (no consent)."""
+    return Visit(
+        referrer_domain=host_of(request.ref),
+        landing_url=request.url,
+        page_url=request.url,
+        channel=source.channel,
+        device_type=device.device_type,
+        country=place.country,
+        region=place.region,
+        city=place.city,
+        **source.utm,
+    )
+
+
+def session_key_of(channel: str, source: str, campaign: str) -> str:
+    """What tells one campaign's session from another's."""
+    return json.dumps([channel, source, campaign])
+
+
+def apply_written_behind(sessions: dict, views: dict, urls: dict, visitors: dict) -> None:
+    """Activity of returning visitors' page views written behind through Redis
+    (substitution.activity), applied in its flush: last seen, page views and
+    last URLs of sessions, last seen of visitors."""
+    for session in Session.objects.filter(id__in=set(sessions) | set(views)).select_for_update():
+        fields = []
+        seen = sessions.get(session.pk)
+        if seen and seen > session.last_seen_at:
+            session.last_seen_at = seen
+            fields.append("last_seen_at")
+        added = views.get(session.pk, 0)
+        if added:
+            session.page_views = F("page_views") + added
+            if urls.get(session.pk):
+                session.last_urls = (list(session.last_urls or []) + urls[session.pk])[-LAST_URLS_KEPT:]
+                fields.append("last_urls")
+            fields.append("page_views")
+        if fields:
+            session.save(update_fields=fields)
+    for visitor_id, seen in visitors.items():
+        Visitor.objects.filter(pk=visitor_id, last_seen_at__lt=seen).update(last_seen_at=seen)
 
 
 def _new_session_details(
@@ -67,6 +116,7 @@ def _new_session_details(
         "browser": device.browser,
         "browser_version": device.browser_version,
         "country": place.country,
+        "region": place.region,
         "city": place.city,
         "ip_truncated": geo.truncate_ip(ip),
         "returning_visitor": previous is not None or visitor.created_at < now,

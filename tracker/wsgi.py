@@ -17,12 +17,15 @@ broken are closed as Django's request signals do.
 """
 
 import logging
+from functools import lru_cache
 
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.db import connections, reset_queries
 from django.http import HttpRequest, HttpResponse
+from django.http.cookie import parse_cookie
 from django.utils.module_loading import import_string
+from django.utils.translation import get_language_from_request
 
 from lib.http import trusted_client_ip
 
@@ -70,7 +73,7 @@ class CollectRoute:
             reply = self._reply(environ)
         finally:
             _close_old_connections()
-        start_response(reply.status_line, reply.headers + self._security_headers(secure))
+        start_response(reply.status_line, _with_language(environ, reply.headers) + self._security_headers(secure))
         return [reply.body]
 
     def _reply(self, environ) -> endpoint.Reply:
@@ -128,6 +131,32 @@ class CollectRoute:
             headers = [(name, value) for name, value in response.items() if name not in bare]
             self._headers[secure] = headers
         return headers
+
+
+LOCALE_MIDDLEWARE = "django.middleware.locale.LocaleMiddleware"
+
+
+def _with_language(environ, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """What LocaleMiddleware adds to a response, when installed: the language
+    the request asks for (Content-Language) and Accept-Language in Vary."""
+    if LOCALE_MIDDLEWARE not in settings.MIDDLEWARE:
+        return headers
+    vary = [value for name, value in headers if name.lower() == "vary"]
+    headers = [(name, value) for name, value in headers if name.lower() != "vary"]
+    headers.append(("Vary", ", ".join([*vary, "Accept-Language"])))
+    headers.append(
+        ("Content-Language", _language(environ.get("HTTP_COOKIE", ""), environ.get("HTTP_ACCEPT_LANGUAGE", "")))
+    )
+    return headers
+
+
+@lru_cache(maxsize=256)
+def _language(cookie: str, accept_language: str) -> str:
+    """LocaleMiddleware's choice for these headers (a browser sends the same
+    ones on every page view)."""
+    request = _EnvironRequest({"HTTP_COOKIE": cookie, "HTTP_ACCEPT_LANGUAGE": accept_language})
+    request.COOKIES = parse_cookie(cookie)
+    return get_language_from_request(request)
 
 
 def _close_old_connections() -> None:

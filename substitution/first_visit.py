@@ -1,0 +1,177 @@
+"""A new visitor's first page view in one SQL statement (PostgreSQL).
+
+The snippet's first request carries no visitor id. It needs a visitor, a
+session and, under dynamic rules, a lease from each of their pools. Through
+the ORM that took about twenty round trips inside a transaction, and under
+load every round trip waits for a CPU: throughput collapsed. Here one
+statement, committed on its own, runs the tracker's inserts of the visitor
+and the session (its `NewRows`: common table expressions `new_visitor` and
+`new_session`, each returning `id`) and, in the same statement, for each pool
+takes the free address released longest ago under a row lock (FOR UPDATE
+SKIP LOCKED, so concurrent first visits take different rows; a row another
+allocation has just marked held fails the re-check), marks it held and
+inserts the lease. Nothing is written behind: every row is durable before
+the answer. The partial unique index on live leases stays the final arbiter:
+a conflict rolls the whole statement back and the ORM path answers instead.
+
+The statement leases nothing from a pool, and services.lease_acquire
+decides, whenever the ORM path's other rules could apply: a lease whose hold
+ran out before the free address was released is waiting to be released
+(activity is flushed first; LRU then prefers its address), or no address is
+free (the pool's exhaustion policy). Leases that ran out after it wait for
+the periodic release, which changes nothing about this choice. The per-IP
+cap is checked in the statement itself.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
+from django.db.backends.postgresql.base import ServerBindingCursor
+
+# One pool's part of the statement; {i} numbers the pool.
+_ALLOCATE = """
+, pool{i} AS (
+    SELECT id, hold_minutes, max_live_leases_per_ip FROM substitution_pool WHERE id = %s
+), capped{i} AS (
+    SELECT CASE WHEN pool{i}.max_live_leases_per_ip > 0 AND %s::text <> '' THEN (
+        SELECT count(*) FROM substitution_lease
+        WHERE pool_id = pool{i}.id AND released_at IS NULL AND expires_at > %s AND ip_hash = %s
+    ) >= pool{i}.max_live_leases_per_ip ELSE false END AS ip_cap
+    FROM pool{i}
+), candidate{i} AS MATERIALIZED (
+    SELECT id, email, last_released_at FROM substitution_address
+    WHERE pool_id = %s AND active AND NOT held AND NOT (SELECT ip_cap FROM capped{i})
+    ORDER BY last_released_at ASC NULLS FIRST, id
+    LIMIT 1 FOR UPDATE SKIP LOCKED
+), address{i} AS MATERIALIZED (
+    -- A lease that ran out before the candidate was released frees an address
+    -- that comes first in LRU order: then nothing is taken here, and the ORM
+    -- path releases expired leases (written-behind activity flushed first).
+    SELECT candidate{i}.* FROM candidate{i} WHERE NOT coalesce((
+        SELECT expires_at <= %s AND expires_at < candidate{i}.last_released_at FROM substitution_lease
+        WHERE pool_id = %s AND released_at IS NULL ORDER BY expires_at LIMIT 1
+    ), false)
+), held{i} AS (
+    UPDATE substitution_address SET held = true FROM address{i} WHERE substitution_address.id = address{i}.id
+), lease{i} AS (
+    INSERT INTO substitution_lease
+        (pool_id, address_id, visitor_id, block_id, started_at, last_activity_at, expires_at, end_reason, ip_hash)
+    SELECT pool{i}.id, address{i}.id, new_visitor.id, %s::bigint, start.at, start.at,
+        start.at + make_interval(mins => pool{i}.hold_minutes), '', %s::text
+    FROM pool{i}, address{i}, new_visitor,
+        -- A lease never starts before the address's previous lease ended
+        -- (clocks of two web processes may differ by a little).
+        LATERAL (SELECT greatest(%s::timestamptz, address{i}.last_released_at) AS at) start
+    RETURNING id, expires_at
+)"""
+_ANSWER = (
+    "(SELECT email FROM address{i}), (SELECT id FROM lease{i}), (SELECT expires_at FROM lease{i}), "
+    "(SELECT hold_minutes FROM pool{i}), (SELECT ip_cap FROM capped{i})"
+)
+
+
+@dataclass(frozen=True)
+class NewRows:
+    """The tracker's part of the statement: `sql` starts with WITH and defines
+    `new_visitor` and `new_session` (each RETURNING id); `params` fill it."""
+
+    sql: str
+    params: list
+
+
+@dataclass(frozen=True)
+class PoolAnswer:
+    email: str | None
+    lease_id: int | None
+    expires_at: datetime | None
+    hold_minutes: int | None
+    ip_cap: bool
+
+
+def supported() -> bool:
+    return connection.vendor == "postgresql"
+
+
+@cache
+def _sql(prelude: str, pools: int) -> str:
+    """The statement's text, the same for the same number of pools, so it is
+    planned once per connection."""
+    answers = ", ".join(_ANSWER.format(i=i) for i in range(pools))
+    return (
+        prelude
+        + "".join(_ALLOCATE.format(i=i) for i in range(pools))
+        + "\nSELECT (SELECT id FROM new_visitor), (SELECT id FROM new_session)"
+        + (", " + answers if answers else "")
+    )
+
+
+def first_page_view(
+    rows: NewRows, pools: tuple, ip_hash: str, now: datetime
+) -> tuple[int, int, list[PoolAnswer]] | None:
+    """Insert the tracker's rows and lease from each of `pools` ((pool id,
+    block ids), ...) in one statement: (visitor id, session id, each pool's
+    answer), every row committed; None when it conflicted and wrote nothing."""
+    params = list(rows.params)
+    for pool_id, block_ids in pools:
+        params += [pool_id, ip_hash, now, ip_hash, pool_id, now, pool_id, block_ids[0], ip_hash, now]
+    try:
+        row = _execute(_sql(rows.sql, len(pools)), params)
+    except IntegrityError:
+        return None
+    answers = [PoolAnswer(*row[2 + 5 * i : 7 + 5 * i]) for i in range(len(pools))]
+    return row[0], row[1], answers
+
+
+NEVER_BY_COUNT = 2**31
+
+
+class _PreparedCursor(ServerBindingCursor):
+    """Parameters bound by the server, and the statement prepared once per
+    connection: PostgreSQL plans it once, not on every first visit. (Behind a
+    pooler in transaction mode, prepared statements need its support, e.g.
+    PgBouncer 1.21's max_prepared_statements.)"""
+
+    def execute(self, query, params=None, **kwargs):
+        return super().execute(query, params, prepare=True)
+
+
+def _execute(sql: str, params: list):
+    # Inside a transaction (a test's, a caller's) a savepoint keeps a conflict
+    # from breaking it; otherwise the statement commits on its own, with no
+    # BEGIN and COMMIT round trips.
+    if connection.in_atomic_block:
+        with transaction.atomic():
+            return _fetch(sql, params)
+    return _fetch(sql, params)
+
+
+def _fetch(sql: str, params: list):
+    """Run the statement. A reused connection is not health-checked first (a
+    SELECT 1 round trip on every first visit); when the server closed it
+    meanwhile, the statement fails before it ran and is sent again on a new
+    connection, as Django's health check would have reconnected."""
+    reused = connection.connection is not None
+    try:
+        return _run(sql, params)
+    except (OperationalError, InterfaceError):
+        if not reused or connection.in_atomic_block or connection.is_usable():
+            raise
+        connection.close()
+        return _run(sql, params)
+
+
+def _run(sql: str, params: list):
+    connection.ensure_connection()
+    if connection.connection.prepare_threshold is None:
+        # Django turns psycopg's prepared statements off (None), which also
+        # ignores prepare=True. A threshold never reached keeps every other
+        # query unprepared (Django's cursors bind on the client and are never
+        # prepared anyway) and lets this statement be prepared.
+        connection.connection.prepare_threshold = NEVER_BY_COUNT
+    # Through Django's cursor wrapper: database errors become Django's, and
+    # queries are logged where Django logs them (tests count them).
+    with connection._prepare_cursor(_PreparedCursor(connection.connection)) as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
