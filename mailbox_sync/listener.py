@@ -196,13 +196,13 @@ class Listener:
                         watch.held.host, watch.held.port, watch.held.security, self.timing
                     )
                     await self._log_in(connection, watch.held)
-                    if not connection.can_idle:
-                        self._state(watch, folder, Listening.State.POLLING, "")
-                        await connection.logout()
-                        connection = None
-                        await self._pause(conf.idle_recheck_seconds(), watch.stop)
-                        continue
-                    examined = await connection.examine(folder)
+                    examined = await connection.examine(folder) if connection.can_idle else None
+                if examined is None:  # no IDLE: the poll reads it; asked again later
+                    self._state(watch, folder, Listening.State.POLLING, "")
+                    await connection.logout()
+                    connection = None
+                    await self._pause(conf.idle_recheck_seconds(), watch.stop)
+                    continue
                 self._state(watch, folder, Listening.State.LISTENING, "")
                 attempt = 0
                 waiting = await self._db(

@@ -1,5 +1,6 @@
-"""Batch attribution gives exactly what attributing the letters one by one
-gives, with a number of queries that does not grow with the batch."""
+"""Attribution has one path, a batch of letters decided in arrival order: a
+batch gives exactly what the same letters give one at a time (each a batch
+of one), with a number of queries that does not grow with the batch."""
 
 from datetime import timedelta
 
