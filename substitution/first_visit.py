@@ -23,6 +23,7 @@ the periodic release, which changes nothing about this choice. The per-IP
 cap is checked in the statement itself.
 """
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -30,6 +31,8 @@ from functools import cache
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.backends.postgresql.base import ServerBindingCursor
 
+_COMMENT = re.compile(r"--[^\n]*")
+_PUNCTUATION = re.compile(r" ?([(),=<>]) ?")  # the statement has no string literal with spaces
 # One pool's part of the statement; {i} numbers the pool.
 _ALLOCATE = """
 , pool{i} AS (
@@ -99,12 +102,15 @@ def _sql(prelude: str, pools: int) -> str:
     """The statement's text, the same for the same number of pools, so it is
     planned once per connection."""
     answers = ", ".join(_ANSWER.format(i=i) for i in range(pools))
-    return (
+    sql = (
         prelude
         + "".join(_ALLOCATE.format(i=i) for i in range(pools))
         + "\nSELECT (SELECT id FROM new_visitor), (SELECT id FROM new_session)"
         + (", " + answers if answers else "")
     )
+    # Without comments and runs of spaces: psycopg caches the conversion of a
+    # query's text only up to 4 KiB, and this one is converted on every visit.
+    return _PUNCTUATION.sub(r"\1", " ".join(_COMMENT.sub("", sql).split()))
 
 
 def first_page_view(
