@@ -6,23 +6,23 @@ one Redis XADD, so Django's request cycle around it would cost more than the
 answer. This route, wrapped around collect's route in config.wsgi, takes GET
 and HEAD of /t/o/<token>.gif and /t/c/<token> and answers them with the same
 engagement.endpoint as the Django views, with the same Host check and
-security headers as collect's route (tracker.wsgi.CollectRoute, whose
-machinery it inherits); everything else goes on to the wrapped application.
+security headers as collect's route (both are lib.wsgi_route routes);
+everything else goes on to the wrapped application.
 """
 
 from django.conf import settings
 from django.db import reset_queries
 
 from lib.http import trusted_client_ip
+from lib.wsgi_route import Route
 from tracker.endpoint import Reply
-from tracker.wsgi import CollectRoute
 
 from . import endpoint
 
 PIXEL_PREFIX, PIXEL_SUFFIX, CLICK_PREFIX = "/t/o/", ".gif", "/t/c/"
 
 
-class TrackingRoute(CollectRoute):
+class TrackingRoute(Route):
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
         if path.startswith(PIXEL_PREFIX) and path.endswith(PIXEL_SUFFIX):
@@ -31,12 +31,12 @@ class TrackingRoute(CollectRoute):
             answer, token = endpoint.click, path[len(CLICK_PREFIX) :]
         else:
             return self.django(environ, start_response)
-        secure = self._secure(environ)
+        secure = self.secure(environ)
         if settings.SECURE_SSL_REDIRECT and not secure:
             return self.django(environ, start_response)  # SecurityMiddleware redirects
         if settings.DEBUG:
             reset_queries()
-        if not self._host_allowed(environ):
+        if not self.host_allowed(environ):
             reply = Reply(400, b"Invalid Host header", [("Content-Type", "text/plain")])
         else:
             # A click's link is looked up once per process (engagement.links,
@@ -47,5 +47,5 @@ class TrackingRoute(CollectRoute):
                 user_agent=environ.get("HTTP_USER_AGENT", ""),
                 ip=trusted_client_ip(environ),
             )
-        start_response(reply.status_line, reply.headers + self._security_headers(secure))
+        start_response(reply.status_line, reply.headers + self.security_headers(secure))
         return [reply.body]
