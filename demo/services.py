@@ -9,8 +9,11 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
+from django.utils.html import escape
 from django.utils.translation import gettext
 
+from engagement.models import EngagementSettings, Message, Origin
+from engagement.services import message_track
 from mailbox_sync.models import Letter, Mailbox
 from mailbox_sync.services import ingest_raw, mailbox_set_password
 from projects.models import Membership, Project
@@ -82,6 +85,8 @@ def demo_setup() -> tuple[Site, str]:
     user.set_password(password)
     user.save()
     Membership.objects.get_or_create(project=project, user=user, defaults={"role": Membership.Role.MANAGER})
+    # Outgoing letters are tracked in the demo (off by default in a real project).
+    EngagementSettings.objects.update_or_create(project=project, defaults={"tracking_enabled": True})
     return site, password
 
 
@@ -115,3 +120,37 @@ def send_test_letter(*, site: Site, to: str, sender: str, subject: str, body: st
     message["Message-ID"] = make_msgid(domain="demo-shop.test")
     message.set_content(body)
     return ingest_raw(mailbox=mailbox, raw=message.as_bytes(), origin=Letter.Origin.DEMO, received_at=timezone.now())
+
+
+DEMO_LETTER = """<!doctype html><html><head><meta charset="utf-8"><title>{subject}</title></head>
+<body style="font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:2rem auto">
+<p>{greeting}</p>
+<p>{text} <a href="{price_url}">{price}</a>.</p>
+<p>{signature}</p>
+</body></html>"""
+
+
+def send_tracked_letter(*, site: Site, to: str, base_url: str) -> tuple[Message, str]:
+    """A letter from the demo shop to `to` made tracked by the messages API's
+    own service: returns the message and that recipient's tracked HTML, which
+    the demo's inbox shows as a mail client would (loading its pixel; a click
+    on its link goes through the signed redirect back to the demo page)."""
+    require_demo_mode()
+    subject = gettext("Our price list")
+    html = DEMO_LETTER.format(
+        subject=escape(subject),
+        greeting=escape(gettext("Hello!")),
+        text=escape(gettext("Thank you for your letter. Here is our")),
+        price_url=escape(f"{base_url}/demo/?utm_source=price_letter&utm_medium=email&utm_campaign=demo"),
+        price=escape(gettext("price list")),
+        signature=escape(gettext("The demo shop")),
+    )
+    tracked = message_track(
+        project_id=site.project_id,
+        origin=Origin.API,
+        html=html,
+        recipients=[to.strip().lower()],
+        subject=subject,
+        campaign="demo",
+    )
+    return tracked.message, tracked.copies[0].html

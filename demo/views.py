@@ -7,6 +7,9 @@ from django.views.decorators.http import require_POST
 
 from . import services
 
+# Where the demo keeps the last tracked letter sent to yourself (this browser only).
+INBOX_KEY = "demo_tracked_letter"
+
 
 def _site():
     if not services.demo_mode():
@@ -65,3 +68,23 @@ def send(request):
     else:
         messages.warning(request, _("The letter was stored but did not become a lead."))
     return redirect(back)
+
+
+@require_POST
+def send_tracked(request):
+    """Send a tracked letter to yourself and open it in the demo inbox."""
+    site = _site()
+    to = (request.POST.get("sender") or "").strip()[:200] or "customer@example.net"
+    message, html = services.send_tracked_letter(site=site, to=to, base_url=request.build_absolute_uri("/").rstrip("/"))
+    request.session[INBOX_KEY] = {"message": message.pk, "html": html}
+    return redirect("demo:inbox")
+
+
+def inbox(request):
+    """The tracked letter as the recipient's mail client shows it: its pixel
+    loads (an open), its link goes through the signed redirect (a click)."""
+    _site()
+    letter = request.session.get(INBOX_KEY)
+    if not letter:
+        return redirect("demo:page")
+    return render(request, "demo/inbox.html", {"letter": letter})
