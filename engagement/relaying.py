@@ -15,7 +15,7 @@ import codecs
 import logging
 import quopri
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email import policy
 from email.header import decode_header, make_header
@@ -29,6 +29,7 @@ from .models import Origin
 log = logging.getLogger(__name__)
 
 MAX_DEPTH = 20
+MAX_LINE = 998
 HEADER_END_RE = re.compile(rb"\r?\n\r?\n")
 UNTRACKABLE_CHARSETS = {"utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-7"}
 
@@ -42,6 +43,7 @@ class TrackedCopy:
 
 @dataclass
 class HtmlPart:
+    header_start: int  # the part's headers' bytes in the letter, up to `start`
     start: int  # the body's bytes in the letter
     end: int
     encoding: str
@@ -93,7 +95,7 @@ def find_html_parts(raw: bytes, start: int = 0, end: int | None = None, depth: i
     if encoding not in ("7bit", "8bit", "binary", "base64", "quoted-printable"):
         return []
     newline = b"\r\n" if b"\r\n" in raw[start:body_at] or start == body_at else b"\n"
-    return [HtmlPart(body_at, end, encoding, charset, newline)]
+    return [HtmlPart(start, body_at, end, encoding, charset, newline)]
 
 
 def _multipart_ranges(raw: bytes, start: int, end: int, boundary: bytes) -> list[tuple[int, int]]:
@@ -150,6 +152,44 @@ def encode_body(text: str, original: bytes, part: HtmlPart) -> bytes:
         encoded = encoded.rstrip(b"\n") if not data.endswith(b"\n") else encoded
         return encoded.replace(b"\n", part.newline) if part.newline != b"\n" else encoded
     return data
+
+
+def _overlong(body: bytes) -> bool:
+    """A line longer than SMTP allows (RFC 5322: 998 octets without the line break)."""
+    return any(len(line.rstrip(b"\r")) > MAX_LINE for line in body.split(b"\n"))
+
+
+def as_quoted_printable(headers: bytes, newline: bytes) -> bytes:
+    """A part's header block (with its closing blank line) declaring
+    quoted-printable instead of its own transfer encoding."""
+    declared = b"Content-Transfer-Encoding: quoted-printable"
+    kept, skipping, replaced = [], False, False
+    for line in headers.split(newline)[:-2]:
+        if line[:1] in (b" ", b"\t"):
+            if not skipping:
+                kept.append(line)
+            continue
+        skipping = line.lower().startswith(b"content-transfer-encoding:")
+        if skipping and not replaced:
+            kept.append(declared)  # where the old one stood
+            replaced = True
+        elif not skipping:
+            kept.append(line)
+    if not replaced:
+        kept.append(declared)
+    return newline.join([*kept, b"", b""])
+
+
+def encoded_part(body: str, raw: bytes, part: HtmlPart) -> tuple[bytes, bytes]:
+    """The part's header block and its new body. A 7bit or 8bit body that the
+    longer tracked links would push past SMTP's line limit is sent
+    quoted-printable instead (its headers say so): rewritten, never broken."""
+    headers, original = raw[part.header_start : part.start], raw[part.start : part.end]
+    encoded = encode_body(body, original, part)
+    if part.encoding in ("7bit", "8bit", "binary") and _overlong(encoded):
+        headers = as_quoted_printable(headers, part.newline)
+        encoded = encode_body(body, original, replace(part, encoding="quoted-printable"))
+    return headers, encoded
 
 
 def _header_text(headers, name: str) -> str:
@@ -224,8 +264,8 @@ def _track(*, project_id, raw, mail_from, recipients, client_ip) -> list[Tracked
         for part in parts:
             own_links = [links[i] for i in part.global_links]
             body, _urls, _pixel = services.render_copy(part.template, row.pk, own_links)
-            pieces.append(raw[position : part.start])
-            pieces.append(encode_body(body, raw[part.start : part.end], part))
+            headers, encoded = encoded_part(body, raw, part)
+            pieces += [raw[position : part.header_start], headers, encoded]
             position = part.end
         pieces.append(raw[position:])
         copies.append(TrackedCopy([tracked_keys[row.email]], b"".join(pieces), [row.pk]))

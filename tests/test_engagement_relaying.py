@@ -95,6 +95,28 @@ def test_a_quoted_printable_part_stays_within_line_limits():
     assert html_of(copy.raw).count("/t/c/") == 61  # 60 links and the hidden one
 
 
+@pytest.mark.parametrize("cte", ["7bit", "8bit"])
+def test_a_plain_8bit_part_whose_lines_would_grow_past_smtps_limit_is_sent_quoted_printable(cte):
+    project, _key = make_project()
+    links = "".join(f'<a href="https://shop.test/p{i}">P{i}</a>' for i in range(20))
+    line = ("<p>" + links + "</p>").ljust(950)  # one line, within the limit before tracking
+    message = EmailMessage()
+    message["Subject"] = "Long line"
+    message.set_content(f"<html><body>{line}</body></html>\n", subtype="html", cte=cte)
+    raw = message.as_bytes(policy=policy.SMTP)
+    assert all(len(row) <= 998 for row in raw.split(b"\r\n"))
+    copy = relay(project, raw, ["anna@client.test"])[0]
+    assert all(len(row) <= 998 for row in copy.raw.split(b"\r\n"))
+    parsed = email.message_from_bytes(copy.raw, policy=policy.default)
+    assert parsed["Content-Transfer-Encoding"] == "quoted-printable"
+    assert len(parsed.get_all("Content-Transfer-Encoding")) == 1
+    body = html_of(copy.raw)
+    assert body.count("/t/c/") == 21 and "https://shop.test/p" not in body  # 20 links and the hidden one
+    assert (
+        copy.raw.split(b"\r\n\r\n", 1)[0].replace(b"quoted-printable", cte.encode()) == raw.split(b"\r\n\r\n", 1)[0]
+    )  # only the transfer encoding changed in the headers
+
+
 def test_opted_out_recipients_share_one_untracked_copy_of_the_original_bytes():
     project, _key = make_project()
     OptOut.objects.create(project=project, email="boris@client.test")
