@@ -39,6 +39,20 @@ class Held:
     watch_sent: bool
 
 
+# What `_held` reads of a mailbox.
+HELD_FIELDS = (
+    "host",
+    "port",
+    "security",
+    "username",
+    "password_encrypted",
+    "auth",
+    "watch_sent",
+    "folder_mode",
+    "folders",
+)
+
+
 def listened_folder(mailbox: Mailbox) -> str:
     """The folder whose new letters the listener hears: INBOX, unless only
     other folders are watched (then the first of them)."""
@@ -58,7 +72,7 @@ def _held(mailbox: Mailbox, sent_folder: str | None) -> Held:
         mailbox.username,
         mailbox.password_encrypted,
         folders,
-        getattr(mailbox, "auth", "password"),
+        mailbox.auth,
         mailbox.watch_sent,
     )
 
@@ -102,7 +116,7 @@ def refresh(name: str, now: datetime, sent_folders: dict[int, str | None]) -> di
             taken = list(free)
             Listening.objects.filter(pk__in=taken).update(listener=name, held_until=until)
         mine += taken
-    mailboxes = Mailbox.objects.filter(pk__in=mine, active=True)
+    mailboxes = Mailbox.objects.filter(pk__in=mine, active=True).only(*HELD_FIELDS)
     return {mailbox.pk: _held(mailbox, sent_folders.get(mailbox.pk)) for mailbox in mailboxes}
 
 
