@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp import constants as csp_constants
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -97,6 +98,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -338,3 +340,23 @@ IDLE_REFRESH_SECONDS = env.float("IDLE_REFRESH_SECONDS", default=20)
 IDLE_LEASE_SECONDS = env.int("IDLE_LEASE_SECONDS", default=60)
 IDLE_MAX_MAILBOXES = env.int("IDLE_MAX_MAILBOXES", default=2000)
 IDLE_SYNC_THREADS = env.int("IDLE_SYNC_THREADS", default=4)
+
+# Content-Security-Policy of the pages people read (journal, admin, demo):
+# scripts only from this server or inline with the request's nonce, nothing
+# framing them. Programs' endpoints (API, snippet, tracking) carry none.
+# Referrer-Policy comes from SecurityMiddleware (SECURE_REFERRER_POLICY, same-origin).
+CONTENT_SECURITY_POLICY = {
+    "EXCLUDE_URL_PREFIXES": ["/api/", "/s/", "/t/"],
+    "DIRECTIVES": {
+        "default-src": [csp_constants.SELF],
+        "script-src": [csp_constants.SELF, csp_constants.NONCE],
+        # Django admin and the journal's charts set colours in style attributes.
+        "style-src": [csp_constants.SELF, "'unsafe-inline'"],
+        "img-src": [csp_constants.SELF, "data:"],
+        "connect-src": [csp_constants.SELF],
+        "frame-ancestors": [csp_constants.NONE],
+        # No form-action: saving a mailbox redirects to its OAuth provider's consent page.
+        "base-uri": [csp_constants.SELF],
+        "object-src": [csp_constants.NONE],
+    },
+}
