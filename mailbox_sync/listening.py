@@ -10,7 +10,7 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Q
@@ -39,6 +39,8 @@ class Held:
     watch_sent: bool
 
 
+# A listener not seen for this long is forgotten.
+GONE_AFTER = timedelta(days=1)
 # What `_held` reads of a mailbox.
 HELD_FIELDS = (
     "host",
@@ -88,6 +90,7 @@ def refresh(name: str, now: datetime, sent_folders: dict[int, str | None]) -> di
     `sent_folders`: the Sent folder found for a mailbox that watches it."""
     until = now + conf.listener_lease()
     ListenerProcess.objects.update_or_create(name=name, defaults={"seen_at": now})
+    ListenerProcess.objects.filter(seen_at__lt=now - GONE_AFTER).delete()  # listeners that died long ago
     live = ListenerProcess.objects.filter(seen_at__gt=now - conf.listener_lease()).count()
     listenable = _listenable()
     total = listenable.count()

@@ -13,9 +13,10 @@ from django.utils import timezone
 from imapclient.exceptions import IMAPClientError
 
 from attribution.models import Lead
-from mailbox_sync.models import Letter, Listening, Mailbox, Reply
+from mailbox_sync.listening import refresh
+from mailbox_sync.models import Letter, ListenerProcess, Listening, Mailbox, Reply
 from mailbox_sync.services import sync_mailbox
-from tests.factories import letter_bytes
+from tests.factories import letter_bytes, make_setup
 from tests.test_mailbox_listener_support import FAST, FaultyRelay, running_listener, wait_until
 
 pytestmark = [pytest.mark.imap, pytest.mark.django_db(transaction=True)]
@@ -330,3 +331,15 @@ def test_with_response_time_on_it_also_listens_to_sent_and_reads_a_reply_as_it_i
         )
         mail_server.append(user, reply, when=timezone.now(), folder="Gesendet")
         wait_until(lambda: Reply.objects.filter(mailbox=mailbox, lead=question.lead_id).exists(), message="the reply")
+
+
+@pytest.mark.django_db
+def test_a_listener_takes_its_share_counting_only_listeners_seen_lately(db):
+    boxes = [make_setup(name=f"Share {n}").mailbox for n in range(4)]
+    now = timezone.now()
+    ListenerProcess.objects.create(name="other", seen_at=now)
+    ListenerProcess.objects.create(name="died-yesterday", seen_at=now - timedelta(days=2))
+    held = refresh("me", now, {})
+    assert len(held) == 2  # four mailboxes, two live listeners
+    assert set(ListenerProcess.objects.values_list("name", flat=True)) == {"me", "other"}
+    assert set(held) <= {box.pk for box in boxes}
