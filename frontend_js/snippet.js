@@ -28,19 +28,19 @@
   // the page"; the others work inside the elements that `sel` (a CSS
   // selector) selects. `e`, the block's own original address, defaults to
   // the site's.
-  var site = __site__, email = __email__, blocks = __blocks__, collect = __collect__, hb = __hb__;
-  // @if report
-  var report = __report__; // the install check's URL
-  // @endif
-  // @if consent
-  // `allowed`: tracking is allowed before the page says so (no consent mode).
-  // Global Privacy Control, if honoured, says no whatever the page says.
-  var allowed = __consent__, gpc = __gpc__ && navigator.globalPrivacyControl, consent;
-  // @endif
-  // @if hide
-  var hide = __hide__, hidden; // the elements hidden until the address came
-  // @endif
-  var KEY = "emailtrack_" + site, saved = {}, shown = {}, callbacks = [], sent = 0, exp, known, observer;
+  var site = __site__, email = __email__, blocks = __blocks__, collect = __collect__, hb = __hb__,
+    // @if report
+    report = __report__, // the install check's URL
+    // @endif
+    // @if consent
+    // `allowed`: tracking is allowed before the page says so (no consent mode).
+    // Global Privacy Control, if honoured, says no whatever the page says.
+    allowed = __consent__, gpc = __gpc__ && navigator.globalPrivacyControl, consent,
+    // @endif
+    // @if hide
+    hide = __hide__, hidden, // the elements hidden until the address came
+    // @endif
+    KEY = "emailtrack_" + site, saved = {}, shown = {}, callbacks = [], sent = 0, exp, known, observer;
   // Each block's addresses the page may show (b.s, in lower case): its
   // original, and each one shown since, so that a new lease replaces an old one.
   blocks.forEach(function (b) {
@@ -95,7 +95,7 @@
       if (root.nodeType == 11) return [].forEach.call(root.childNodes, each);
       // @endif
       if (root.nodeValue) return fix(root); // an added text
-      var found = d.evaluate(".//text()[contains(.,'@')]|.//@*[contains(.,'@')]", root, null, 6, null), k;
+      var found = d.evaluate(".//text()[contains(.,'@')]|.//@*[contains(.,'@')]", root, null, 6), k;
       for (k = found.snapshotLength; k--; ) fix(found.snapshotItem(k));
     } catch (e) { /* not in a document */ }
   }
@@ -149,11 +149,9 @@
 
   // @if hide
   function unhide() {
-    if (hidden) {
-      hidden.forEach(function (el) {
-        el.style.visibility = "";
-      });
-    }
+    (hidden || []).forEach(function (el) {
+      el.style.visibility = "";
+    });
     hidden = 0;
   }
 
@@ -167,10 +165,7 @@
       subs.forEach(function (s) {
         if (s.block == b.id) to = s.email;
       });
-      if (to != b.to) {
-        again = 1;
-        b.s.push((b.to = to).toLowerCase());
-      }
+      if (to != b.to) again = b.s.push((b.to = to).toLowerCase()); // (a length: true)
       shown[b.id] = to || b.e;
     });
     known = 1;
@@ -222,7 +217,7 @@
         // @if consent
         consent: !!consent,
         // @endif
-        v: 1, site: site, vid: saved.vid, url: location.href, ref: d.referrer, hb: heartbeat,
+        site: site, url: location.href, v: 1, vid: saved.vid, ref: d.referrer, hb: heartbeat,
         screen: screen.width + "x" + screen.height, lang: navigator.language,
         ga: cookie(/_ga=\w+\.\w+\.(\d+\.\d+)/), ym: cookie(/_ym_uid=(\d+)/)
       })
@@ -240,13 +235,26 @@
       exp = 0;
       use([]);
     }
+    if (!d.hidden) {
+      // @if consent
+      if (consent)
+      // @endif
+        send(true);
+    }
     // @if report
-    if (d.hidden) check();
+    // Install check, once a page, when it is first hidden (the visitor
+    // leaves or switches away; content that came late has come): the blocks
+    // whose address this page lacks. The server keeps the page's address
+    // without its query and fragment.
+    else if (report) {
+      var missing = [];
+      blocks.forEach(function (b) {
+        if (!b.found) missing.push(b.id);
+      });
+      if (missing[0]) navigator.sendBeacon(report, JSON.stringify({ site: site, url: location.href, missing: missing }));
+      report = 0;
+    }
     // @endif
-    // @if consent
-    if (consent)
-    // @endif
-      if (!d.hidden) send(true);
   }
 
   // Every `hb` seconds (as the server last said), and at the lease's expiry
@@ -258,21 +266,6 @@
     }), Math.min(hb, exp ? exp - Date.now() / 1e3 : hb) * 1e3);
   }
 
-  // @if report
-  // Install check, once a page, when it is first hidden (the visitor leaves
-  // or switches away; content that came late has come): the blocks whose
-  // address this page lacks. The server keeps the page's address without
-  // its query and fragment.
-  function check() {
-    var missing = [];
-    blocks.forEach(function (b) {
-      if (!b.found) missing.push(b.id);
-    });
-    if (report && missing[0]) navigator.sendBeacon(report, JSON.stringify({ site: site, url: location.href, missing: missing }));
-    report = 0;
-  }
-
-  // @endif
 
   function command(name, arg) {
     if (name == "ready") {
@@ -305,7 +298,7 @@
     var queue = w.emailtrack;
     w.emailtrack = safe(command);
     (queue && queue.q || []).forEach(function (args) {
-      w.emailtrack(args[0], args[1]);
+      w.emailtrack.apply(w, args);
     });
     if (saved.exp * 1e3 > Date.now()) got(saved);
     else {
@@ -318,11 +311,12 @@
     // @if shadow
     // Shadow roots made from now on (web components, chat widgets): open ones
     // are watched as the document is. The page gets its root as before.
+    // (`host` finds only an open root: a closed one is no element's shadowRoot.)
     var proto = Element.prototype, attach = proto.attachShadow;
     proto.attachShadow = function (options) {
-      var root = attach.call(this, options);
-      if (root.mode == "open") safe(watch)(root);
-      return root;
+      options = attach.call(this, options);
+      safe(host)(this);
+      return options;
     };
     // @endif
     d.addEventListener("visibilitychange", safe(beat));
