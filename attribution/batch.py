@@ -35,10 +35,10 @@ from mailbox_sync import threads
 from mailbox_sync.models import Letter, Mailbox
 from substitution.decoder import Match
 from substitution.models import Address, StaticAddress
-from tracker.models import Site
 
 from . import events
 from .history import ExhaustionHistory, LeaseHistory, RecipientDecoder, SessionHistory
+from .internal import own_mail_addresses, own_mail_domains
 from .models import Exclusion, Lead, MatchKind
 from .retention import erased_first_letters
 from .rules import EXHAUSTED_LOOKBACK_MINUTES, new_lead, not_lead_reason
@@ -122,11 +122,12 @@ class _ProjectBatch:
 
     def _own_addresses(self, senders: set[str]) -> set[str]:
         """The project's own addresses among `senders`: pool and static addresses,
-        the sites' original addresses and the mailboxes' usernames."""
+        and all of `own_mail_addresses` (mailboxes, sites' and blocks'
+        original addresses, pools' base addresses), kept for the domains."""
         project = self.project_id
+        self.own_mail = own_mail_addresses(project)
         own = set(Address.objects.filter(pool__project_id=project, email__in=senders).values_list("email", flat=True))
-        own |= {e.lower() for e in Site.objects.filter(project_id=project).values_list("original_email", flat=True)}
-        own |= {u.lower() for u in Mailbox.objects.filter(project_id=project).values_list("username", flat=True)}
+        own |= self.own_mail
         own |= set(StaticAddress.objects.filter(project_id=project, email__in=senders).values_list("email", flat=True))
         return own
 
@@ -224,12 +225,13 @@ class _ProjectBatch:
         senders = {letter.sender_email.lower() for letter in self.letters} - {""}
         own = self._own_addresses(senders)
         exclusions = set(Exclusion.objects.filter(project_id=self.project_id).values_list("value", flat=True))
+        own_domains = own_mail_domains(self.project_id, self.own_mail)
         recipients = {letter.pk: _ordered_recipients(letter) for letter in self.letters}
         decoder = RecipientDecoder(self.project_id, {e for emails in recipients.values() for e in emails})
         wanted, to_match = [], []
         self.recipient = {}
         for letter in self.letters:
-            reason = not_lead_reason(letter, own, exclusions)
+            reason = not_lead_reason(letter, own, exclusions, own_domains)
             decoded, recipient = None, ""
             for email in recipients[letter.pk]:
                 decoded = decoder.decode(email)

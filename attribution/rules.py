@@ -12,6 +12,7 @@ from substitution.decoder import Decoded
 from substitution.models import Lease
 from tracker.models import Channel, Session
 
+from .internal import is_internal
 from .models import Lead, MatchKind
 
 # Arrival times have one-second resolution (IMAP INTERNALDATE): a lease or a
@@ -21,6 +22,7 @@ ARRIVAL_RESOLUTION = timedelta(seconds=1)
 EXHAUSTED_LOOKBACK_MINUTES = 60
 AUTO_SUBMITTED_OK = {"", "no"}
 BULK_PRECEDENCE = {"bulk", "list", "junk", "auto_reply"}
+INTERNAL = "internal (a colleague at the project's own mail domain)"
 DAEMON_SENDERS = ("mailer-daemon@", "postmaster@", "noreply-dmarc", "mail-daemon@")
 
 
@@ -35,7 +37,12 @@ def excluded_sender(sender: str, exclusions: set[str]) -> bool:
     return any(".".join(parts[i:]) in exclusions for i in range(len(parts) - 1))
 
 
-def not_lead_reason(letter: Letter, own_addresses: set[str], exclusions: set[str] = frozenset()) -> str:
+def not_lead_reason(
+    letter: Letter,
+    own_addresses: set[str],
+    exclusions: set[str] = frozenset(),
+    own_domains: set[str] = frozenset(),
+) -> str:
     """Why a letter is not an enquiry, or "" when it is one."""
     if letter.not_lead_reason:
         return letter.not_lead_reason
@@ -55,6 +62,8 @@ def not_lead_reason(letter: Letter, own_addresses: set[str], exclusions: set[str
         return "bounce (mailer daemon)"
     if sender and sender in own_addresses:
         return "the project's own address"
+    if is_internal(sender, own_domains):
+        return INTERNAL
     if excluded_sender(sender, exclusions):
         return "sender on the exclusion list"
     return ""

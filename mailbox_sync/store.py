@@ -278,7 +278,15 @@ def _copy_of_letter(letter: Letter) -> LetterCopy:
 
 
 def _arrival(item: Incoming, parsed) -> datetime:
-    return item.received_at or parsed.received_header_at or parsed.date_header or timezone.now()
+    """When the letter reached the mailbox: INTERNALDATE, else the top Received
+    header, else the Date header unless it is in the future (a sender's clock
+    years ahead would keep the letter at the top of the journal), else now."""
+    now = timezone.now()
+    if item.received_at or parsed.received_header_at:
+        return item.received_at or parsed.received_header_at
+    if parsed.date_header and parsed.date_header <= now:
+        return parsed.date_header
+    return now
 
 
 def _letter(mailbox, key, item: Incoming, parsed, origin, folder, uidvalidity, spam_folder) -> Letter:
