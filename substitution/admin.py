@@ -79,8 +79,24 @@ class PoolAdmin(ScopedAdmin):
     def health(self, obj):
         if not obj.pk:
             return _("Shown once the pool is saved.")
-        health = selectors.pool_health(obj, timezone.now())
-        return render_health(health)
+        now = timezone.now()
+        overall = render_health(selectors.pool_health(obj, now))
+        blocks = selectors.pool_blocks(obj)
+        if len(blocks) < 2:
+            return overall
+        # A pool serving several blocks: the same figures for each block's leases.
+        per_block = format_html_join(
+            "",
+            "<h4>{}</h4>{}",
+            (
+                (
+                    gettext("Block “%(name)s”") % {"name": block.name},
+                    render_health(selectors.pool_health(obj, now, block_id=block.pk), overall=False),
+                )
+                for block in blocks
+            ),
+        )
+        return format_html("{}<h3>{}</h3>{}", overall, gettext("By block"), per_block)
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
@@ -208,8 +224,10 @@ class PoolExhaustionAdmin(ScopedAdmin):
         return False
 
 
-def render_health(health) -> str:
-    """The numbers and a small bar chart of the daily peaks (inline SVG)."""
+def render_health(health, overall: bool = True) -> str:
+    """The numbers and a small bar chart of the daily peaks (inline SVG). For
+    one block of the pool (`overall` false): its own live leases and peaks; the
+    size, exhaustions and any warning belong to the whole pool."""
     top = max([p for _d, p in health.peaks] + [health.size, 1])
     width, height, bar = 16 * len(health.peaks), 60, 12
     bars = format_html_join(
@@ -240,9 +258,16 @@ def render_health(health) -> str:
             gettext("The pool is too small:"),
             gettext("recommended size %(size)s.") % {"size": health.recommended},
         )
-        if health.too_small
+        if health.too_small and overall
         else ""
     )
+    if not overall:
+        figures = format_html(
+            gettext("Live leases now: <strong>{live}</strong> · peak (7 days): {peak}"),
+            live=health.live,
+            peak=max([p for _d, p in health.peaks], default=0),
+        )
+        return format_html("<p>{}</p>{}", figures, chart)
     figures = format_html(
         gettext(
             "Live leases now: <strong>{live}</strong> of {size} addresses · peak (7 days): {peak} · "

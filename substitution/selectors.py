@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 from django.db.models import Q
 
-from .models import Lease, Pool, PoolExhaustion
+from .models import Block, Lease, Pool, PoolExhaustion
 
 HEALTH_DAYS = 7
 SIZE_MARGIN = 1.25  # head-room over the observed peak
@@ -17,6 +17,12 @@ def _leases(pool: Pool, block_id: int | None):
     """The pool's leases, or those shown in one block (a pool may serve several)."""
     leases = Lease.objects.filter(pool=pool)
     return leases if block_id is None else leases.filter(block_id=block_id)
+
+
+def pool_blocks(pool: Pool) -> list[Block]:
+    """The blocks a pool serves: those its rules cover, and those its leases
+    were shown in (a rule may have changed since)."""
+    return list(Block.objects.filter(Q(rules__pool=pool) | Q(leases__pool=pool)).distinct().order_by("name", "pk"))
 
 
 def live_lease_count(pool: Pool, now: datetime, block_id: int | None = None) -> int:
@@ -37,8 +43,10 @@ def peak_per_day(
     today = now.astimezone(tz).date()
     first_day = today - timedelta(days=days - 1)
     window_start = datetime.combine(first_day, datetime.min.time(), tzinfo=tz)
-    leases = _leases(pool, block_id).filter(started_at__lt=now).filter(
-        Q(released_at__isnull=True, expires_at__gt=window_start) | Q(released_at__gt=window_start)
+    leases = (
+        _leases(pool, block_id)
+        .filter(started_at__lt=now)
+        .filter(Q(released_at__isnull=True, expires_at__gt=window_start) | Q(released_at__gt=window_start))
     )
     events = []
     for started, released, expires in leases.values_list("started_at", "released_at", "expires_at"):

@@ -307,6 +307,32 @@ def test_the_pool_page_shows_health_with_a_chart_and_a_warning(admin_client):
     assert "The pool is too small" in page
 
 
+def test_a_pool_serving_two_blocks_shows_its_health_by_block(admin_client):
+    setup = make_setup(pool_size=5)
+    footer = Block.objects.create(project=setup.project, name="Footer", kind=Block.Kind.ID, selector="footer-email")
+    setup.rule.blocks.add(footer)
+    for i, block in enumerate((setup.block, footer, footer)):
+        services.lease_acquire(
+            pool=setup.pool, visitor=visitor(setup.site, f"byblock{i:03d}"), now=NOW, block_id=block.pk
+        )
+    assert selectors.pool_health(setup.pool, NOW, block_id=footer.pk).live == 2
+    assert selectors.pool_blocks(setup.pool) == [setup.block, footer]
+
+    page = admin_client.get(f"/admin/substitution/pool/{setup.pool.pk}/change/").content.decode()
+    assert "Live leases now: <strong>3</strong>" in page
+    assert "By block" in page
+    assert f"Block “{footer.name}”" in page and f"Block “{setup.block.name}”" in page
+    assert page.count("Peak concurrent leases per day") == 3
+    assert "Live leases now: <strong>2</strong> · peak (7 days): 2" in page
+    assert "Live leases now: <strong>1</strong> · peak (7 days): 1" in page
+
+
+def test_a_pool_serving_one_block_shows_no_health_by_block(admin_client):
+    setup = make_setup()
+    page = admin_client.get(f"/admin/substitution/pool/{setup.pool.pk}/change/").content.decode()
+    assert page.count("Peak concurrent leases per day") == 1 and "By block" not in page
+
+
 def test_old_leases_no_lead_refers_to_are_purged():
     setup = make_setup()
     old = NOW - timedelta(days=120)
