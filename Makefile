@@ -32,6 +32,7 @@ test: $(VENV)/.test-deps
 	$(PY) bin/compile-messages
 	$(PY) -m pytest $(PYTEST_ARGS)
 	$(PY) bench/snippet_size.py
+	$(PY) bin/audit-dependencies
 
 lint: $(VENV)/.test-deps
 	$(VENV)/bin/ruff check .
