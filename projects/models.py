@@ -85,3 +85,29 @@ class Profile(models.Model):
 
     def __str__(self):
         return str(self.user)
+
+
+class LoginLockout(models.Model):
+    """A sign-in refused for a while after too many failures (projects.logins),
+    for superusers to see."""
+
+    class Reason(models.TextChoices):
+        USERNAME = "username", _("Too many failures for one username")
+        ADDRESS = "address", _("Too many failures from one client address")
+
+    where = models.CharField(_("sign-in"), max_length=16)
+    username = models.CharField(
+        _("username"), max_length=150, blank=True, help_text=_("Empty when the name typed is no account's.")
+    )
+    client_address = models.GenericIPAddressField(_("client address"), null=True, blank=True)
+    reason = models.CharField(_("reason"), max_length=16, choices=Reason.choices)
+    at = models.DateTimeField(_("locked at"), auto_now_add=True)
+    until = models.DateTimeField(_("locked until"))
+
+    class Meta:
+        verbose_name = _("sign-in lockout")
+        verbose_name_plural = _("sign-in lockouts")
+        ordering = ["-at"]
+
+    def __str__(self):
+        return f"{self.username or self.client_address} ({self.at:%Y-%m-%d %H:%M})"

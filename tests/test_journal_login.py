@@ -7,7 +7,7 @@ import re
 import pytest
 from django.test import Client
 
-from journal.auth import FAILURES_PER_ADDRESS, FAILURES_PER_USERNAME, TOO_MANY
+from projects.logins import FAILURES_PER_ADDRESS, FAILURES_PER_USERNAME, TOO_MANY
 from tests.factories import make_setup
 from tests.test_journal_support import make_lead, member
 
