@@ -222,9 +222,8 @@ class Connection:
                 done, _ = await asyncio.wait({reading, stopping}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
                 if reading not in done:
                     reading.cancel()
-                    # The line may be half read: the stream cannot be
-                    # trusted any more only if a read was interrupted midway,
-                    # which readuntil does not do (it consumes nothing).
+                    # Time for DONE. A cancelled readuntil consumes nothing,
+                    # so the next read starts at the same place.
                     await asyncio.gather(reading, return_exceptions=True)
                     return
                 self._hear(reading.result(), None, on_new, on_renumbered)
