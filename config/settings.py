@@ -262,6 +262,8 @@ HEARTBEAT_SECONDS = 60
 SESSION_TIMEOUT = timedelta(minutes=30)
 FIRST_SYNC_WINDOW = timedelta(hours=24)
 IMAP_TIMEOUT_SECONDS = env.int("IMAP_TIMEOUT_SECONDS", default=30)
+# A CA bundle (PEM) for mailbox servers with a private certificate authority; empty: the system's.
+IMAP_CA_FILE = env.str("IMAP_CA_FILE", default="")
 IMAP_FETCH_BATCH = 200
 SYNC_CLAIM_SECONDS = 15 * 60
 SYNC_MAX_BACKOFF = timedelta(hours=1)
