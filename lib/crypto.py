@@ -20,3 +20,12 @@ def decrypt(token: str) -> str:
         return _fernet(settings.ENCRYPTION_KEY).decrypt(token.encode()).decode()
     except InvalidToken as exc:
         raise ValueError("The secret cannot be decrypted with the configured ENCRYPTION_KEY") from exc
+
+
+def rotate(token: str) -> str:
+    """The same secret encrypted with the first key, so the older keys can
+    be removed. Raises ValueError when no configured key decrypts it."""
+    try:
+        return _fernet(settings.ENCRYPTION_KEY).rotate(token.encode()).decode()
+    except InvalidToken as exc:
+        raise ValueError("The secret cannot be decrypted with the configured ENCRYPTION_KEY") from exc
