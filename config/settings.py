@@ -94,6 +94,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "integrations",
     "relay",
+    "costs",
 ]
 
 MIDDLEWARE = [

@@ -9,6 +9,7 @@ urlpatterns = [
     path("leads/<int:lead_id>/", views.lead_detail, name="lead"),
     path("reports/", views.report, name="report"),
     path("export.csv", views.export, name="export"),
+    path("costs/", views.cost_upload, name="costs"),
     path("sent/", views.message_list, name="messages"),
     path("sent/<int:message_id>/", views.message_detail, name="message"),
     path("login/", JournalLoginView.as_view(), name="login"),

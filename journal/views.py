@@ -12,11 +12,13 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.i18n import set_language
 
+from costs import views as cost_views
 from engagement import selectors as engagement_selectors
 from projects.languages import person_set_language, supported
 
@@ -155,6 +157,22 @@ def report(request):
         "list_query": filter_query(form, date_from=start.isoformat(), date_to=end.isoformat()),
     }
     return render(request, "journal/report.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def cost_upload(request):
+    """Advertising costs from a CSV file: preview, then import on confirmation."""
+    projects = journal_projects(request.user)
+    project = current_project(request, projects)
+    if project is None:
+        return _no_projects(request, projects)
+    if request.method == "POST" and not can_edit_leads(request.user, project):
+        raise PermissionDenied(_("Only members of the project may import its costs."))
+    context, done = cost_views.upload_step(request, project)
+    if done:
+        return redirect(f"{reverse('journal:costs')}?project={project.pk}")
+    return render(request, "costs/upload.html", {"projects": projects, "project": project, **context})
 
 
 @login_required

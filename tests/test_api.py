@@ -155,7 +155,7 @@ DETAIL_ROUTES = {
     "api-mailbox": "/api/v1/mailboxes/{}",
 }
 # The messages endpoints (engagement) have their own scope tests in test_engagement_api.py.
-OTHER_ROUTES = {"api-project", "api-summary", "api-schema", "api-docs", "api-messages", "api-message"}
+OTHER_ROUTES = {"api-project", "api-summary", "api-costs", "api-schema", "api-docs", "api-messages", "api-message"}
 
 
 def test_the_scope_test_below_covers_every_route():
@@ -256,6 +256,7 @@ def test_the_schema_and_the_docs_are_served(client):
     assert document["openapi"].startswith("3.")
     assert set(document["paths"]) == {
         "/api/v1/project",
+        "/api/v1/costs",
         "/api/v1/leads",
         "/api/v1/leads/{lead_id}",
         "/api/v1/sites",

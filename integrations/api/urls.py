@@ -3,7 +3,7 @@ which stay outside the API key scheme."""
 
 from django.urls import path, re_path
 
-from . import messages, views
+from . import costs, messages, views
 from .errors import not_found
 from .schema import DocsView, SchemaView
 
@@ -22,6 +22,7 @@ urlpatterns = [
     path("v1/mailboxes", views.MailboxListView.as_view(), name="api-mailboxes"),
     path("v1/mailboxes/<int:pk>", views.MailboxDetailView.as_view(), name="api-mailbox"),
     path("v1/summary", views.SummaryView.as_view(), name="api-summary"),
+    path("v1/costs", costs.CostView.as_view(), name="api-costs"),
     path("v1/messages", messages.MessageListView.as_view(), name="api-messages"),
     path("v1/messages/<int:message_id>", messages.MessageDetailView.as_view(), name="api-message"),
     # Anything else under /api/ (but the public collect, ping and report endpoints, and the
