@@ -28,6 +28,10 @@ class LeadAdmin(ScopedAdmin):
     def has_add_permission(self, request, obj=None):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        # Only the project's managers delete leads (marketers set their status).
+        return super().has_change_permission(request, obj)
+
     def has_change_permission(self, request, obj=None):
         # Marketers may set a lead's status too.
         if obj is not None and not request.user.is_superuser:

@@ -40,7 +40,7 @@ SiteAdmin.inlines = [*SiteAdmin.inlines, SnippetSettingsInline, MissingBlockRepo
 class MissingBlockReportAdmin(ScopedAdmin):
     project_path = "site__project"
     list_display = ["page_url", "block", "site", "last_seen_at", "reports"]
-    list_filter = ["site"]
+    list_filter = [("site", admin.RelatedOnlyFieldListFilter)]  # the user's own sites only
     search_fields = ["page_url"]
     date_hierarchy = "last_seen_at"
 

@@ -6,9 +6,11 @@ from django.http import HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
 from projects.admin_scoping import ScopedAdmin, ScopedTabularInline
+from projects.selectors import managed_project_ids
 
 from . import grants, oauth, providers, selectors, services, tasks
 from .models import FolderState, Letter, LetterCopy, Mailbox, OAuthGrant, Reply
@@ -81,8 +83,11 @@ class MailboxForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["username"].required = False
-        self.fields["username"].help_text = _("With OAuth2 it may stay empty: the provider says which mailbox it is.")
+        if "username" in self.fields:  # not on a read-only view (a marketer's)
+            self.fields["username"].required = False
+            self.fields["username"].help_text = _(
+                "With OAuth2 it may stay empty: the provider says which mailbox it is."
+            )
 
     def clean_username(self):
         return services.normalise_username(self.cleaned_data["username"])
@@ -230,17 +235,25 @@ class MailboxAdmin(ScopedAdmin):
         when = obj.last_error_at.strftime("%Y-%m-%d %H:%M UTC") if obj.last_error_at else ""
         return f"{obj.last_error} ({when})" if when else obj.last_error
 
-    @admin.action(description="Sync now")
+    @admin.action(description=_("Sync now"), permissions=["change"])
     def sync_now(self, request, queryset):
-        ids = list(queryset.values_list("pk", flat=True))
+        ids = list(self._managed(request, queryset).values_list("pk", flat=True))
         for mailbox_id in ids:
             tasks.sync_mailbox.delay(mailbox_id)
-        self.message_user(request, f"{len(ids)} syncs enqueued.", messages.SUCCESS)
+        said = ngettext("%(count)d sync enqueued.", "%(count)d syncs enqueued.", len(ids)) % {"count": len(ids)}
+        self.message_user(request, said, messages.SUCCESS)
 
-    @admin.action(description="Test connection")
+    @admin.action(description=_("Test connection"), permissions=["change"])
     def test_connection(self, request, queryset):
-        for mailbox in queryset:
+        for mailbox in self._managed(request, queryset):
             self._report(request, mailbox, services.check_connection(mailbox))
+
+    @staticmethod
+    def _managed(request, queryset):
+        """Only the mailboxes of projects the user manages: marketers read, they run nothing."""
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(project_id__in=managed_project_ids(request.user))
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         form = context["adminform"].form
