@@ -44,6 +44,7 @@ _RANK = {
 # A sync that finds the mailbox claimed by another is tried again this often, this many times.
 BUSY_RETRY_SECONDS = 2.0
 BUSY_RETRIES = 30
+TOKEN_THREADS = 2
 
 
 def backoff(attempt: int) -> float:
@@ -80,6 +81,9 @@ class Listener:
         self.recorded: dict[int, tuple[str, str]] = {}
         self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="listener-db")
         self._sync_threads = ThreadPoolExecutor(conf.idle_sync_threads(), thread_name_prefix="listener-sync")
+        # Access tokens on threads of their own: a slow token endpoint holds
+        # up only the OAuth2 logins waiting for it, not the leases and states.
+        self._token_threads = ThreadPoolExecutor(TOKEN_THREADS, thread_name_prefix="listener-token")
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.started = threading.Event()
@@ -131,6 +135,7 @@ class Listener:
         except Exception:  # noqa: BLE001 - the leases lapse by themselves
             log.exception("Listener %s: releasing its mailboxes failed", self.name)
         self._sync_threads.shutdown(wait=True)
+        self._token_threads.shutdown(wait=True)
         await self._db(close_old_connections)
         self._db_thread.shutdown(wait=True)
         log.info("Listener %s stopped", self.name)
@@ -242,7 +247,7 @@ class Listener:
 
     async def _log_in(self, connection: idle.Connection, held: listening.Held) -> None:
         if held.auth == "oauth2":
-            username, token = await self._db(grants.access_token, held.mailbox_id)
+            username, token = await self._loop.run_in_executor(self._token_threads, _access_token, held.mailbox_id)
             await connection.login_oauth(username, token)
         else:
             await connection.login(held.username, credentials.password_of(held.password_encrypted))
@@ -314,5 +319,13 @@ def _sent_folder(mailbox_id: int) -> str | None:
     close_old_connections()
     try:
         return listening.sent_folder(mailbox_id)
+    finally:
+        close_old_connections()
+
+
+def _access_token(mailbox_id: int) -> tuple[str, str]:
+    close_old_connections()
+    try:
+        return grants.access_token(mailbox_id)
     finally:
         close_old_connections()

@@ -323,3 +323,29 @@ def test_the_listener_logs_in_with_xoauth2_and_shows_reconnect_needed_when_revok
         )
     mailbox.refresh_from_db()
     assert "invalid_grant" in mailbox.last_error
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_listener_waits_out_a_token_endpoint_that_is_down_holding_up_no_other_mailbox(
+    oauth_mail, provider, settings
+):
+    for name, value in FAST.items():
+        setattr(settings, name, value)
+    user, mailbox = connected(oauth_mail, provider)
+    other_user = oauth_mail.account()  # a password mailbox on the same server
+    other = make_setup(name="Password shop", imap_port=oauth_mail.port, imap_user=other_user).mailbox
+    OAuthGrant.objects.filter(pk=mailbox.pk).update(access_expires_at=timezone.now())
+    provider.mode = "down"
+
+    def state(box, wanted, why=""):
+        row = Listening.objects.filter(pk=box.pk).first()
+        return row is not None and row.state == wanted and why in row.last_error and row
+
+    with running_listener():
+        wait_until(lambda: state(mailbox, Listening.State.RECONNECTING, "did not answer"), message="waiting")
+        wait_until(lambda: state(other, Listening.State.LISTENING), message="the other mailbox listening")
+        assert Mailbox.objects.get(pk=mailbox.pk).state != Mailbox.State.RECONNECT_NEEDED  # a passing failure
+        provider.mode = "ok"
+        wait_until(lambda: state(mailbox, Listening.State.LISTENING), message="listening once the endpoint is back")
+        deliver(oauth_mail, user, "After the token outage")
+        wait_until(lambda: Letter.objects.filter(mailbox=mailbox, lead__isnull=False).exists(), message="the lead")
