@@ -1,13 +1,14 @@
 """Reads for the API. Every query starts from one project (the API key's)."""
 
-from datetime import date, datetime, time, timedelta
-from decimal import Decimal
+from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from attribution.models import Lead
+from costs import endtoend
+from costs.services import project_currency
 from mailbox_sync.models import Letter, Mailbox
 from projects.models import Project
 from substitution.models import Pool, StaticAddress
@@ -20,12 +21,8 @@ LEAD_ORDERINGS = {
     "updated_at": ("updated_at", "id"),
 }
 
-SUMMARY_GROUPS = {
-    "channel": ("channel",),
-    "source": ("source", "medium"),
-    "campaign": ("source", "medium", "campaign"),
-}
-SUMMARY_COLUMNS = ("channel", "source", "medium", "campaign")
+SUMMARY_GROUPS = endtoend.GROUPINGS
+SUMMARY_COLUMNS = ("channel", "source", "medium", "campaign", "keyword", "site", "block")
 EARLIEST, LATEST = date(1970, 1, 1), date(9000, 1, 1)
 
 
@@ -108,27 +105,31 @@ def summary_period(project: Project, date_from: date | None, date_to: date | Non
 
 
 def lead_summary(project: Project, date_from: date, date_to: date, group_by: str) -> dict:
-    """Leads of the period (days in the project's time zone, both ends
-    included) counted by channel, by source and medium, or by campaign."""
-    tz = ZoneInfo(project.time_zone)
+    """The end-to-end figures of the period (days in the project's time zone,
+    both ends included) per group (`costs.endtoend.GROUPINGS`): sessions,
+    leads, first contacts, won leads, deal amount, cost and what follows."""
     # Days far outside any lead's life are clamped, so that no date can overflow in time zone arithmetic.
-    start = datetime.combine(max(date_from, EARLIEST), time.min, tzinfo=tz)
-    end = datetime.combine(min(date_to, LATEST) + timedelta(days=1), time.min, tzinfo=tz)
+    first, last = max(date_from, EARLIEST), min(date_to, LATEST)
+    start, end = endtoend.period_bounds(project.time_zone, first, last)
     leads = Lead.objects.filter(project=project, created_at__gte=start, created_at__lt=end)
-    measures = {
-        "leads": Count("id"),
-        "first_contact": Count("id", filter=Q(first_contact=True)),
-        "won": Count("id", filter=Q(status=Lead.Status.WON)),
-        "deal_amount": Sum("deal_amount"),
-    }
-    group = SUMMARY_GROUPS[group_by]
-    rows = leads.values(*group).annotate(**measures).order_by("-leads", *group)
-    total = leads.aggregate(**measures)
+    report = endtoend.end_to_end(project=project, leads=leads, date_from=first, date_to=last, grouping=group_by)
 
-    def row(values: dict) -> dict:
-        out = {column: values.get(column) if column in group else None for column in SUMMARY_COLUMNS}
-        out.update({name: values[name] or 0 for name in ("leads", "first_contact", "won")})
-        out["deal_amount"] = values["deal_amount"] or Decimal("0")
+    def row(figures: endtoend.Row) -> dict:
+        out = dict.fromkeys(SUMMARY_COLUMNS)
+        out.update(zip(report.fields, figures.key, strict=False))
+        out.update(
+            sessions=figures.sessions,
+            leads=figures.leads,
+            first_contact=figures.first_contacts,
+            won=figures.deals,
+            deal_amount=figures.amount,
+            conversion=figures.conversion,
+            cost=figures.cost,
+            cost_per_lead=figures.cost_per_lead,
+            cost_per_deal=figures.cost_per_deal,
+            roi=figures.roi,
+            **figures.extra,
+        )
         return out
 
     return {
@@ -136,6 +137,7 @@ def lead_summary(project: Project, date_from: date, date_to: date, group_by: str
         "date_to": date_to,
         "time_zone": project.time_zone,
         "group_by": group_by,
-        "total": row(total),
-        "rows": [row(values) for values in rows],
+        "currency": project_currency(project),
+        "total": row(report.total),
+        "rows": [row(figures) for figures in report.rows],
     }

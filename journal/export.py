@@ -113,3 +113,15 @@ def _lines(header: list[str], project: Project | None, leads: QuerySet[Lead] | N
         yield "".join(writer.writerow([safe_cell(value) for value in lead_row(lead, tz, site_names)]) for lead in page)
         if not cursor:
             return
+
+
+def funnel_csv_lines(table) -> Iterator[str]:
+    """The report's end-to-end table as on the page: header, rows, then the
+    "All" row; cells are the page's text. Only the names (sources, campaigns:
+    text from visitors' links) are guarded against formulas; the figures
+    are numbers, a negative ROI included."""
+    writer = csv.writer(_Echo())
+    keys = table.key_columns
+    yield "\ufeff" + writer.writerow(table.header)
+    for cells in [*table.rows, table.total]:
+        yield writer.writerow([safe_cell(cell) for cell in cells[:keys]] + cells[keys:])

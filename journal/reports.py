@@ -10,8 +10,11 @@ from zoneinfo import ZoneInfo
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils.formats import date_format
+from django.utils.translation import gettext as _
 
 from attribution.models import Lead
+from costs.endtoend import FIELD_LABELS, GROUPING_LABELS, GROUPINGS, Row, end_to_end
+from costs.services import project_currency
 from tracker.models import Channel
 
 DEFAULT_DAYS = 30
@@ -186,3 +189,82 @@ def build_report(leads: QuerySet[Lead], time_zone: str, start: date, end: date) 
     day_totals = [(day, sum(per_day[day].values())) for day in days]
     chart = draw(days, per_day, order)
     return Report(start, end, days, per_day, day_totals, channels, rows, more_rows, total, chart)
+
+
+# --- End to end: sessions → leads → deals, with costs ---------------------------
+
+NONE = "—"
+
+
+@dataclass
+class FunnelTable:
+    """The end-to-end table as text cells: the page and the CSV show the same."""
+
+    grouping: str
+    groupings: list[tuple[str, str]]
+    currency: str
+    header: list[str]
+    rows: list[list[str]]
+    total: list[str]
+    more_rows: int
+    key_columns: int
+    series: list = field(default_factory=list)
+
+
+def _num(value) -> str:
+    return NONE if value is None else str(value)
+
+
+def _percent(value) -> str:
+    return NONE if value is None else f"{value:.1f}%"
+
+
+def funnel_cells(row: Row) -> list[str]:
+    return [
+        _num(row.sessions),
+        str(row.leads),
+        str(row.first_contacts),
+        _percent(row.conversion),
+        str(row.deals),
+        str(row.amount),
+        _num(row.cost),
+        _num(row.cost_per_lead),
+        _num(row.cost_per_deal),
+        _percent(row.roi),
+    ]
+
+
+def funnel_header(fields: tuple[str, ...], currency: str) -> list[str]:
+    return [str(FIELD_LABELS[name]) for name in fields] + [
+        str(_("Sessions")),
+        str(_("Leads")),
+        str(_("First contact")),
+        str(_("Conversion")),
+        str(_("Deals")),
+        str(_("Deal amount")),
+        str(_("Cost, %(currency)s") % {"currency": currency}),
+        str(_("Cost per lead")),
+        str(_("Cost per deal")),
+        str(_("ROI")),
+    ]
+
+
+def build_funnel(project, leads: QuerySet[Lead], start: date, end: date, grouping: str) -> FunnelTable:
+    """The end-to-end table of `leads` (the project's, filtered to the period)."""
+    if grouping not in GROUPINGS:
+        grouping = "channel"
+    report = end_to_end(project=project, leads=leads, date_from=start, date_to=end, grouping=grouping, limit=TABLE_ROWS)
+    currency = project_currency(project)
+    none = str(_("(none)"))
+    rows = [[label or none for label in row.labels] + funnel_cells(row) for row in report.rows]
+    total = [str(_("All"))] + [""] * (len(report.fields) - 1) + funnel_cells(report.total)
+    return FunnelTable(
+        grouping=grouping,
+        groupings=[(value, str(label)) for value, label in GROUPING_LABELS.items()],
+        currency=currency,
+        header=funnel_header(report.fields, currency),
+        rows=rows,
+        total=total,
+        more_rows=report.more_rows,
+        key_columns=len(report.fields),
+    )

@@ -23,7 +23,7 @@ from engagement import selectors as engagement_selectors
 from projects.languages import person_set_language, supported
 
 from . import reports, sent
-from .export import csv_lines
+from .export import csv_lines, funnel_csv_lines
 from .filters import LeadFilterForm, day_start, filter_leads, filter_query
 from .forms import LeadEditForm
 from .selectors import (
@@ -149,12 +149,21 @@ def report(request):
     leads = filter_leads(project, form).filter(
         created_at__gte=day_start(start, tz), created_at__lt=day_start(end + timedelta(days=1), tz)
     )
+    funnel = reports.build_funnel(project, leads, start, end, request.GET.get("group", ""))
+    if request.GET.get("format") == "csv":
+        response = StreamingHttpResponse(funnel_csv_lines(funnel), content_type="text/csv; charset=utf-8")
+        name = f"report-{project.pk}-{funnel.grouping}-{start:%Y%m%d}-{end:%Y%m%d}.csv"
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        return response
+    query = filter_query(form, date_from=start.isoformat(), date_to=end.isoformat())
     context = {
         "projects": projects,
         "project": project,
         "form": form,
         "report": reports.build_report(leads, project.time_zone, start, end),
-        "list_query": filter_query(form, date_from=start.isoformat(), date_to=end.isoformat()),
+        "funnel": funnel,
+        "list_query": query,
+        "funnel_csv_query": f"{query}&group={funnel.grouping}&format=csv",
     }
     return render(request, "journal/report.html", context)
 

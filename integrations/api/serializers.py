@@ -319,10 +319,11 @@ class SummaryFilterSerializer(serializers.Serializer):
     date_from = serializers.DateField(required=False, help_text="First day (project time zone); default 29 days ago")
     date_to = serializers.DateField(required=False, help_text="Last day, included; default today")
     group_by = serializers.ChoiceField(
-        choices=["channel", "source", "campaign"],
+        choices=["channel", "source", "medium", "campaign", "keyword", "site", "block"],
         required=False,
         default="channel",
-        help_text="channel; source (source and medium); campaign (source, medium and campaign)",
+        help_text="channel; source (source and medium); medium; campaign (source, medium and campaign); "
+        "keyword; site; block. Costs are split by channel, source, medium and campaign only.",
     )
 
     def validate(self, data):
@@ -331,15 +332,32 @@ class SummaryFilterSerializer(serializers.Serializer):
         return data
 
 
+MONEY = {"max_digits": 20, "decimal_places": 2, "allow_null": True}
+
+
 class SummaryRowSerializer(serializers.Serializer):
     channel = serializers.CharField(allow_null=True)
-    source = serializers.CharField(allow_null=True)
-    medium = serializers.CharField(allow_null=True)
-    campaign = serializers.CharField(allow_null=True)
+    source = serializers.CharField(allow_null=True, help_text="Lowercase, as costs are matched")
+    medium = serializers.CharField(allow_null=True, help_text="Lowercase")
+    campaign = serializers.CharField(allow_null=True, help_text="Lowercase")
+    keyword = serializers.CharField(allow_null=True, required=False)
+    site = serializers.IntegerField(allow_null=True, required=False, help_text="Site id")
+    block = serializers.IntegerField(allow_null=True, required=False, help_text="Block id")
+    sessions = serializers.IntegerField(
+        allow_null=True, help_text="Visits that started in the period; null by block (a visit has no block)"
+    )
     leads = serializers.IntegerField()
     first_contact = serializers.IntegerField(help_text="Leads from senders new to the project")
-    won = serializers.IntegerField()
+    won = serializers.IntegerField(help_text="Deals: leads marked won")
     deal_amount = serializers.DecimalField(max_digits=20, decimal_places=2, help_text="Sum over the leads")
+    conversion = serializers.FloatField(allow_null=True, help_text="Leads per 100 sessions; null without sessions")
+    cost = serializers.DecimalField(
+        **MONEY,
+        help_text="Advertising cost in the project's currency; null where costs are not split (keyword, site, block)",
+    )
+    cost_per_lead = serializers.DecimalField(**MONEY)
+    cost_per_deal = serializers.DecimalField(**MONEY)
+    roi = serializers.FloatField(allow_null=True, help_text="(deal amount - cost) / cost, per cent; null without cost")
 
 
 class SummarySerializer(serializers.Serializer):
@@ -347,5 +365,6 @@ class SummarySerializer(serializers.Serializer):
     date_to = serializers.DateField()
     time_zone = serializers.CharField()
     group_by = serializers.CharField()
+    currency = serializers.CharField(help_text="Of costs and amounts (ISO 4217)")
     total = SummaryRowSerializer()
     rows = SummaryRowSerializer(many=True)

@@ -249,10 +249,25 @@ class SummaryView(ApiView):
     pagination_class = None
 
     @api_schema(
-        summary="Leads by channel or source for a period",
-        description="Days in the project's time zone, both ends included; default the last 30 days.",
+        summary="Sessions, leads, deals and costs by channel, source, campaign, keyword, site or block",
+        description="Days in the project's time zone, both ends included; default the last 30 days. Conversion is "
+        "leads per 100 sessions; cost per lead and per deal and ROI ((deal amount - cost) / cost) follow from the "
+        "costs sent to `POST /api/v1/costs` or uploaded. Costs with no matching traffic are rows of their own.",
         parameters=[s.SummaryFilterSerializer],
-        responses={200: s.SummarySerializer, **_errors(400, 401, 429)},
+        responses={
+            200: s.SummarySerializer,
+            **_errors(
+                401,
+                429,
+                extra={
+                    400: OpenApiResponse(
+                        s.ErrorSerializer,
+                        description="Invalid input (`code`: `invalid`): an unknown `group_by`, a malformed day, or "
+                        "`date_from` after `date_to` (or after today when `date_to` is left out).",
+                    )
+                },
+            ),
+        },
         tags=["reports"],
     )
     def get(self, request):

@@ -1,0 +1,245 @@
+"""The end-to-end report: for a period (days in the project's time zone) and
+a grouping, the sessions of the project's sites, the leads, first contacts,
+deals and their amount, and what was paid, with conversion (leads /
+sessions), cost per lead, cost per deal and ROI ((deal amounts - cost) /
+cost).
+
+Sessions, leads and costs meet on lowercase values of the grouping's fields.
+Costs are kept per day and source / medium / campaign, so they are split by
+channel (the channel tracker gives a visit with those UTM tags), source,
+medium and campaign only; by keyword, site or block their total is given
+without a split. A group that has costs and no traffic is a row of its own:
+costs are never dropped. Deals are leads marked won; the deal amount is the
+sum over the group's leads.
+"""
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models.functions import Lower
+from django.utils.translation import gettext_lazy as _
+
+from attribution.models import Lead
+from substitution.models import Block
+from tracker.channels import classify
+from tracker.models import Channel, Session, Site
+
+from .models import Cost
+
+# grouping → its fields, in the order shown
+GROUPINGS = {
+    "channel": ("channel",),
+    "source": ("source", "medium"),
+    "medium": ("medium",),
+    "campaign": ("source", "medium", "campaign"),
+    "keyword": ("keyword",),
+    "site": ("site",),
+    "block": ("block",),
+}
+GROUPING_LABELS = {
+    "channel": _("Channel"),
+    "source": _("Source / medium"),
+    "medium": _("Medium"),
+    "campaign": _("Source / medium / campaign"),
+    "keyword": _("Keyword"),
+    "site": _("Site"),
+    "block": _("Block"),
+}
+FIELD_LABELS = {
+    "channel": _("Channel"),
+    "source": _("Source"),
+    "medium": _("Medium"),
+    "campaign": _("Campaign"),
+    "keyword": _("Keyword"),
+    "site": _("Site"),
+    "block": _("Block"),
+}
+LEAD_FIELDS = {
+    "channel": F("channel"),
+    "source": Lower("source"),
+    "medium": Lower("medium"),
+    "campaign": Lower("campaign"),
+    "keyword": Lower("keyword"),
+    "site": F("site_id"),
+    "block": F("lease__block_id"),
+}
+SESSION_FIELDS = {
+    "channel": F("channel"),
+    "source": Lower("source"),
+    "medium": Lower("utm_medium"),
+    "campaign": Lower("utm_campaign"),
+    "keyword": Lower("keyword"),
+    "site": F("visitor__site_id"),
+}
+COST_FIELDS = {"source": Lower("source"), "medium": Lower("medium"), "campaign": Lower("campaign")}
+COST_GROUPINGS = {"channel", "source", "medium", "campaign"}
+SESSION_GROUPINGS = {"channel", "source", "medium", "campaign", "keyword", "site"}
+ZERO = Decimal("0.00")
+
+
+@dataclass
+class Row:
+    key: tuple
+    labels: tuple = ()
+    sessions: int | None = 0
+    leads: int = 0
+    first_contacts: int = 0
+    deals: int = 0
+    amount: Decimal = ZERO
+    cost: Decimal | None = ZERO
+    extra: dict = field(default_factory=dict)  # response times, added by the caller
+
+    @property
+    def conversion(self) -> float | None:
+        """Leads per 100 sessions."""
+        return round(100 * self.leads / self.sessions, 2) if self.sessions else None
+
+    @property
+    def cost_per_lead(self) -> Decimal | None:
+        return _money(self.cost / self.leads) if self.cost is not None and self.leads else None
+
+    @property
+    def cost_per_deal(self) -> Decimal | None:
+        return _money(self.cost / self.deals) if self.cost is not None and self.deals else None
+
+    @property
+    def roi(self) -> float | None:
+        """(deal amounts - cost) / cost, in per cent."""
+        return round(float(100 * (self.amount - self.cost) / self.cost), 2) if self.cost else None
+
+
+@dataclass
+class EndToEnd:
+    grouping: str
+    fields: tuple[str, ...]
+    date_from: date
+    date_to: date
+    rows: list[Row]
+    total: Row
+    more_rows: int = 0
+    with_sessions: bool = True
+    with_costs: bool = True
+
+
+def _money(value: Decimal) -> Decimal:
+    return value.quantize(Decimal("0.01"))
+
+
+def period_bounds(time_zone: str, date_from: date, date_to: date) -> tuple[datetime, datetime]:
+    tz = ZoneInfo(time_zone)
+    return datetime.combine(date_from, time.min, tzinfo=tz), datetime.combine(
+        date_to + timedelta(days=1), time.min, tzinfo=tz
+    )
+
+
+def cost_channel(source: str, medium: str) -> str:
+    """The channel tracker gives a visit tagged with this source and medium."""
+    query = urlencode({"utm_source": source, "utm_medium": medium})
+    return classify(f"https://costs.invalid/?{query}", "").channel
+
+
+def _grouped(queryset: QuerySet, fields: tuple[str, ...], mapping: dict, **measures) -> dict[tuple, dict]:
+    names = {f"g_{name}": mapping[name] for name in fields}
+    rows = queryset.annotate(**names).values(*names).annotate(**measures).order_by()
+    return {tuple(row[f"g_{name}"] for name in fields): row for row in rows}
+
+
+def end_to_end(
+    *,
+    project,
+    leads: QuerySet[Lead],
+    date_from: date,
+    date_to: date,
+    grouping: str = "channel",
+    limit: int | None = None,
+) -> EndToEnd:
+    """The report for `leads` (already filtered to the project and period)."""
+    fields = GROUPINGS[grouping]
+    start, end = period_bounds(project.time_zone, date_from, date_to)
+    found: dict[tuple, Row] = {}
+
+    def row(key) -> Row:
+        if key not in found:
+            found[key] = Row(key=key)
+        return found[key]
+
+    lead_groups = _grouped(
+        leads,
+        fields,
+        LEAD_FIELDS,
+        n=Count("id"),
+        first=Count("id", filter=Q(first_contact=True)),
+        won=Count("id", filter=Q(status=Lead.Status.WON)),
+        amount=Sum("deal_amount"),
+    )
+    for key, values in lead_groups.items():
+        r = row(key)
+        r.leads, r.first_contacts, r.deals = values["n"], values["first"], values["won"]
+        r.amount = values["amount"] or ZERO
+    with_sessions = grouping in SESSION_GROUPINGS
+    sessions = Session.objects.filter(visitor__site__project=project, started_at__gte=start, started_at__lt=end)
+    session_total = 0
+    if with_sessions:
+        for key, values in _grouped(sessions, fields, SESSION_FIELDS, n=Count("id")).items():
+            row(key).sessions = values["n"]
+            session_total += values["n"]
+    else:
+        session_total = sessions.count()
+    costs = Cost.objects.filter(project=project, day__gte=date_from, day__lte=date_to)
+    with_costs = grouping in COST_GROUPINGS
+    cost_total = ZERO
+    if grouping == "channel":
+        for (source, medium), values in _grouped(costs, ("source", "medium"), COST_FIELDS, s=Sum("amount")).items():
+            r = row((cost_channel(source, medium),))
+            r.cost += values["s"]
+            cost_total += values["s"]
+    elif with_costs:
+        for key, values in _grouped(costs, fields, COST_FIELDS, s=Sum("amount")).items():
+            row(key).cost += values["s"]
+            cost_total += values["s"]
+    else:
+        cost_total = costs.aggregate(s=Sum("amount"))["s"] or ZERO
+    rows = list(found.values())
+    for r in rows:
+        if not with_sessions:
+            r.sessions = None
+        if not with_costs:
+            r.cost = None
+    _label(rows, grouping, fields, project)
+    total = Row(
+        key=(),
+        sessions=session_total,
+        leads=sum(r.leads for r in rows),
+        first_contacts=sum(r.first_contacts for r in rows),
+        deals=sum(r.deals for r in rows),
+        amount=sum((r.amount for r in rows), ZERO),
+        cost=cost_total,
+    )
+    rows.sort(key=lambda r: (-r.leads, -(r.sessions or 0), -(r.cost or 0), r.labels))
+    more = 0
+    if limit is not None and len(rows) > limit:
+        more, rows = len(rows) - limit, rows[:limit]
+    return EndToEnd(grouping, fields, date_from, date_to, rows, total, more, with_sessions, with_costs)
+
+
+def _label(rows: list[Row], grouping: str, fields: tuple[str, ...], project) -> None:
+    names = {}
+    if grouping == "site":
+        names = dict(Site.objects.filter(project=project).values_list("id", "name"))
+    elif grouping == "block":
+        names = dict(Block.objects.filter(project=project).values_list("id", "name"))
+    channels = dict(Channel.choices)
+    for r in rows:
+        labels = []
+        for name, value in zip(fields, r.key, strict=True):
+            if name == "channel":
+                labels.append(str(channels.get(value, value)))
+            elif name in ("site", "block"):
+                labels.append(names.get(value, "") if value is not None else "")
+            else:
+                labels.append(value or "")
+        r.labels = tuple(labels)
