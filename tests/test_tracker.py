@@ -294,7 +294,7 @@ def test_the_collect_view_refuses_other_methods():
 
 @pytest.mark.django_db
 @override_settings(COLLECT_RATE_LIMIT_PER_MINUTE=3)
-def test_the_collect_view_answers_429_past_the_rate_limit_per_client_ip(frozen_rate_window):
+def test_the_collect_view_answers_429_past_the_rate_limit_per_client_ip(frozen_rate_window, fresh_redis):
     setup = make_setup()
     payload = {"v": 1, "site": setup.site.site_key, "vid": VID}
     client = Client()
