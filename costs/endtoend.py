@@ -7,8 +7,10 @@ cost).
 Sessions, leads and costs meet on lowercase values of the grouping's fields.
 Costs are kept per day and source / medium / campaign, so they are split by
 channel (the channel tracker gives a visit with those UTM tags), source,
-medium and campaign only; by keyword, site or block their total is given
-without a split. A group that has costs and no traffic is a row of its own:
+medium and campaign only; by keyword, site, block or mailbox their total
+is given without a split. Per mailbox (the one the lead's first letter
+reached, whose Sent folder holds the replies: the replying address) and per
+every other group: the manager response time (`response`). A group that has costs and no traffic is a row of its own:
 costs are never dropped. Deals are leads marked won; the deal amount is the
 sum over the group's leads.
 """
@@ -24,11 +26,13 @@ from django.db.models.functions import Lower
 from django.utils.translation import gettext_lazy as _
 
 from attribution.models import Lead
+from mailbox_sync.models import Mailbox
 from substitution.models import Block
 from tracker.channels import classify
 from tracker.models import Channel, Session, Site
 
 from .models import Cost
+from .response import Response, first_letter_mailbox, response_times_grouped
 
 # grouping → its fields, in the order shown
 GROUPINGS = {
@@ -39,6 +43,7 @@ GROUPINGS = {
     "keyword": ("keyword",),
     "site": ("site",),
     "block": ("block",),
+    "mailbox": ("mailbox",),
 }
 GROUPING_LABELS = {
     "channel": _("Channel"),
@@ -48,6 +53,7 @@ GROUPING_LABELS = {
     "keyword": _("Keyword"),
     "site": _("Site"),
     "block": _("Block"),
+    "mailbox": _("Mailbox (replying address)"),
 }
 FIELD_LABELS = {
     "channel": _("Channel"),
@@ -57,6 +63,7 @@ FIELD_LABELS = {
     "keyword": _("Keyword"),
     "site": _("Site"),
     "block": _("Block"),
+    "mailbox": _("Mailbox"),
 }
 LEAD_FIELDS = {
     "channel": F("channel"),
@@ -66,6 +73,7 @@ LEAD_FIELDS = {
     "keyword": Lower("keyword"),
     "site": F("site_id"),
     "block": F("lease__block_id"),
+    "mailbox": first_letter_mailbox(),
 }
 SESSION_FIELDS = {
     "channel": F("channel"),
@@ -209,6 +217,9 @@ def end_to_end(
             r.sessions = None
         if not with_costs:
             r.cost = None
+    responses = response_times_grouped(leads, {name: LEAD_FIELDS[name] for name in fields})
+    for r in rows:
+        r.extra = responses.get(r.key, Response()).as_dict()
     _label(rows, grouping, fields, project)
     total = Row(
         key=(),
@@ -218,6 +229,7 @@ def end_to_end(
         deals=sum(r.deals for r in rows),
         amount=sum((r.amount for r in rows), ZERO),
         cost=cost_total,
+        extra=response_times_grouped(leads, {"all": F("project_id")}).get((project.pk,), Response()).as_dict(),
     )
     rows.sort(key=lambda r: (-r.leads, -(r.sessions or 0), -(r.cost or 0), r.labels))
     more = 0
@@ -232,13 +244,18 @@ def _label(rows: list[Row], grouping: str, fields: tuple[str, ...], project) -> 
         names = dict(Site.objects.filter(project=project).values_list("id", "name"))
     elif grouping == "block":
         names = dict(Block.objects.filter(project=project).values_list("id", "name"))
+    elif grouping == "mailbox":
+        names = {
+            pk: f"{name} <{address}>"
+            for pk, name, address in Mailbox.objects.filter(project=project).values_list("id", "name", "username")
+        }
     channels = dict(Channel.choices)
     for r in rows:
         labels = []
         for name, value in zip(fields, r.key, strict=True):
             if name == "channel":
                 labels.append(str(channels.get(value, value)))
-            elif name in ("site", "block"):
+            elif name in ("site", "block", "mailbox"):
                 labels.append(names.get(value, "") if value is not None else "")
             else:
                 labels.append(value or "")

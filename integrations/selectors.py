@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from attribution.models import Lead
 from costs import endtoend
+from costs.response import first_reply_at
 from costs.services import project_currency
 from mailbox_sync.models import Letter, Mailbox
 from projects.models import Project
@@ -22,13 +23,13 @@ LEAD_ORDERINGS = {
 }
 
 SUMMARY_GROUPS = endtoend.GROUPINGS
-SUMMARY_COLUMNS = ("channel", "source", "medium", "campaign", "keyword", "site", "block")
+SUMMARY_COLUMNS = ("channel", "source", "medium", "campaign", "keyword", "site", "block", "mailbox")
 EARLIEST, LATEST = date(1970, 1, 1), date(9000, 1, 1)
 
 
 def project_leads(project: Project, filters: dict) -> QuerySet[Lead]:
     """The project's leads narrowed by the journal's filters (all optional)."""
-    leads = Lead.objects.filter(project=project).prefetch_related("tags")
+    leads = Lead.objects.filter(project=project).prefetch_related("tags").annotate(first_reply_at=first_reply_at())
     exact = {
         "site": "site_id",
         "channel": "channel",

@@ -231,7 +231,25 @@ def funnel_cells(row: Row) -> list[str]:
         _num(row.cost_per_lead),
         _num(row.cost_per_deal),
         _percent(row.roi),
+        duration(row.extra.get("response_median_seconds")),
+        _percent(row.extra.get("answered_within_1h")),
+        _percent(row.extra.get("answered_within_1d")),
+        _num(row.extra.get("unanswered")),
     ]
+
+
+def duration(seconds: int | None) -> str:
+    """A response time as a person reads it: 45 min, 3 h 20 min, 2 d 4 h."""
+    if seconds is None:
+        return NONE
+    minutes = seconds // 60
+    if minutes < 60:
+        return _("%(m)s min") % {"m": minutes}
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return _("%(h)s h %(m)s min") % {"h": hours, "m": minutes}
+    days, hours = divmod(hours, 24)
+    return _("%(d)s d %(h)s h") % {"d": days, "h": hours}
 
 
 def funnel_header(fields: tuple[str, ...], currency: str) -> list[str]:
@@ -246,6 +264,10 @@ def funnel_header(fields: tuple[str, ...], currency: str) -> list[str]:
         str(_("Cost per lead")),
         str(_("Cost per deal")),
         str(_("ROI")),
+        str(_("Median response")),
+        str(_("Answered within 1 h")),
+        str(_("Answered within 1 day")),
+        str(_("No reply yet")),
     ]
 
 

@@ -6,6 +6,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from attribution.models import Lead, MatchKind
+from costs.response import lead_response_seconds, response_seconds
 from tracker.models import Channel
 
 NO_NUL = RegexValidator(r"^[^\x00]*$", "Text must not contain NUL characters.")
@@ -61,6 +62,10 @@ class LeadSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=Lead.Status.choices)
     tags = serializers.SerializerMethodField()
     comment = serializers.CharField()
+    response_seconds = serializers.SerializerMethodField(
+        help_text="Manager response time: from the first letter to the first reply read from a Sent folder; "
+        "null: no reply yet"
+    )
     deal_amount = serializers.DecimalField(max_digits=14, decimal_places=2, allow_null=True)
     channel = serializers.ChoiceField(choices=Channel.choices)
     source = serializers.CharField()
@@ -74,6 +79,12 @@ class LeadSerializer(serializers.Serializer):
     device_type = serializers.CharField()
     country = serializers.CharField()
     city = serializers.CharField()
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_response_seconds(self, lead):
+        if hasattr(lead, "first_reply_at"):  # read with the list
+            return response_seconds(lead.created_at, lead.first_reply_at)
+        return lead_response_seconds([lead.pk]).get(lead.pk)
 
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_tags(self, lead) -> list[str]:
@@ -319,11 +330,12 @@ class SummaryFilterSerializer(serializers.Serializer):
     date_from = serializers.DateField(required=False, help_text="First day (project time zone); default 29 days ago")
     date_to = serializers.DateField(required=False, help_text="Last day, included; default today")
     group_by = serializers.ChoiceField(
-        choices=["channel", "source", "medium", "campaign", "keyword", "site", "block"],
+        choices=["channel", "source", "medium", "campaign", "keyword", "site", "block", "mailbox"],
         required=False,
         default="channel",
         help_text="channel; source (source and medium); medium; campaign (source, medium and campaign); "
-        "keyword; site; block. Costs are split by channel, source, medium and campaign only.",
+        "keyword; site; block; mailbox (the replying address). Costs are split by channel, source, medium and "
+        "campaign only.",
     )
 
     def validate(self, data):
@@ -343,6 +355,12 @@ class SummaryRowSerializer(serializers.Serializer):
     keyword = serializers.CharField(allow_null=True, required=False)
     site = serializers.IntegerField(allow_null=True, required=False, help_text="Site id")
     block = serializers.IntegerField(allow_null=True, required=False, help_text="Block id")
+    mailbox = serializers.IntegerField(
+        allow_null=True,
+        required=False,
+        help_text="Mailbox id: the one the first letter reached, whose Sent folder "
+        "holds the replies (so also the replying address)",
+    )
     sessions = serializers.IntegerField(
         allow_null=True, help_text="Visits that started in the period; null by block (a visit has no block)"
     )
@@ -358,6 +376,16 @@ class SummaryRowSerializer(serializers.Serializer):
     cost_per_lead = serializers.DecimalField(**MONEY)
     cost_per_deal = serializers.DecimalField(**MONEY)
     roi = serializers.FloatField(allow_null=True, help_text="(deal amount - cost) / cost, per cent; null without cost")
+    response_median_seconds = serializers.IntegerField(
+        allow_null=True, help_text="Median time from a lead's first letter to the first reply; null: no replies"
+    )
+    answered_within_1h = serializers.FloatField(
+        allow_null=True, help_text="Per cent of the leads (unanswered ones too)"
+    )
+    answered_within_1d = serializers.FloatField(
+        allow_null=True, help_text="Per cent of the leads (unanswered ones too)"
+    )
+    unanswered = serializers.IntegerField(help_text="Leads with no reply yet")
 
 
 class SummarySerializer(serializers.Serializer):
