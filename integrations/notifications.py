@@ -11,8 +11,10 @@ from django.core.mail import EmailMessage
 from django.db import IntegrityError, transaction
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from attribution.models import Lead
+from projects.languages import in_project_language
 
 from . import conf, http, outbox
 from .models import Notification, NotificationSetting
@@ -34,22 +36,25 @@ def _one_line(text: str, limit: int) -> str:
 
 
 def lead_message(lead: Lead) -> tuple[str, str]:
-    """The subject and plain text of a new-lead message (never HTML: the
-    sender's name and subject are the sender's words)."""
+    """The subject and plain text of a new-lead message, in the project's
+    language whoever is told (never HTML: the sender's name and subject are
+    the sender's words)."""
     sender = f"{lead.sender_name} <{lead.sender_email}>" if lead.sender_name else lead.sender_email
     source = " / ".join(part for part in (lead.source, lead.medium, lead.campaign, lead.keyword) if part) or "—"
-    lines = [
-        f"New lead in {lead.project.name}",
-        "",
-        f"From: {_one_line(sender, 200) or '—'}",
-        f"Subject: {_one_line(lead.subject, 200) or '—'}",
-        f"Channel: {lead.get_channel_display()}",
-        f"Source: {_one_line(source, 300)}",
-        "First contact" if lead.first_contact else "Returning customer",
-        "",
-        lead_link(lead),
-    ]
-    subject = _one_line(f"New lead: {lead.subject or lead.sender_email or 'no subject'}", 150)
+    with in_project_language(lead.project):
+        lines = [
+            _("New lead in %(project)s") % {"project": lead.project.name},
+            "",
+            _("From: %(sender)s") % {"sender": _one_line(sender, 200) or "—"},
+            _("Subject: %(subject)s") % {"subject": _one_line(lead.subject, 200) or "—"},
+            _("Channel: %(channel)s") % {"channel": lead.get_channel_display()},
+            _("Source: %(source)s") % {"source": _one_line(source, 300)},
+            _("First contact") if lead.first_contact else _("Returning customer"),
+            "",
+            lead_link(lead),
+        ]
+        about = lead.subject or lead.sender_email or _("no subject")
+        subject = _one_line(_("New lead: %(about)s") % {"about": about}, 150)
     return subject, "\n".join(lines)
 
 
@@ -85,7 +90,7 @@ def notifications_for_new_lead(lead_id: int, now: datetime | None = None) -> lis
     return ids
 
 
-def _send_email(setting: NotificationSetting, subject: str, text: str) -> None:
+def send_email(setting: NotificationSetting, subject: str, text: str) -> None:
     message = EmailMessage(subject, text, settings.DEFAULT_FROM_EMAIL, [setting.email_address])
     try:
         message.send()
@@ -95,7 +100,7 @@ def _send_email(setting: NotificationSetting, subject: str, text: str) -> None:
         raise outbox.SendError(f"Sending the email failed: {type(exc).__name__} {exc}"[:500]) from None
 
 
-def _send_telegram(setting: NotificationSetting, text: str) -> None:
+def send_telegram(setting: NotificationSetting, text: str) -> None:
     token = conf.telegram_bot_token()
     if not token:
         raise outbox.SendError("TELEGRAM_BOT_TOKEN is not set.", permanent=True)
@@ -137,11 +142,11 @@ def notification_send(notification_id: int, now: datetime | None = None) -> outb
         if row.channel == Notification.Channel.EMAIL:
             if not (setting.email_enabled and setting.email_address):
                 return outbox.skipped(row, now, "Email notifications were switched off.")
-            _send_email(setting, subject, text)
+            send_email(setting, subject, text)
         else:
             if not (setting.telegram_enabled and setting.telegram_chat_id):
                 return outbox.skipped(row, now, "Telegram notifications were switched off.")
-            _send_telegram(setting, text)
+            send_telegram(setting, text)
     except outbox.SendError as error:
         return outbox.failed(row, now, error)
     return outbox.succeeded(row, now)

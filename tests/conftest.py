@@ -1,6 +1,7 @@
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -35,6 +36,17 @@ def browser_type_launch_args(browser_type_launch_args):
         "executable_path": shutil.which("chromium") or "/usr/bin/chromium",
         "args": CHROMIUM_ARGS,
     }
+
+
+@pytest.fixture(scope="session")
+def compiled_catalogue():
+    """The compiled translations Django reads, as `make test` and `make run` compile them."""
+    from django.utils import translation
+
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, str(root / "bin" / "compile-messages")], check=True, cwd=root)
+    translation.trans_real._translations = {}  # read the fresh .mo
+    translation.trans_real._default = None
 
 
 @pytest.fixture(autouse=True)
