@@ -1,8 +1,10 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class AttributionConfig(AppConfig):
     name = "attribution"
+    verbose_name = _("Leads")
 
     def ready(self):
         from mailbox_sync import events

@@ -1,9 +1,10 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class IntegrationsConfig(AppConfig):
     name = "integrations"
-    verbose_name = "Integrations (API, webhooks, notifications, analytics)"
+    verbose_name = _("Integrations (API, webhooks, notifications, analytics)")
 
     def ready(self):
         from attribution import events
