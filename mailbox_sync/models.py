@@ -380,7 +380,7 @@ class OAuthGrant(models.Model):
     connected_at = models.DateTimeField(_("connected"), auto_now_add=True)
 
     class Meta:
-        verbose_name_plural = _("o auth grants")
+        verbose_name_plural = _("OAuth2 grants")
         verbose_name = _("OAuth2 grant")
 
     def __str__(self):

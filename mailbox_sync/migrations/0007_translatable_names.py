@@ -41,7 +41,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AlterModelOptions(
             name='oauthgrant',
-            options={'verbose_name': 'OAuth2 grant', 'verbose_name_plural': 'o auth grants'},
+            options={'verbose_name': 'OAuth2 grant', 'verbose_name_plural': 'OAuth2 grants'},
         ),
         migrations.AlterModelOptions(
             name='reply',
