@@ -95,6 +95,7 @@ INSTALLED_APPS = [
     "integrations",
     "relay",
     "costs",
+    "monitoring",
 ]
 
 MIDDLEWARE = [
@@ -363,3 +364,6 @@ CONTENT_SECURITY_POLICY = {
         "object-src": [csp_constants.NONE],
     },
 }
+
+# Health conditions (monitoring): opened and closed, and announced once each, every few minutes.
+CELERY_BEAT_SCHEDULE["evaluate-health"] = {"task": "monitoring.tasks.evaluate_health", "schedule": timedelta(minutes=5)}

@@ -27,6 +27,8 @@ class WebhookEvent(models.TextChoices):
     MESSAGE_OPENED = announce.MESSAGE_OPENED, "message.opened: a tracked letter was opened (or an open inferred)"
     MESSAGE_CLICKED = announce.MESSAGE_CLICKED, "message.clicked: a link of a tracked letter was followed"
     MESSAGE_REPLIED = announce.MESSAGE_REPLIED, "message.replied: a recipient answered a tracked letter"
+    ALERT_STARTED = "alert.started", "alert.started: tracking stopped working somewhere (a health condition began)"
+    ALERT_ENDED = "alert.ended", "alert.ended: a health condition is over"
 
 
 class ApiKey(models.Model):
@@ -262,3 +264,25 @@ class Conversion(Outbound):
 
     def __str__(self):
         return f"{self.get_target_display()} conversion of lead {self.lead_id}"
+
+
+class AlertNotification(Outbound):
+    """One health alert (a condition began or ended) to one manager over one channel."""
+
+    membership = models.ForeignKey(Membership, on_delete=models.CASCADE, related_name="+")
+    channel = models.CharField(max_length=8, choices=Notification.Channel.choices)
+    alert_key = models.CharField(max_length=200, help_text="The condition and whether it began or ended")
+    subject = models.CharField(max_length=200)
+    text = models.TextField()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["alert_key", "membership", "channel"], name="alertnotification_once"),
+        ]
+        indexes = [
+            models.Index(fields=["next_attempt_at"], condition=Q(status="pending"), name="alertnotification_due")
+        ]
+
+    def __str__(self):
+        return f"{self.channel} to {self.membership.user}: {self.subject}"

@@ -6,8 +6,8 @@ from celery import shared_task
 from django.db import transaction
 from django.utils import timezone
 
-from . import analytics, dispatch, message_webhooks, notifications, outbox, webhooks
-from .models import Conversion, Notification, WebhookDelivery
+from . import alerts, analytics, dispatch, message_webhooks, notifications, outbox, webhooks
+from .models import AlertNotification, Conversion, Notification, WebhookDelivery
 
 # Longer countdowns are left to the beat sweep: a broker may redeliver a
 # message whose ETA lies beyond its visibility timeout.
@@ -53,6 +53,23 @@ def send_notification(notification_id: int) -> None:
 
 
 @shared_task
+def send_alert_notification(notification_id: int) -> None:
+    _again(send_alert_notification, notification_id, alerts.alert_notification_send(notification_id))
+
+
+def enqueue_alert(made: dict[str, list[int]]) -> None:
+    """Send an alert's deliveries and notifications once the transaction that made them commits."""
+
+    def enqueue():
+        for pk in made["deliveries"]:
+            send_webhook_delivery.delay(pk)
+        for pk in made["notifications"]:
+            send_alert_notification.delay(pk)
+
+    transaction.on_commit(enqueue)
+
+
+@shared_task
 def send_conversion(conversion_id: int) -> None:
     _again(send_conversion, conversion_id, analytics.conversion_send(conversion_id))
 
@@ -68,6 +85,7 @@ def send_due() -> int:
         (WebhookDelivery, send_webhook_delivery),
         (Notification, send_notification),
         (Conversion, send_conversion),
+        (AlertNotification, send_alert_notification),
     ):
         for pk in outbox.due_ids(model, now):
             task.delay(pk)
