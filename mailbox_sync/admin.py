@@ -5,8 +5,9 @@ from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied
 from django.http import HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
+from django.utils.text import format_lazy
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
 from projects.admin_scoping import ScopedAdmin, ScopedTabularInline
@@ -18,7 +19,7 @@ from .models import FolderState, Letter, LetterCopy, Mailbox, OAuthGrant, Reply
 PRESET_NOTES = " ".join(f"{provider.label}: {preset.note}" for provider, preset in providers.PRESETS.items())
 # The form's second button: test what was entered, save nothing.
 TEST_CONNECTION = "_test_connection"
-TESTED_NOT_SAVED = "Connection tested; nothing was saved."
+TESTED_NOT_SAVED = _("Connection tested; nothing was saved.")
 # The form's third button: sign in with the provider again.
 CONNECT_OAUTH = "_connect_oauth"
 # Consent flows under way, in the account manager's session: state → mailbox and PKCE verifier.
@@ -31,13 +32,13 @@ class MailboxForm(forms.ModelForm):
         choices=providers.Provider.choices,
         required=False,
         initial=providers.Provider.OTHER,
-        help_text="A named provider sets the server, port and TLS itself. " + PRESET_NOTES,
+        help_text=format_lazy("{} {}", _("A named provider sets the server, port and TLS itself."), PRESET_NOTES),
     )
     folder_mode = forms.ChoiceField(
         choices=Mailbox.FolderMode.choices,
         required=False,
         initial=Mailbox.FolderMode.LISTED,
-        label="Folders to watch",
+        label=_("Folders to watch"),
         help_text=Mailbox._meta.get_field("folder_mode").help_text,
     )
     auth = forms.ChoiceField(
@@ -50,13 +51,19 @@ class MailboxForm(forms.ModelForm):
             "installation configured); the password is not needed."
         ),
     )
-    host = forms.CharField(required=False, max_length=253, help_text="Only for “Other”: the IMAP server's name.")
-    port = forms.IntegerField(required=False, min_value=1, max_value=65535, help_text="Only for “Other”.")
+    host = forms.CharField(
+        required=False, max_length=253, help_text=_("Only for “Other”: the IMAP server's name."), label=_("host")
+    )
+    port = forms.IntegerField(
+        required=False, min_value=1, max_value=65535, help_text=_("Only for “Other”."), label=_("port")
+    )
     password = forms.CharField(
         widget=forms.PasswordInput(render_value=False),
         required=False,
-        help_text="The password or app password. Stored encrypted and never shown again. "
-        "Leave empty to keep the current one.",
+        help_text=_(
+            "The password or app password. Stored encrypted and never shown again. Leave empty to keep the current one."
+        ),
+        label=_("password"),
     )
 
     class Meta:
@@ -117,12 +124,12 @@ class MailboxForm(forms.ModelForm):
             data["host"], data["port"], data["security"] = preset.host, preset.port, preset.security
         else:
             if not data.get("host"):
-                self.add_error("host", "Enter the IMAP server, or choose a provider.")
+                self.add_error("host", _("Enter the IMAP server, or choose a provider."))
             if not data.get("port"):
-                self.add_error("port", "Enter the port (usually 993 for TLS, 143 for STARTTLS).")
+                self.add_error("port", _("Enter the port (usually 993 for TLS, 143 for STARTTLS)."))
         data["host"] = services.normalise_host(data.get("host") or "")
         if not self.instance.pk and not data.get("password") and not oauth2:
-            self.add_error("password", "A new mailbox needs its password.")
+            self.add_error("password", _("A new mailbox needs its password."))
         if TEST_CONNECTION in self.data and not self.errors:
             # Before saving (a new mailbox too): the entered server, login and
             # folders; an empty password means the stored one. The error only
@@ -220,15 +227,15 @@ class MailboxAdmin(ScopedAdmin):
         heard = selectors.hearing(obj)
         return heard.last_letter_at.strftime("%Y-%m-%d %H:%M:%S UTC") if heard.last_letter_at else "—"
 
-    @admin.display(description="Letters", ordering="letter_count")
+    @admin.display(description=_("Letters"), ordering="letter_count")
     def letters(self, obj):
         return obj.letter_count
 
-    @admin.display(description="Unreadable", ordering="unreadable_count")
+    @admin.display(description=_("Unreadable"), ordering="unreadable_count")
     def unreadable(self, obj):
         return obj.unreadable_count
 
-    @admin.display(description="Error")
+    @admin.display(description=_("Error"))
     def error(self, obj):
         if not obj.last_error:
             return ""
@@ -259,12 +266,14 @@ class MailboxAdmin(ScopedAdmin):
         form = context["adminform"].form
         verdict = getattr(form, "connection_verdict", None)
         if verdict is not None:
-            said = f"Connection test: {verdict.message}"
+            said = gettext("Connection test: %(verdict)s") % {"verdict": verdict.message}
             if form.password_typed:
                 # PasswordInput never renders what was typed.
-                said = said.rstrip(".") + ". To save, enter the password again."
+                said = said.rstrip(".") + ". " + gettext("To save, enter the password again.")
             self.message_user(request, said, messages.SUCCESS if verdict.ok else messages.ERROR)
-            if form.errors.keys() == {NON_FIELD_ERRORS} and form.non_field_errors() == [TESTED_NOT_SAVED]:
+            if form.errors.keys() == {NON_FIELD_ERRORS} and [str(error) for error in form.non_field_errors()] == [
+                str(TESTED_NOT_SAVED)
+            ]:
                 context["errors"] = []  # a test, not a mistake to correct
         return super().render_change_form(request, context, add, change, form_url, obj)
 
