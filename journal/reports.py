@@ -14,6 +14,7 @@ from django.utils.translation import gettext as _
 
 from attribution.models import Lead
 from costs.endtoend import FIELD_LABELS, GROUPING_LABELS, GROUPINGS, Row, end_to_end
+from costs.series import daily_by_source
 from costs.services import project_currency
 from tracker.models import Channel
 
@@ -290,3 +291,54 @@ def build_funnel(project, leads: QuerySet[Lead], start: date, end: date, groupin
         more_rows=report.more_rows,
         key_columns=len(report.fields),
     )
+
+
+# --- Conversion and cost per lead by source over time ------------------------------
+
+SOURCE_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"]
+
+
+@dataclass
+class Line:
+    label: str
+    colour: str
+    points: str  # SVG polyline points of the days that have a value
+    dots: list[Label]  # each day's value, for its <title>
+
+
+def draw_lines(days: list[date], series: list[tuple[str, list]], unit: str) -> tuple[Chart, list[Line]]:
+    """One line per source; a day without a value breaks nothing, it is skipped."""
+    chart = Chart(width=PLOT_LEFT + PLOT_WIDTH + 10, height=PLOT_TOP + PLOT_HEIGHT + AXIS_HEIGHT)
+    values = [float(v) for _label, line in series for v in line if v is not None]
+    top = nice_ceiling(max(values, default=0) or 1)
+    slot = PLOT_WIDTH / max(len(days), 1)
+    lines = []
+    for i, (label, line) in enumerate(series):
+        points, dots = [], []
+        for n, value in enumerate(line):
+            if value is None:
+                continue
+            x = round(PLOT_LEFT + (n + 0.5) * slot, 2)
+            y = round(PLOT_TOP + PLOT_HEIGHT - PLOT_HEIGHT * float(value) / top, 2)
+            points.append(f"{x},{y}")
+            dots.append(Label(x, y, f"{days[n]:%Y-%m-%d} · {label}: {value}{unit}"))
+        lines.append(Line(label, SOURCE_COLOURS[i % len(SOURCE_COLOURS)], " ".join(points), dots))
+    every = max(1, round(len(days) / 10))
+    for n, day in enumerate(days):
+        if n % every == 0:
+            chart.x_labels.append(
+                Label(round(PLOT_LEFT + (n + 0.5) * slot, 2), PLOT_TOP + PLOT_HEIGHT + 16, date_format(day, "j M"))
+            )
+    for value in (0, top // 2, top) if top > 1 else (0, top):
+        chart.y_labels.append(
+            Label(PLOT_LEFT - 6, round(PLOT_TOP + PLOT_HEIGHT - PLOT_HEIGHT * value / top, 2), f"{value}{unit}")
+        )
+    return chart, lines
+
+
+def build_source_charts(project, leads: QuerySet[Lead], start: date, end: date) -> dict:
+    days, series = daily_by_source(project, leads, start, end)
+    none = str(_("(none)"))
+    conversion = draw_lines(days, [(s.source or none, s.conversion) for s in series], "%")
+    per_lead = draw_lines(days, [(s.source or none, s.cost_per_lead) for s in series], "")
+    return {"conversion": conversion, "cost_per_lead": per_lead, "empty": not series}

@@ -1,0 +1,71 @@
+"""Conversion and cost per lead by source, day by day, for the report's
+charts: the sources with the most leads and cost in the period, each a line
+of per-day values (None on a day without sessions or leads)."""
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from django.db.models import Count, QuerySet, Sum
+from django.db.models.functions import Lower, TruncDate
+
+from attribution.models import Lead
+from tracker.models import Session
+
+from .endtoend import period_bounds
+from .models import Cost
+
+TOP_SOURCES = 5
+
+
+@dataclass
+class SourceSeries:
+    source: str
+    conversion: list[float | None]  # leads per 100 sessions, per day
+    cost_per_lead: list[Decimal | None]
+
+
+def daily_by_source(project, leads: QuerySet[Lead], start: date, end: date) -> tuple[list[date], list[SourceSeries]]:
+    tz = ZoneInfo(project.time_zone)
+    days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
+    first, after = period_bounds(project.time_zone, start, end)
+    lead_rows = (
+        leads.annotate(day=TruncDate("created_at", tzinfo=tz), s=Lower("source"))
+        .values("day", "s")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    session_rows = (
+        Session.objects.filter(visitor__site__project=project, started_at__gte=first, started_at__lt=after)
+        .annotate(day=TruncDate("started_at", tzinfo=tz), s=Lower("source"))
+        .values("day", "s")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    cost_rows = (
+        Cost.objects.filter(project=project, day__gte=start, day__lte=end)
+        .annotate(s=Lower("source"))
+        .values("day", "s")
+        .annotate(total=Sum("amount"))
+        .order_by()
+    )
+    leads_at = {(r["day"], r["s"]): r["n"] for r in lead_rows}
+    sessions_at = {(r["day"], r["s"]): r["n"] for r in session_rows}
+    costs_at = {(r["day"], r["s"]): r["total"] for r in cost_rows}
+    weight: dict[str, float] = {}
+    for (_day, source), n in leads_at.items():
+        weight[source] = weight.get(source, 0) + n * 1_000_000
+    for (_day, source), total in costs_at.items():
+        weight[source] = weight.get(source, 0) + float(total)
+    top = sorted(weight, key=lambda s: (-weight[s], s))[:TOP_SOURCES]
+    series = []
+    for source in top:
+        conversion, per_lead = [], []
+        for day in days:
+            n_leads, n_sessions = leads_at.get((day, source), 0), sessions_at.get((day, source), 0)
+            cost = costs_at.get((day, source))
+            conversion.append(round(100 * n_leads / n_sessions, 2) if n_sessions else None)
+            per_lead.append((cost / n_leads).quantize(Decimal("0.01")) if cost is not None and n_leads else None)
+        series.append(SourceSeries(source, conversion, per_lead))
+    return days, series
