@@ -2,6 +2,8 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.template.response import TemplateResponse
 from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from projects.admin_scoping import ScopedAdmin
 from projects.models import Membership
@@ -72,21 +74,23 @@ class ApiKeyAdmin(ScopedAdmin):
             return super().response_add(request, obj, post_url_continue)
         return _shown_once(
             request,
-            "API key created",
-            f"API key “{obj.name}” for {obj.project}",
+            gettext("API key created"),
+            gettext("API key “%(name)s” for %(project)s") % {"name": obj.name, "project": obj.project},
             key,
-            "Copy it now: it is stored only as a hash and cannot be shown again. "
-            "Send it as the header Authorization: Bearer <key>.",
+            gettext(
+                "Copy it now: it is stored only as a hash and cannot be shown again. "
+                "Send it as the header Authorization: Bearer <key>."
+            ),
             "../",
         )
 
-    @admin.action(description="Revoke the selected keys")
+    @admin.action(description=_("Revoke the selected keys"))
     def revoke(self, request, queryset):
         now = timezone.now()
         for key in queryset:
             if self.has_change_permission(request, key):
                 keys.api_key_revoke(key, now)
-        self.message_user(request, "Revoked: requests with these keys are refused from now on.")
+        self.message_user(request, gettext("Revoked: requests with these keys are refused from now on."))
 
 
 @admin.register(Webhook)
@@ -96,7 +100,7 @@ class WebhookAdmin(ScopedAdmin):
     list_filter = ["active"]
     search_fields = ["url", "description"]
 
-    @admin.display(description="Events")
+    @admin.display(description=_("Events"))
     def event_list(self, obj):
         return ", ".join(obj.events)
 
@@ -115,11 +119,13 @@ class WebhookAdmin(ScopedAdmin):
             return super().response_add(request, obj, post_url_continue)
         return _shown_once(
             request,
-            "Webhook created",
-            f"Signing secret of {obj.url}",
+            gettext("Webhook created"),
+            gettext("Signing secret of %(url)s") % {"url": obj.url},
             secret,
-            "Copy it into your receiver now: it is stored encrypted and never shown again. "
-            "To change it, type a new one into the webhook's form.",
+            gettext(
+                "Copy it into your receiver now: it is stored encrypted and never shown again. "
+                "To change it, type a new one into the webhook's form."
+            ),
             "../",
         )
 
@@ -167,7 +173,7 @@ class WebhookDeliveryAdmin(_LogAdmin):
             actions.pop("redeliver", None)
         return actions
 
-    @admin.action(description="Redeliver the selected deliveries")
+    @admin.action(description=_("Redeliver the selected deliveries"))
     def redeliver(self, request, queryset):
         managed = managed_project_ids(request.user)
         now = timezone.now()
@@ -180,9 +186,10 @@ class WebhookDeliveryAdmin(_LogAdmin):
             else:
                 busy += 1
         transaction.on_commit(lambda: [tasks.send_webhook_delivery.delay(pk) for pk in sent])
-        self.message_user(request, f"{len(sent)} queued for redelivery.")
+        self.message_user(request, gettext("%(count)s queued for redelivery.") % {"count": len(sent)})
         if busy:
-            self.message_user(request, f"{busy} being sent right now: try again in a minute.", messages.WARNING)
+            said = gettext("%(count)s being sent right now: try again in a minute.") % {"count": busy}
+            self.message_user(request, said, messages.WARNING)
 
 
 @admin.register(NotificationSetting)
