@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from django.db.models import Max, Min, Q
+from django.utils.translation import gettext as _
 
 from frontend_js.models import MissingBlockReport, SnippetSettings
 from integrations.models import Webhook, WebhookAttempt
@@ -47,8 +48,13 @@ def mailboxes_failing(project_id: int, now: datetime) -> dict:
         if now - since < MAILBOX_GRACE:
             continue
         found[(Kind.MAILBOX_FAILING, f"mailbox:{box.pk}")] = (
-            f"Mailbox {box.name} <{box.username}> has not synced since {since:%Y-%m-%d %H:%M} UTC "
-            f"({box.get_state_display()})",
+            _("Mailbox %(name)s <%(address)s> has not synced since %(since)s UTC (%(state)s)")
+            % {
+                "name": box.name,
+                "address": box.username,
+                "since": f"{since:%Y-%m-%d %H:%M}",
+                "state": box.get_state_display(),
+            },
             {"mailbox": box.pk, "state": box.state, "error": (box.last_error or "")[:300]},
         )
     return found
@@ -67,12 +73,14 @@ def pools(project_id: int, now: datetime) -> dict:
         details = {"pool": pool.pk, "size": health.size, "peak": peak, "recommended_size": health.recommended}
         if pool.pk in dry:
             found[(Kind.POOL_EXHAUSTED, f"pool:{pool.pk}")] = (
-                f"Pool {pool.name} ran dry in the last hour; recommended size {health.recommended}",
+                _("Pool %(name)s ran dry in the last hour; recommended size %(size)s")
+                % {"name": pool.name, "size": health.recommended},
                 details,
             )
         elif health.size and peak > NEARLY_FULL * health.size:
             found[(Kind.POOL_NEARLY_FULL, f"pool:{pool.pk}")] = (
-                f"Pool {pool.name} peaked at {peak} of {health.size} addresses; recommended size {health.recommended}",
+                _("Pool %(name)s peaked at %(peak)s of %(size)s addresses; recommended size %(recommended)s")
+                % {"name": pool.name, "peak": peak, "size": health.size, "recommended": health.recommended},
                 details,
             )
     return found
@@ -107,7 +115,8 @@ def snippets_silent(project_id: int, now: datetime) -> dict:
             continue
         subject = f"site:{site_id}:{matched.domain}"
         found[(Kind.SNIPPET_SILENT, subject)] = (
-            f"The snippet on {matched.domain} ({matched.site.name}) has not reported for 24 hours",
+            _("The snippet on %(domain)s (%(site)s) has not reported for 24 hours")
+            % {"domain": matched.domain, "site": matched.site.name},
             {"site": site_id, "domain": matched.domain},
         )
     return found
@@ -133,7 +142,8 @@ def blocks_missing(project_id: int, now: datetime) -> dict:
             site_id=row["site_id"], block_id=row["block_id"], last_seen_at__gte=now - MISSING_WINDOW
         ).count()
         found[(Kind.BLOCK_MISSING, f"block:{row['block_id']}:site:{row['site_id']}")] = (
-            f"Block {row['block__name']}: its original address was not found on {pages} page(s)",
+            _("Block %(name)s: its original address was not found on %(pages)s page(s)")
+            % {"name": row["block__name"], "pages": pages},
             {"site": row["site_id"], "block": row["block_id"], "pages": pages},
         )
     return found
@@ -152,7 +162,8 @@ def webhooks_failing(project_id: int, now: datetime) -> dict:
         first = failures.aggregate(at=Min("at"))["at"]
         if first is not None and now - first >= WEBHOOK_WINDOW:
             found[(Kind.WEBHOOKS_FAILING, f"webhook:{hook.pk}")] = (
-                f"Webhook {hook.url} has failed since {first:%Y-%m-%d %H:%M} UTC",
+                _("Webhook %(url)s has failed since %(since)s UTC")
+                % {"url": hook.url, "since": f"{first:%Y-%m-%d %H:%M}"},
                 {"webhook": hook.pk, "url": hook.url, "failing_since": first.isoformat()},
             )
     return found

@@ -8,9 +8,11 @@ from datetime import datetime
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from integrations import alerts
 from integrations.tasks import enqueue_alert
+from projects.languages import in_project_language
 from projects.models import Project
 
 from .checks import conditions_now
@@ -18,15 +20,17 @@ from .models import Condition
 
 
 def _alert(condition: Condition, event: str) -> alerts.Alert:
+    """The alert's words in the project's language."""
     began = event == alerts.STARTED
-    subject = ("Alert: " if began else "Resolved: ") + condition.summary
-    when = condition.started_at if began else condition.ended_at
-    lines = [
-        condition.project.name,
-        "",
-        subject,
-        f"{'Since' if began else 'Ended'}: {when:%Y-%m-%d %H:%M} UTC",
-    ]
+    when = f"{(condition.started_at if began else condition.ended_at):%Y-%m-%d %H:%M} UTC"
+    with in_project_language(condition.project):
+        if began:
+            subject = _("Alert: %(summary)s") % {"summary": condition.summary}
+            since = _("Since: %(when)s") % {"when": when}
+        else:
+            subject = _("Resolved: %(summary)s") % {"summary": condition.summary}
+            since = _("Ended: %(when)s") % {"when": when}
+    lines = [condition.project.name, "", subject, since]
     return alerts.Alert(
         key=f"{condition.pk}:{'started' if began else 'ended'}",
         event=event,
@@ -49,7 +53,8 @@ def project_health_evaluate(project_id: int, now: datetime | None = None) -> dic
     """Bring the project's open conditions in line with what holds at `now`.
     Returns the ids of the conditions that began and that ended."""
     now = now or timezone.now()
-    current = conditions_now(project_id, now)
+    with in_project_language(project_id):  # summaries are stored as the project's managers read them
+        current = conditions_now(project_id, now)
     began, ended = [], []
     with transaction.atomic():
         project = Project.objects.select_for_update().get(pk=project_id)
