@@ -3,8 +3,8 @@
 A webhook URL is typed by a customer, so it must not become a way to reach
 the service's own network: with `guard=True` the host is resolved once, every
 address it resolves to is checked (no private, loopback, link-local, shared,
-reserved or multicast address, nor one hidden in an IPv4-mapped, 6to4 or
-Teredo IPv6 address), and the connection is made to a checked address (pinned)
+reserved or multicast address, nor one hidden in an IPv4-mapped,
+IPv4-compatible, NAT64, 6to4 or Teredo IPv6 address), and the connection is made to a checked address (pinned)
 while Host and TLS (SNI and certificate) still use the host's name, so a DNS
 answer that changes between the check and the connection (rebinding) changes
 nothing. Redirects are not followed. Proxies from the environment are ignored.
@@ -41,10 +41,18 @@ class Answer:
         return self.body[:limit].decode("utf-8", errors="replace")
 
 
+# IPv6 prefixes whose last 32 bits are an IPv4 address a gateway reaches:
+# NAT64 (RFC 6052 well-known, RFC 8215 local use) and IPv4-compatible (::a.b.c.d).
+NAT64_PREFIXES = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
     found = [ip.ipv4_mapped, ip.sixtofour]
     if ip.teredo:
         found.extend(ip.teredo)
+    if any(ip in prefix for prefix in NAT64_PREFIXES) or (ip in IPV4_COMPATIBLE and int(ip) > 1):
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
     return [a for a in found if a is not None]
 
 
