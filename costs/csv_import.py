@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
 MAX_BYTES = 5 * 1024 * 1024
 MAX_ROWS = 100_000
 HEADER_SEARCH_LINES = 10  # exports put a title and the period above the header
@@ -60,7 +63,7 @@ GOOGLE_ADS = Layout(
     medium="cpc",
 )
 LAYOUT_LABELS = {
-    OWN.name: "CSV (date, source, medium, campaign, cost)",
+    OWN.name: gettext_lazy("CSV (date, source, medium, campaign, cost)"),
     YANDEX_DIRECT.name: "Yandex Direct",
     GOOGLE_ADS.name: "Google Ads",
 }
@@ -139,11 +142,11 @@ def parse_amount(text: str) -> Decimal:
     try:
         value = Decimal(cleaned)
     except InvalidOperation:
-        raise ValueError(f"not an amount: {text!r}") from None
+        raise ValueError(_("not an amount: %(text)r") % {"text": text}) from None
     if not value.is_finite() or value < 0:
-        raise ValueError(f"not an amount: {text!r}")
+        raise ValueError(_("not an amount: %(text)r") % {"text": text})
     if value >= Decimal(10) ** 12:
-        raise ValueError(f"amount too large: {text!r}")
+        raise ValueError(_("amount too large: %(text)r") % {"text": text})
     return value.quantize(Decimal("0.01"))
 
 
@@ -154,7 +157,7 @@ def parse_day(text: str) -> date:
             return datetime.strptime(text, pattern).date()
         except ValueError:
             continue
-    raise ValueError(f"not a date: {text!r} (use 2025-07-31 or 31.07.2025)")
+    raise ValueError(_("not a date: %(text)r (use 2025-07-31 or 31.07.2025)") % {"text": text})
 
 
 def _decode(data: bytes) -> str:
@@ -175,15 +178,19 @@ def parse_costs(data: bytes) -> ParsedCosts:
     """The costs a CSV file holds, or the reasons it cannot be imported."""
     result = ParsedCosts()
     if len(data) > MAX_BYTES:
-        result.errors.append((0, f"The file is larger than {MAX_BYTES // (1024 * 1024)} MB."))
+        result.errors.append((0, _("The file is larger than %(mb)s MB.") % {"mb": MAX_BYTES // (1024 * 1024)}))
         return result
     text = _decode(data)
     lines = text.splitlines()
     if not lines:
-        result.errors.append((0, "The file is empty."))
+        result.errors.append((0, _("The file is empty.")))
         return result
     delimiter = _dialect("\n".join(lines[:HEADER_SEARCH_LINES]))
-    reader = list(csv.reader(io.StringIO(text), delimiter=delimiter))
+    try:
+        reader = list(csv.reader(io.StringIO(text.replace("\x00", "")), delimiter=delimiter))
+    except csv.Error as error:  # e.g. a field over the csv module's size limit: not a costs file
+        result.errors.append((0, _("The file is not a CSV that can be read: %(error)s.") % {"error": error}))
+        return result
     found, index = None, 0
     for at, header in enumerate(reader[:HEADER_SEARCH_LINES]):
         found, index = _layout_of(header, text[:500].lower()), at
@@ -193,8 +200,10 @@ def parse_costs(data: bytes) -> ParsedCosts:
         result.errors.append(
             (
                 0,
-                "No header with the columns of a known layout: date, source, medium, campaign, cost; "
-                "or a Yandex Direct or Google Ads export (date or day, campaign, cost).",
+                _(
+                    "No header with the columns of a known layout: date, source, medium, campaign, cost; "
+                    "or a Yandex Direct or Google Ads export (date or day, campaign, cost)."
+                ),
             )
         )
         return result
@@ -208,7 +217,7 @@ def parse_costs(data: bytes) -> ParsedCosts:
         if first.startswith(("итого", "total", "всего")):
             continue  # the exports' summary line
         if len(summed) >= MAX_ROWS:
-            result.errors.append((offset, f"More than {MAX_ROWS} rows: split the file."))
+            result.errors.append((offset, _("More than %(rows)s rows: split the file.") % {"rows": MAX_ROWS}))
             break
         try:
             row = _row(cells, layout, mapping)
@@ -221,7 +230,7 @@ def parse_costs(data: bytes) -> ParsedCosts:
             summed[row.key] = row
     result.rows = list(summed.values())
     if not result.rows and not result.errors:
-        result.errors.append((0, "The file has a header but no rows."))
+        result.errors.append((0, _("The file has a header but no rows.")))
     return result
 
 
@@ -230,15 +239,15 @@ def _row(cells: list[str], layout: Layout, mapping: dict[str, int]) -> CostRow:
         if key not in mapping:
             return ""
         if mapping[key] >= len(cells):
-            raise ValueError(f"the row has no {key} column")
+            raise ValueError(_("the row has no %(column)s column") % {"column": key})
         value = cells[mapping[key]].strip()
         if len(value) > MAX_FIELD:
-            raise ValueError(f"{key} longer than {MAX_FIELD} characters")
+            raise ValueError(_("%(column)s longer than %(limit)s characters") % {"column": key, "limit": MAX_FIELD})
         return value
 
     source = cell("source") if "source" in mapping else layout.source
     if not source:
-        raise ValueError("empty source")
+        raise ValueError(_("empty source"))
     return CostRow(
         day=parse_day(cell("day")),
         source=source.lower(),

@@ -247,3 +247,9 @@ def test_a_key_writes_costs_only_into_its_own_project(client, api):
     client.post("/api/v1/costs", BODY, content_type="application/json", **auth)
     assert Cost.objects.filter(project=setup.project).count() == 2
     assert not Cost.objects.filter(project=other.project).exists()
+
+
+def test_a_binary_or_broken_file_is_an_error_not_a_crash():
+    for data in (b"\x00\x01\xff" * 100, b'date,source,cost\n"' + b"x" * 200_000, b""):
+        parsed = parse_costs(data)
+        assert parsed.errors and not parsed.ok
