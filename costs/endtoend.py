@@ -164,8 +164,10 @@ def end_to_end(
     date_to: date,
     grouping: str = "channel",
     limit: int | None = None,
+    site_id: int | None = None,
 ) -> EndToEnd:
-    """The report for `leads` (already filtered to the project and period)."""
+    """The report for `leads` (already filtered to the project and period);
+    with `site_id`, the sessions of that site only (costs have no site)."""
     fields = GROUPINGS[grouping]
     start, end = period_bounds(project.time_zone, date_from, date_to)
     found: dict[tuple, Row] = {}
@@ -190,6 +192,8 @@ def end_to_end(
         r.amount = values["amount"] or ZERO
     with_sessions = grouping in SESSION_GROUPINGS
     sessions = Session.objects.filter(visitor__site__project=project, started_at__gte=start, started_at__lt=end)
+    if site_id is not None:
+        sessions = sessions.filter(visitor__site_id=site_id)
     session_total = 0
     if with_sessions:
         for key, values in _grouped(sessions, fields, SESSION_FIELDS, n=Count("id")).items():

@@ -272,11 +272,22 @@ def funnel_header(fields: tuple[str, ...], currency: str) -> list[str]:
     ]
 
 
-def build_funnel(project, leads: QuerySet[Lead], start: date, end: date, grouping: str) -> FunnelTable:
-    """The end-to-end table of `leads` (the project's, filtered to the period)."""
+def build_funnel(
+    project, leads: QuerySet[Lead], start: date, end: date, grouping: str, site_id: int | None = None
+) -> FunnelTable:
+    """The end-to-end table of `leads` (the project's, filtered to the period;
+    with the list's site filter, that site's sessions only)."""
     if grouping not in GROUPINGS:
         grouping = "channel"
-    report = end_to_end(project=project, leads=leads, date_from=start, date_to=end, grouping=grouping, limit=TABLE_ROWS)
+    report = end_to_end(
+        project=project,
+        leads=leads,
+        date_from=start,
+        date_to=end,
+        grouping=grouping,
+        limit=TABLE_ROWS,
+        site_id=site_id,
+    )
     currency = project_currency(project)
     none = str(_("(none)"))
     rows = [[label or none for label in row.labels] + funnel_cells(row) for row in report.rows]

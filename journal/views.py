@@ -149,7 +149,9 @@ def report(request):
     leads = filter_leads(project, form).filter(
         created_at__gte=day_start(start, tz), created_at__lt=day_start(end + timedelta(days=1), tz)
     )
-    funnel = reports.build_funnel(project, leads, start, end, request.GET.get("group", ""))
+    funnel = reports.build_funnel(
+        project, leads, start, end, request.GET.get("group", ""), site_id=form.values.get("site")
+    )
     if request.GET.get("format") == "csv":
         response = StreamingHttpResponse(funnel_csv_lines(funnel), content_type="text/csv; charset=utf-8")
         name = f"report-{project.pk}-{funnel.grouping}-{start:%Y%m%d}-{end:%Y%m%d}.csv"

@@ -17,7 +17,7 @@ from costs.models import Cost
 from integrations.keys import api_key_create
 from tests.factories import make_setup
 from tests.test_journal_support import make_lead, member
-from tracker.models import Channel, Session, Visitor
+from tracker.models import Channel, Session, Site, Visitor
 
 pytestmark = pytest.mark.django_db
 
@@ -179,3 +179,17 @@ def test_the_api_summary_declares_its_400_for_a_range_that_ends_before_it_starts
     schema = client.get("/api/schema/?format=json").json()
     responses = schema["paths"]["/api/v1/summary"]["get"]["responses"]
     assert "400" in responses and "date_from" in responses["400"]["description"]
+
+
+def test_the_lists_site_filter_narrows_the_sessions_too(client, shop):
+    other = Site.objects.create(project=shop.project, name="Second site", original_email="info@second.test")
+    person = Visitor.objects.create(site=other, vid="elsewhere", created_at=DAY1, last_seen_at=DAY1)
+    Session.objects.create(visitor=person, started_at=DAY1, last_seen_at=DAY1, channel=Channel.DIRECT)
+    query = {"project": shop.project.pk, **PERIOD, "group": "channel", "format": "csv"}
+    every = list(
+        csv.reader(io.StringIO(b"".join(client.get("/journal/reports/", query).streaming_content).decode("utf-8-sig")))
+    )
+    assert every[-1][1] == "20"
+    one = client.get("/journal/reports/", {**query, "site": shop.site.pk})
+    rows = list(csv.reader(io.StringIO(b"".join(one.streaming_content).decode("utf-8-sig"))))
+    assert rows[-1][1] == "19"
