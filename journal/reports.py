@@ -347,9 +347,16 @@ def draw_lines(days: list[date], series: list[tuple[str, list]], unit: str) -> t
     return chart, lines
 
 
-def build_source_charts(project, leads: QuerySet[Lead], start: date, end: date) -> dict:
+def build_source_charts(project, leads: QuerySet[Lead], start: date, end: date, currency: str) -> dict:
+    """The two charts, each (element id, title, (chart, lines)); `empty` when no source has leads or costs."""
     days, series = daily_by_source(project, leads, start, end)
     none = str(_("(none)"))
     conversion = draw_lines(days, [(s.source or none, s.conversion) for s in series], "%")
     per_lead = draw_lines(days, [(s.source or none, s.cost_per_lead) for s in series], "")
-    return {"conversion": conversion, "cost_per_lead": per_lead, "empty": not series}
+    return {
+        "empty": not series,
+        "charts": [
+            ("conversion-chart", _("Conversion by source (leads per 100 sessions)"), conversion),
+            ("cost-per-lead-chart", _("Cost per lead by source, %(currency)s") % {"currency": currency}, per_lead),
+        ],
+    }

@@ -158,22 +158,13 @@ def report(request):
         response["Content-Disposition"] = f'attachment; filename="{name}"'
         return response
     query = filter_query(form, date_from=start.isoformat(), date_to=end.isoformat())
-    charts = reports.build_source_charts(project, leads, start, end)
     context = {
         "projects": projects,
         "project": project,
         "form": form,
         "report": reports.build_report(leads, project.time_zone, start, end),
         "funnel": funnel,
-        "source_charts": charts,
-        "source_chart_list": [
-            ("conversion-chart", _("Conversion by source (leads per 100 sessions)"), charts["conversion"]),
-            (
-                "cost-per-lead-chart",
-                _("Cost per lead by source, %(currency)s") % {"currency": funnel.currency},
-                charts["cost_per_lead"],
-            ),
-        ],
+        "source_charts": reports.build_source_charts(project, leads, start, end, funnel.currency),
         "list_query": query,
         "funnel_csv_query": f"{query}&group={funnel.grouping}&format=csv",
     }
