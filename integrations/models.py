@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from attribution import events
 from attribution.models import Lead
@@ -27,28 +28,37 @@ class WebhookEvent(models.TextChoices):
     MESSAGE_OPENED = announce.MESSAGE_OPENED, "message.opened: a tracked letter was opened (or an open inferred)"
     MESSAGE_CLICKED = announce.MESSAGE_CLICKED, "message.clicked: a link of a tracked letter was followed"
     MESSAGE_REPLIED = announce.MESSAGE_REPLIED, "message.replied: a recipient answered a tracked letter"
-    ALERT_STARTED = "alert.started", "alert.started: tracking stopped working somewhere (a health condition began)"
-    ALERT_ENDED = "alert.ended", "alert.ended: a health condition is over"
+    ALERT_STARTED = "alert.started", _("alert.started: tracking stopped working somewhere (a health condition began)")
+    ALERT_ENDED = "alert.ended", _("alert.ended: a health condition is over")
 
 
 class ApiKey(models.Model):
     """A project's key for the REST API. Only a hash is kept: the key itself
     is shown once, when it is made."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="api_keys")
-    name = models.CharField(max_length=100, help_text="Who uses it, e.g. “amoCRM sync”.")
-    prefix = models.CharField(max_length=16, unique=True, editable=False, help_text="The key's first characters")
-    key_hash = models.CharField(max_length=64, unique=True, editable=False)
-    read_only = models.BooleanField(default=False, help_text="May read, but not change leads.")
-    created_at = models.DateTimeField(auto_now_add=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="api_keys", verbose_name=_("project"))
+    name = models.CharField(_("name"), max_length=100, help_text=_("Who uses it, e.g. “amoCRM sync”."))
+    prefix = models.CharField(
+        _("prefix"), max_length=16, unique=True, editable=False, help_text=_("The key's first characters")
     )
-    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
-    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    key_hash = models.CharField(_("key hash"), max_length=64, unique=True, editable=False)
+    read_only = models.BooleanField(_("read only"), default=False, help_text=_("May read, but not change leads."))
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+        verbose_name=_("created by"),
+    )
+    last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True, editable=False)
 
     class Meta:
-        verbose_name = "API key"
+        verbose_name_plural = _("API keys")
+        verbose_name = _("API key")
         ordering = ["-created_at"]
 
     def __str__(self):
@@ -67,15 +77,19 @@ def validate_events(value):
 class Webhook(models.Model):
     """Where a project's lead events are POSTed, signed with the webhook's secret."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="webhooks")
-    url = models.URLField("URL", max_length=2000, help_text="http(s) address on the internet that receives the POST.")
-    events = models.JSONField(default=list, validators=[validate_events])
-    secret_encrypted = models.TextField(editable=False)
-    description = models.CharField(max_length=200, blank=True)
-    active = models.BooleanField(default=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="webhooks", verbose_name=_("project"))
+    url = models.URLField(
+        _("URL"), max_length=2000, help_text=_("http(s) address on the internet that receives the POST.")
+    )
+    events = models.JSONField(_("events"), default=list, validators=[validate_events])
+    secret_encrypted = models.TextField(_("secret encrypted"), editable=False)
+    description = models.CharField(_("description"), max_length=200, blank=True)
+    active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
+        verbose_name = _("webhook")
+        verbose_name_plural = _("webhooks")
         ordering = ["project", "url"]
 
     def __str__(self):
@@ -83,10 +97,10 @@ class Webhook(models.Model):
 
 
 class OutboundStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    SENT = "sent", "Sent"
-    FAILED = "failed", "Failed (gave up)"
-    SKIPPED = "skipped", "Skipped"
+    PENDING = "pending", _("Pending")
+    SENT = "sent", _("Sent")
+    FAILED = "failed", _("Failed (gave up)")
+    SKIPPED = "skipped", _("Skipped")
 
 
 class Outbound(models.Model):
@@ -94,17 +108,19 @@ class Outbound(models.Model):
     its retry window closes. A sender claims it with a conditional update, so
     any number of workers may pick the same row and only one sends it."""
 
-    status = models.CharField(max_length=8, choices=OutboundStatus.choices, default=OutboundStatus.PENDING)
-    attempts = models.PositiveIntegerField(default=0)
-    created_at = models.DateTimeField(auto_now_add=True)
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
-    give_up_at = models.DateTimeField(help_text="No attempt is made after this")
-    claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
-    last_attempt_at = models.DateTimeField(null=True, blank=True)
-    last_error = models.CharField(max_length=500, blank=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(_("status"), max_length=8, choices=OutboundStatus.choices, default=OutboundStatus.PENDING)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    next_attempt_at = models.DateTimeField(_("next attempt at"), null=True, blank=True)
+    give_up_at = models.DateTimeField(_("give up at"), help_text=_("No attempt is made after this"))
+    claimed_until = models.DateTimeField(_("claimed until"), null=True, blank=True, editable=False)
+    last_attempt_at = models.DateTimeField(_("last attempt at"), null=True, blank=True)
+    last_error = models.CharField(_("last error"), max_length=500, blank=True)
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("outbound")
+        verbose_name_plural = _("outbounds")
         abstract = True
 
 
@@ -112,15 +128,17 @@ class WebhookDelivery(Outbound):
     """One event for one webhook. Its id (`event_id`) stays the same through
     retries and redeliveries, so a receiver can drop duplicates by it."""
 
-    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
-    event_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    event = models.CharField(max_length=32, choices=WebhookEvent.choices)
-    lead = models.ForeignKey(Lead, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    payload = models.JSONField()
-    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries", verbose_name=_("webhook"))
+    event_id = models.UUIDField(_("event id"), default=uuid.uuid4, unique=True, editable=False)
+    event = models.CharField(_("event"), max_length=32, choices=WebhookEvent.choices)
+    lead = models.ForeignKey(
+        Lead, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("lead")
+    )
+    payload = models.JSONField(_("payload"))
+    last_status_code = models.PositiveSmallIntegerField(_("last status code"), null=True, blank=True)
 
     class Meta:
-        verbose_name_plural = "webhook deliveries"
+        verbose_name_plural = _("webhook deliveries")
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["next_attempt_at"], condition=Q(status="pending"), name="webhookdelivery_due"),
@@ -133,15 +151,19 @@ class WebhookDelivery(Outbound):
 class WebhookAttempt(models.Model):
     """One POST of a delivery: the log a manager reads when a CRM says it got nothing."""
 
-    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_log")
-    number = models.PositiveIntegerField()
-    at = models.DateTimeField()
-    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
-    error = models.CharField(max_length=500, blank=True)
-    response_excerpt = models.CharField(max_length=500, blank=True)
-    duration_ms = models.PositiveIntegerField(default=0)
+    delivery = models.ForeignKey(
+        WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_log", verbose_name=_("delivery")
+    )
+    number = models.PositiveIntegerField(_("number"))
+    at = models.DateTimeField(_("at"))
+    status_code = models.PositiveSmallIntegerField(_("status code"), null=True, blank=True)
+    error = models.CharField(_("error"), max_length=500, blank=True)
+    response_excerpt = models.CharField(_("response excerpt"), max_length=500, blank=True)
+    duration_ms = models.PositiveIntegerField(_("duration ms"), default=0)
 
     class Meta:
+        verbose_name = _("webhook attempt")
+        verbose_name_plural = _("webhook attempts")
         ordering = ["delivery", "number"]
 
     def __str__(self):
@@ -153,26 +175,32 @@ TELEGRAM_CHAT_RE = re.compile(r"^(-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31})$")
 
 def validate_telegram_chat(value: str):
     if value and not TELEGRAM_CHAT_RE.match(value):
-        raise ValidationError("A chat id is a number (e.g. 123456789 or -1001234567890) or a channel's @name.")
+        raise ValidationError(_("A chat id is a number (e.g. 123456789 or -1001234567890) or a channel's @name."))
 
 
 class NotificationSetting(models.Model):
     """How one project member hears about new leads."""
 
-    membership = models.OneToOneField(Membership, on_delete=models.CASCADE, related_name="notification_setting")
-    email_enabled = models.BooleanField("email", default=False)
-    email = models.EmailField(blank=True, help_text="Empty: the member's own address.")
-    telegram_enabled = models.BooleanField("Telegram", default=False)
+    membership = models.OneToOneField(
+        Membership, on_delete=models.CASCADE, related_name="notification_setting", verbose_name=_("membership")
+    )
+    email_enabled = models.BooleanField(_("email"), default=False)
+    email = models.EmailField(_("email"), blank=True, help_text=_("Empty: the member's own address."))
+    telegram_enabled = models.BooleanField(_("Telegram"), default=False)
     telegram_chat_id = models.CharField(
-        "Telegram chat",
+        _("Telegram chat"),
         max_length=40,
         blank=True,
         validators=[validate_telegram_chat],
-        help_text="The chat the service's bot writes to: your user id, a group id, or a channel's @name. "
-        "Start a chat with the bot first (or add it to the group).",
+        help_text=_(
+            "The chat the service's bot writes to: your user id, a group id, or a channel's @name. "
+            "Start a chat with the bot first (or add it to the group)."
+        ),
     )
 
     class Meta:
+        verbose_name = _("notification setting")
+        verbose_name_plural = _("notification settings")
         ordering = ["membership__project", "membership__user__username"]
 
     def __str__(self):
@@ -191,12 +219,12 @@ class Notification(Outbound):
     """One new-lead message to one member over one channel."""
 
     class Channel(models.TextChoices):
-        EMAIL = "email", "Email"
-        TELEGRAM = "telegram", "Telegram"
+        EMAIL = "email", _("Email")
+        TELEGRAM = "telegram", _("Telegram")
 
-    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="+")
-    membership = models.ForeignKey(Membership, on_delete=models.CASCADE, related_name="+")
-    channel = models.CharField(max_length=8, choices=Channel.choices)
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="+", verbose_name=_("lead"))
+    membership = models.ForeignKey(Membership, on_delete=models.CASCADE, related_name="+", verbose_name=_("membership"))
+    channel = models.CharField(_("channel"), max_length=8, choices=Channel.choices)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -214,33 +242,33 @@ GA4_MEASUREMENT_ID_RE = re.compile(r"^G-[A-Z0-9]{4,20}$")
 
 def validate_ga4_measurement_id(value: str):
     if value and not GA4_MEASUREMENT_ID_RE.match(value):
-        raise ValidationError("A GA4 measurement id looks like G-XXXXXXXXXX.")
+        raise ValidationError(_("A GA4 measurement id looks like G-XXXXXXXXXX."))
 
 
 class SiteAnalytics(models.Model):
     """Where a site's leads are reported as conversions: Google Analytics 4
     (Measurement Protocol) and Yandex Metrica (offline conversions)."""
 
-    site = models.OneToOneField(Site, on_delete=models.CASCADE, related_name="analytics")
-    ga4_enabled = models.BooleanField("send to GA4", default=False)
+    site = models.OneToOneField(Site, on_delete=models.CASCADE, related_name="analytics", verbose_name=_("site"))
+    ga4_enabled = models.BooleanField(_("send to GA4"), default=False)
     ga4_measurement_id = models.CharField(
-        "GA4 measurement id", max_length=24, blank=True, validators=[validate_ga4_measurement_id]
+        _("GA4 measurement id"), max_length=24, blank=True, validators=[validate_ga4_measurement_id]
     )
-    ga4_api_secret_encrypted = models.TextField(blank=True, editable=False)
-    ga4_event_name = models.CharField("GA4 event", max_length=40, default="email_lead")
-    metrica_enabled = models.BooleanField("upload to Yandex Metrica", default=False)
-    metrica_counter_id = models.PositiveBigIntegerField("Metrica counter", null=True, blank=True)
+    ga4_api_secret_encrypted = models.TextField(_("ga4 api secret encrypted"), blank=True, editable=False)
+    ga4_event_name = models.CharField(_("GA4 event"), max_length=40, default="email_lead")
+    metrica_enabled = models.BooleanField(_("upload to Yandex Metrica"), default=False)
+    metrica_counter_id = models.PositiveBigIntegerField(_("Metrica counter"), null=True, blank=True)
     metrica_goal = models.CharField(
-        "Metrica goal identifier",
+        _("Metrica goal identifier"),
         max_length=100,
         default="email_lead",
-        help_text="The identifier of a JavaScript-event goal in the counter; conversions are uploaded to it.",
+        help_text=_("The identifier of a JavaScript-event goal in the counter; conversions are uploaded to it."),
     )
-    metrica_token_encrypted = models.TextField(blank=True, editable=False)
+    metrica_token_encrypted = models.TextField(_("metrica token encrypted"), blank=True, editable=False)
 
     class Meta:
-        verbose_name = "site analytics"
-        verbose_name_plural = "site analytics"
+        verbose_name = _("site analytics")
+        verbose_name_plural = _("site analytics")
 
     def __str__(self):
         return f"Analytics of {self.site}"
@@ -250,12 +278,12 @@ class Conversion(Outbound):
     """A lead reported to one analytics system."""
 
     class Target(models.TextChoices):
-        GA4 = "ga4", "Google Analytics 4"
-        METRICA = "metrica", "Yandex Metrica"
+        GA4 = "ga4", _("Google Analytics 4")
+        METRICA = "metrica", _("Yandex Metrica")
 
-    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="+")
-    target = models.CharField(max_length=8, choices=Target.choices)
-    upload_id = models.CharField(max_length=64, blank=True, help_text="Metrica's id of the upload")
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="+", verbose_name=_("lead"))
+    target = models.CharField(_("target"), max_length=8, choices=Target.choices)
+    upload_id = models.CharField(_("upload id"), max_length=64, blank=True, help_text=_("Metrica's id of the upload"))
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -269,11 +297,13 @@ class Conversion(Outbound):
 class AlertNotification(Outbound):
     """One health alert (a condition began or ended) to one manager over one channel."""
 
-    membership = models.ForeignKey(Membership, on_delete=models.CASCADE, related_name="+")
-    channel = models.CharField(max_length=8, choices=Notification.Channel.choices)
-    alert_key = models.CharField(max_length=200, help_text="The condition and whether it began or ended")
-    subject = models.CharField(max_length=200)
-    text = models.TextField()
+    membership = models.ForeignKey(Membership, on_delete=models.CASCADE, related_name="+", verbose_name=_("membership"))
+    channel = models.CharField(_("channel"), max_length=8, choices=Notification.Channel.choices)
+    alert_key = models.CharField(
+        _("alert key"), max_length=200, help_text=_("The condition and whether it began or ended")
+    )
+    subject = models.CharField(_("subject"), max_length=200)
+    text = models.TextField(_("text"))
 
     class Meta:
         ordering = ["-created_at", "-id"]
