@@ -55,7 +55,7 @@ class Message(models.Model):
     """A letter the project sends with tracking: made by the messages API or
     by the SMTP relay. Each recipient gets their own copy."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="messages")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="messages", verbose_name=_("project"))
     origin = models.CharField(_("made by"), max_length=8, choices=Origin.choices)
     subject = models.CharField(_("subject"), max_length=500, blank=True)
     campaign = models.CharField(_("campaign"), max_length=200, blank=True)
@@ -93,7 +93,7 @@ class MessageRecipient(models.Model):
     """One recipient of a message, with their own pixel and signed links; the
     state sums up their events (a later person's event upgrades it)."""
 
-    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="recipients")
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="recipients", verbose_name=_("message"))
     email = models.CharField(_("email"), max_length=320)
     delivered_at = models.DateTimeField(_("delivered"), null=True, blank=True)
     open_state = models.CharField(_("opened"), max_length=8, choices=OpenState.choices, default=OpenState.NONE)
@@ -116,7 +116,7 @@ class Link(models.Model):
     """One distinct http(s) link of a message (the same URL twice is one link),
     in the order it first appears."""
 
-    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="links")
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="links", verbose_name=_("message"))
     position = models.PositiveIntegerField(_("position"))
     url = models.TextField(_("URL"))
 
@@ -135,8 +135,10 @@ class Event(models.Model):
     with its verdict. Machine events are labelled, never deleted; an inferred
     open is made by a person's click or reply when no open was seen."""
 
-    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="events")
-    recipient = models.ForeignKey(MessageRecipient, on_delete=models.CASCADE, related_name="events")
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="events", verbose_name=_("message"))
+    recipient = models.ForeignKey(
+        MessageRecipient, on_delete=models.CASCADE, related_name="events", verbose_name=_("recipient")
+    )
     kind = models.CharField(_("event"), max_length=8, choices=EventKind.choices)
     verdict = models.CharField(_("verdict"), max_length=16, choices=Verdict.choices)
     probable = models.BooleanField(
@@ -144,7 +146,9 @@ class Event(models.Model):
     )
     reason = models.CharField(_("why"), max_length=100, blank=True)
     inferred = models.BooleanField(_("inferred"), default=False)
-    link = models.ForeignKey(Link, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
+    link = models.ForeignKey(
+        Link, null=True, blank=True, on_delete=models.CASCADE, related_name="events", verbose_name=_("link")
+    )
     letter = models.ForeignKey(
         Letter, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("reply letter")
     )
@@ -153,7 +157,7 @@ class Event(models.Model):
     user_agent = models.CharField(_("user agent"), max_length=500, blank=True)
     method = models.CharField(_("HTTP method"), max_length=8, blank=True)
     device_type = models.CharField(_("device"), max_length=16, blank=True)
-    stream_id = models.CharField(max_length=40, null=True, blank=True, unique=True, editable=False)
+    stream_id = models.CharField(_("stream id"), max_length=40, null=True, blank=True, unique=True, editable=False)
     recorded_at = models.DateTimeField(_("recorded"), default=timezone.now)
 
     class Meta:
@@ -182,7 +186,9 @@ class Event(models.Model):
 class EngagementSettings(models.Model):
     """A project's engagement settings. Tracking is off until switched on."""
 
-    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="engagement_settings")
+    project = models.OneToOneField(
+        Project, on_delete=models.CASCADE, related_name="engagement_settings", verbose_name=_("project")
+    )
     tracking_enabled = models.BooleanField(
         _("track opens and clicks"),
         default=False,
@@ -208,10 +214,12 @@ class EngagementSettings(models.Model):
 class OptOut(models.Model):
     """A recipient of the project who gets letters without a pixel or tracked links."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="engagement_opt_outs")
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="engagement_opt_outs", verbose_name=_("project")
+    )
     email = models.CharField(_("email"), max_length=320)
     note = models.CharField(_("note"), max_length=200, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
         verbose_name = _("opted-out recipient")

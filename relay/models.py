@@ -27,7 +27,7 @@ class Upstream(models.Model):
     port = models.PositiveIntegerField(_("port"), default=587)
     security = models.CharField(_("security"), max_length=8, choices=Security.choices, default=Security.STARTTLS)
     username = models.CharField(_("username"), max_length=254, blank=True, help_text=_("Empty: no login."))
-    password_encrypted = models.TextField(blank=True, editable=False)
+    password_encrypted = models.TextField(_("password encrypted"), blank=True, editable=False)
     active = models.BooleanField(_("active"), default=True, help_text=_("Off: the relay refuses new letters."))
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
@@ -49,7 +49,7 @@ class Credential(models.Model):
     )
     name = models.CharField(_("name"), max_length=100, help_text=_("Who uses it, e.g. “Anna's mail client”."))
     username = models.CharField(_("username"), max_length=64, unique=True, editable=False)
-    password_hash = models.CharField(max_length=256, editable=False)
+    password_hash = models.CharField(_("password hash"), max_length=256, editable=False)
     allowed_senders = models.TextField(
         _("allowed senders"),
         blank=True,
@@ -60,7 +60,13 @@ class Credential(models.Model):
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+        verbose_name=_("created by"),
     )
     last_used_at = models.DateTimeField(_("last used"), null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True, editable=False)
@@ -91,13 +97,19 @@ class QueuedLetter(Outbound):
     recipients = models.JSONField(_("waiting recipients"), default=list)
     delivered = models.JSONField(_("delivered to"), default=list)
     refused = models.JSONField(_("refused"), default=list, help_text=_("[address, SMTP code, the upstream's reply]"))
-    recipient_ids = models.JSONField(default=list, editable=False)
-    raw = models.BinaryField()
+    recipient_ids = models.JSONField(_("recipient ids"), default=list, editable=False)
+    raw = models.BinaryField(_("raw"))
     size = models.PositiveIntegerField(_("size, bytes"))
     message_id = models.CharField(_("Message-ID"), max_length=255, blank=True)
     client_ip = models.GenericIPAddressField(_("client address"), null=True, blank=True)
     bounce_of = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="bounces", editable=False
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="bounces",
+        editable=False,
+        verbose_name=_("bounce of"),
     )
 
     class Meta:
