@@ -209,8 +209,6 @@ def english_left(html: str, allowed: set[str]) -> list[str]:
     return sorted({match.group(0) for match in ENGLISH_WORDS.finditer(text)} - allowed)
 
 
-
-
 @pytest.fixture
 def russian_data(db):
     """A project whose data has no English words (only the interface may be checked)."""
