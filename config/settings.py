@@ -96,6 +96,7 @@ INSTALLED_APPS = [
     "relay",
     "costs",
     "monitoring",
+    "privacy",
 ]
 
 MIDDLEWARE = [
