@@ -97,6 +97,7 @@ INSTALLED_APPS = [
     "costs",
     "monitoring",
     "privacy",
+    "simulation",
 ]
 
 MIDDLEWARE = [
