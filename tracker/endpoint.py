@@ -54,10 +54,10 @@ def _json(status: int, payload: dict, origin: str, *extra: tuple[str, str]) -> R
     return Reply(status, body, [("Content-Type", JSON), *extra, *cors_headers(origin)])
 
 
-def error(status: int, message: str, origin: str = "") -> Reply:
+def error(status: int, message: str, origin: str = "", retry_after: int | None = None) -> Reply:
     extra = []
     if status == 429:
-        extra.append(("Retry-After", "60"))
+        extra.append(("Retry-After", str(retry_after or 60)))  # the limiter's own wait when it gives one
     elif status == 503:
         extra.append(("Retry-After", "30"))
     return _json(status, {"error": message}, origin, *extra)
@@ -78,7 +78,7 @@ def respond(*, method: str, origin: str, user_agent: str, content_length: str, r
         answer = services.collect(request=request, origin=origin, user_agent=user_agent, now=timezone.now(), ip=ip)
         return _json(200, answer, origin)
     except services.CollectError as failure:
-        return error(failure.status, failure.message, origin)
+        return error(failure.status, failure.message, origin, getattr(failure, "retry_after", None))
     except ValueError:
         return error(400, "Malformed request", origin)
     except Exception:
