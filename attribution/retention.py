@@ -19,6 +19,10 @@ sender written to the project before" from both the letters and these.
 
 Work goes in batches of ids, each its own short transaction, so a first run
 over years of letters never holds locks for long.
+
+A person's erasure (attribution.privacy, on request) erases their letters and
+leads with the same functions: `erase_letters`, `erase_leads`, `erase_replies`
+over `in_batches`.
 """
 
 from dataclasses import asdict, dataclass
@@ -29,7 +33,8 @@ from django.db import transaction
 from django.db.models import Min, Q
 from django.utils.crypto import salted_hmac
 
-from mailbox_sync.models import Letter, LetterSource, Reply
+from mailbox_sync import privacy as letter_privacy
+from mailbox_sync.models import Letter, Reply
 
 from .models import ErasedSender, Lead
 
@@ -50,7 +55,7 @@ def personal_data_days() -> int:
     return int(getattr(settings, "PERSONAL_DATA_DAYS", 365))
 
 
-def _in_batches(queryset, erase) -> int:
+def in_batches(queryset, erase) -> int:
     """Erase the rows of `queryset` a batch of ids at a time, in id order, so
     the walk ends even if a row still matched after its erasure."""
     done, last_id = 0, 0
@@ -113,20 +118,19 @@ def _remember_senders(ids: list[int]) -> None:
             ErasedSender.objects.filter(pk=known.pk).update(first_letter_at=first)
 
 
-def _erase_letters(ids: list[int]) -> None:
+def erase_letters(ids: list[int]) -> None:
+    """Keep each lead letter's sender as a digest, then erase the letters' personal fields."""
     _remember_senders(ids)
-    Letter.objects.filter(pk__in=ids).update(
-        text="", subject="", sender_name="", sender_email="", recipients={}, headers={}, attachments=[]
-    )
-    LetterSource.objects.filter(letter_id__in=ids).delete()
+    letter_privacy.erase_letters(ids)
 
 
-def _erase_leads(ids: list[int]) -> None:
+def erase_leads(ids: list[int]) -> None:
+    """Erase what identifies the person behind these leads; every count and sum stays."""
     Lead.objects.filter(pk__in=ids).update(sender_name="", sender_email="", subject="", comment="")
 
 
-def _erase_replies(ids: list[int]) -> None:
-    Reply.objects.filter(pk__in=ids).update(recipients=[])
+def erase_replies(ids: list[int]) -> None:
+    letter_privacy.erase_replies(ids)
 
 
 def erase_personal_data(now: datetime, days: int | None = None) -> Erased:
@@ -154,9 +158,9 @@ def erase_personal_data(now: datetime, days: int | None = None) -> Erased:
     )
     replies = Reply.objects.filter(sent_at__lt=cutoff).exclude(recipients=[])
     erased = Erased(
-        letters=_in_batches(letters, _erase_letters),
-        leads=_in_batches(leads, _erase_leads),
-        replies=_in_batches(replies, _erase_replies),
+        letters=in_batches(letters, erase_letters),
+        leads=in_batches(leads, erase_leads),
+        replies=in_batches(replies, erase_replies),
     )
-    _in_batches(sources, _erase_letters)
+    in_batches(sources, erase_letters)
     return erased
