@@ -1,6 +1,7 @@
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 
 from mailbox_sync import services
 from mailbox_sync.models import Mailbox
@@ -16,12 +17,27 @@ class Command(BaseCommand):
         parser.add_argument("files", nargs="+")
 
     def handle(self, *args, mailbox, files, **options):
+        # A database that cannot be written (a full disk, a read-only file) is
+        # said plainly, with the file it stopped at. A letter is stored in one
+        # transaction, so the failed one left nothing half-written: fed again,
+        # a letter stored before is recognised, and one stored but not yet
+        # attributed is attributed by the mailbox's next sync.
+        self.current = ""
+        try:
+            self._ingest(mailbox, files)
+        except DatabaseError as error:
+            raise CommandError(
+                f"{self.current or 'mailbox'}: not stored: the database could not be written ({error}). "
+                "Free disk space or make the database writable, then run the command again."
+            ) from None
+
+    def _ingest(self, mailbox, files):
         box = Mailbox.objects.filter(pk=mailbox).first()
         if box is None:
             raise CommandError(f"No mailbox with id {mailbox}")
         stored = 0
         for name in files:
-            path = Path(name)
+            self.current, path = name, Path(name)
             if not path.is_file():
                 raise CommandError(f"{name}: no such file")
             outcome, letter = services.ingest_letter(mailbox=box, raw=path.read_bytes())
