@@ -67,12 +67,14 @@ class Worker:
     """`celery -A config worker -B` (prefork, one process) in a session of
     its own, so that a kill takes its pool and beat with it."""
 
+    script = WORKER
+
     def __init__(self, env: dict, log: Path):
         self.log = log
         with open(log, "ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", WORKER, "-A", "config", "worker", "-B", "--concurrency=1", "--loglevel=info"]
-                + ["--without-mingle", "--without-gossip"],
+                [sys.executable, "-c", self.script, "-A", "config", "worker", "-B", "--concurrency=1"]
+                + ["--loglevel=info", "--without-mingle", "--without-gossip"],
                 cwd=ROOT,
                 env=env,
                 stdout=out,
