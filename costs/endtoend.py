@@ -31,6 +31,7 @@ from substitution.models import Block
 from tracker.channels import classify
 from tracker.models import Channel, Session, Site
 
+from . import rollups
 from .models import Cost
 from .response import Response, first_letter_mailbox, response_times_grouped
 
@@ -83,6 +84,18 @@ SESSION_FIELDS = {
     "keyword": Lower("keyword"),
     "site": F("visitor__site_id"),
 }
+# The same groups on report days (`rollups`): ref is the site, block or mailbox.
+DAY_FIELDS = {
+    "channel": F("channel"),
+    "source": Lower("source"),
+    "medium": Lower("medium"),
+    "campaign": Lower("campaign"),
+    "keyword": Lower("keyword"),
+    "site": F("ref"),
+    "block": F("ref"),
+    "mailbox": F("ref"),
+}
+REF_FIELDS = {"site", "block", "mailbox"}
 COST_FIELDS = {"source": Lower("source"), "medium": Lower("medium"), "campaign": Lower("campaign")}
 COST_GROUPINGS = {"channel", "source", "medium", "campaign"}
 SESSION_GROUPINGS = {"channel", "source", "medium", "campaign", "keyword", "site"}
@@ -159,7 +172,7 @@ def _grouped(queryset: QuerySet, fields: tuple[str, ...], mapping: dict, **measu
 def end_to_end(
     *,
     project,
-    leads: QuerySet[Lead],
+    leads: QuerySet[Lead] | None,
     date_from: date,
     date_to: date,
     grouping: str = "channel",
@@ -167,9 +180,15 @@ def end_to_end(
     site_id: int | None = None,
 ) -> EndToEnd:
     """The report for `leads` (already filtered to the project and period);
-    with `site_id`, the sessions of that site only (costs have no site)."""
+    with `site_id`, the sessions of that site only (costs have no site).
+    `leads` None: every lead of the project in the period, counted from the
+    report days (`rollups`) when they are ready, so the report reads days,
+    not every lead and session of the period."""
     fields = GROUPINGS[grouping]
     start, end = period_bounds(project.time_zone, date_from, date_to)
+    from_days = leads is None and site_id is None and rollups.ready(project)
+    if leads is None:
+        leads = Lead.objects.filter(project=project, created_at__gte=start, created_at__lt=end)
     found: dict[tuple, Row] = {}
 
     def row(key) -> Row:
@@ -177,30 +196,17 @@ def end_to_end(
             found[key] = Row(key=key)
         return found[key]
 
-    lead_groups = _grouped(
-        leads,
-        fields,
-        LEAD_FIELDS,
-        n=Count("id"),
-        first=Count("id", filter=Q(first_contact=True)),
-        won=Count("id", filter=Q(status=Lead.Status.WON)),
-        amount=Sum("deal_amount"),
-    )
+    with_sessions = grouping in SESSION_GROUPINGS
+    if from_days:
+        lead_groups, session_groups, session_total = _from_days(project, date_from, date_to, grouping)
+    else:
+        lead_groups, session_groups, session_total = _from_rows(project, leads, start, end, grouping, site_id)
     for key, values in lead_groups.items():
         r = row(key)
         r.leads, r.first_contacts, r.deals = values["n"], values["first"], values["won"]
         r.amount = values["amount"] or ZERO
-    with_sessions = grouping in SESSION_GROUPINGS
-    sessions = Session.objects.filter(visitor__site__project=project, started_at__gte=start, started_at__lt=end)
-    if site_id is not None:
-        sessions = sessions.filter(visitor__site_id=site_id)
-    session_total = 0
-    if with_sessions:
-        for key, values in _grouped(sessions, fields, SESSION_FIELDS, n=Count("id")).items():
-            row(key).sessions = values["n"]
-            session_total += values["n"]
-    else:
-        session_total = sessions.count()
+    for key, n in session_groups.items():
+        row(key).sessions = n
     costs = Cost.objects.filter(project=project, day__gte=date_from, day__lte=date_to)
     with_costs = grouping in COST_GROUPINGS
     cost_total = ZERO
@@ -221,25 +227,79 @@ def end_to_end(
             r.sessions = None
         if not with_costs:
             r.cost = None
-    responses = response_times_grouped(leads, {name: LEAD_FIELDS[name] for name in fields})
+    # From report days only the answered leads are read (with their replies),
+    # the others are counted: the median needs every reply time, the rest is a count.
+    counts = {r.key: r.leads for r in rows} if from_days else None
+    responses = response_times_grouped(leads, {name: LEAD_FIELDS[name] for name in fields}, counts)
     for r in rows:
         r.extra = responses.get(r.key, Response()).as_dict()
     _label(rows, grouping, fields, project)
+    total_leads = sum(r.leads for r in rows)
+    all_counts = {(project.pk,): total_leads} if from_days else None
     total = Row(
         key=(),
         sessions=session_total,
-        leads=sum(r.leads for r in rows),
+        leads=total_leads,
         first_contacts=sum(r.first_contacts for r in rows),
         deals=sum(r.deals for r in rows),
         amount=sum((r.amount for r in rows), ZERO),
         cost=cost_total,
-        extra=response_times_grouped(leads, {"all": F("project_id")}).get((project.pk,), Response()).as_dict(),
+        extra=response_times_grouped(leads, {"all": F("project_id")}, all_counts)
+        .get((project.pk,), Response())
+        .as_dict(),
     )
     rows.sort(key=lambda r: (-r.leads, -(r.sessions or 0), -(r.cost or 0), r.labels))
     more = 0
     if limit is not None and len(rows) > limit:
         more, rows = len(rows) - limit, rows[:limit]
     return EndToEnd(grouping, fields, date_from, date_to, rows, total, more, with_sessions, with_costs)
+
+
+def _from_rows(project, leads, start, end, grouping, site_id) -> tuple[dict, dict, int]:
+    """Lead figures and sessions per group, and all sessions, from the raw rows."""
+    fields = GROUPINGS[grouping]
+    lead_groups = _grouped(
+        leads,
+        fields,
+        LEAD_FIELDS,
+        n=Count("id"),
+        first=Count("id", filter=Q(first_contact=True)),
+        won=Count("id", filter=Q(status=Lead.Status.WON)),
+        amount=Sum("deal_amount"),
+    )
+    sessions = Session.objects.filter(visitor__site__project=project, started_at__gte=start, started_at__lt=end)
+    if site_id is not None:
+        sessions = sessions.filter(visitor__site_id=site_id)
+    if grouping not in SESSION_GROUPINGS:
+        return lead_groups, {}, sessions.count()
+    session_groups = {
+        key: values["n"] for key, values in _grouped(sessions, fields, SESSION_FIELDS, n=Count("id")).items()
+    }
+    return lead_groups, session_groups, sum(session_groups.values())
+
+
+def _from_days(project, date_from: date, date_to: date, grouping: str) -> tuple[dict, dict, int]:
+    """The same from the report days: one row per day and group, not per lead or session."""
+    fields = GROUPINGS[grouping]
+
+    def key_of(key: tuple) -> tuple:
+        return tuple(value or None if name in REF_FIELDS else value for name, value in zip(fields, key, strict=True))
+
+    days = rollups.report_days(project, date_from, date_to, grouping)
+    measures = {"n": Sum("leads"), "first": Sum("first_contacts"), "won": Sum("deals"), "amount": Sum("amount")}
+    lead_groups = {key_of(key): values for key, values in _grouped(days, fields, DAY_FIELDS, **measures).items()}
+    lead_groups = {key: values for key, values in lead_groups.items() if values["n"]}
+    session_groups = {}
+    if grouping in SESSION_GROUPINGS:
+        days = rollups.session_days(project, date_from, date_to, grouping)
+        for key, values in _grouped(days, fields, DAY_FIELDS, n=Sum("sessions")).items():
+            if values["n"]:
+                session_groups[key_of(key)] = values["n"]
+        session_total = sum(session_groups.values())
+    else:
+        channels = rollups.session_days(project, date_from, date_to, "channel")
+        session_total = channels.aggregate(n=Sum("sessions"))["n"] or 0
+    return lead_groups, session_groups, session_total
 
 
 def _label(rows: list[Row], grouping: str, fields: tuple[str, ...], project) -> None:

@@ -59,3 +59,73 @@ class Cost(models.Model):
 
     def __str__(self):
         return f"{self.day} {self.source}/{self.medium}/{self.campaign}: {self.amount}"
+
+
+class DayGroup(models.Model):
+    """One day (in the project's time zone) of one group of the end-to-end
+    report, for one grouping; kept by `costs.rollups` so that a report reads
+    days, not every lead and session. Unused key columns are empty; `ref` is
+    the site, block or mailbox id (0 for none)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", verbose_name=_("project"))
+    day = models.DateField(_("day"))
+    grouping = models.CharField(_("grouping"), max_length=16)
+    channel = models.CharField(_("channel"), max_length=16, blank=True)
+    source = models.CharField(_("source"), max_length=200, blank=True)
+    medium = models.CharField(_("medium"), max_length=200, blank=True)
+    campaign = models.CharField(_("campaign"), max_length=200, blank=True)
+    keyword = models.CharField(_("keyword"), max_length=200, blank=True)
+    ref = models.BigIntegerField(_("site, block or mailbox"), default=0)
+
+    KEY = ["project", "grouping", "day", "channel", "source", "medium", "campaign", "keyword", "ref"]
+
+    class Meta:
+        abstract = True
+
+
+class ReportDay(DayGroup):
+    """The leads of a day and group: how many, first contacts, deals, their amount."""
+
+    leads = models.IntegerField(_("leads"), default=0)
+    first_contacts = models.IntegerField(_("first contacts"), default=0)
+    deals = models.IntegerField(_("deals"), default=0)
+    amount = models.DecimalField(_("deal amount"), max_digits=18, decimal_places=2, default=0)
+
+    class Meta:
+        verbose_name = _("report day")
+        verbose_name_plural = _("report days")
+        constraints = [models.UniqueConstraint(fields=DayGroup.KEY, name="report_day_unique_key")]
+
+    def __str__(self):
+        return f"{self.day} {self.grouping}: {self.leads}"
+
+
+class SessionDay(DayGroup):
+    """The sessions of a day and group. Apart from the leads' days, so that
+    collect adding a session never waits for a recount of leads."""
+
+    sessions = models.IntegerField(_("sessions"), default=0)
+
+    class Meta:
+        verbose_name = _("sessions day")
+        verbose_name_plural = _("sessions days")
+        constraints = [models.UniqueConstraint(fields=DayGroup.KEY, name="session_day_unique_key")]
+
+    def __str__(self):
+        return f"{self.day} {self.grouping}: {self.sessions}"
+
+
+class RollupState(models.Model):
+    """The time zone a project's report days were counted in: the report
+    reads them only while it is still the project's (else the raw rows)."""
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="+", verbose_name=_("project"))
+    time_zone = models.CharField(_("time zone"), max_length=64)
+    built_at = models.DateTimeField(_("built at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("report days state")
+        verbose_name_plural = _("report days states")
+
+    def __str__(self):
+        return f"{self.project_id}: {self.time_zone}"

@@ -59,9 +59,13 @@ def first_letter_mailbox():
     return Subquery(Letter.objects.filter(lead=OuterRef("pk")).order_by("received_at", "id").values("mailbox_id")[:1])
 
 
-def response_times_grouped(leads: QuerySet[Lead], group: dict) -> dict[tuple, Response]:
-    """Response figures per group; `group` maps names to expressions on Lead."""
+def response_times_grouped(leads: QuerySet[Lead], group: dict, counts: dict | None = None) -> dict[tuple, Response]:
+    """Response figures per group; `group` maps names to expressions on Lead.
+    With `counts` (each group's number of leads, known from elsewhere) only
+    the answered leads are read: the others count as leads with no reply."""
     names = {f"g_{name}": expression for name, expression in group.items()}
+    if counts is not None:
+        leads = leads.filter(replies__isnull=False)
     rows = (
         leads.annotate(**names)
         .annotate(first_reply=Min("replies__sent_at"))
@@ -72,6 +76,11 @@ def response_times_grouped(leads: QuerySet[Lead], group: dict) -> dict[tuple, Re
     for *key, created, replied in rows:
         delta = None if replied is None else max(replied - created, timedelta(0))
         times.setdefault(tuple(key), []).append(delta)
+    if counts is not None:
+        for key, n in counts.items():
+            answered = times.setdefault(key, [])
+            answered += [None] * (n - len(answered))
+        times = {key: values for key, values in times.items() if values}
     return {key: figures(values) for key, values in times.items()}
 
 

@@ -13,6 +13,7 @@ from django.db.models.functions import Lower, TruncDate
 from attribution.models import Lead
 from tracker.models import Session
 
+from . import rollups
 from .endtoend import period_bounds
 from .models import Cost
 
@@ -26,23 +27,46 @@ class SourceSeries:
     cost_per_lead: list[Decimal | None]
 
 
-def daily_by_source(project, leads: QuerySet[Lead], start: date, end: date) -> tuple[list[date], list[SourceSeries]]:
+def daily_by_source(
+    project, leads: QuerySet[Lead] | None, start: date, end: date
+) -> tuple[list[date], list[SourceSeries]]:
+    """`leads` None: every lead of the project in the period, from the report days when they are ready."""
     tz = ZoneInfo(project.time_zone)
     days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
     first, after = period_bounds(project.time_zone, start, end)
-    lead_rows = (
-        leads.annotate(day=TruncDate("created_at", tzinfo=tz), s=Lower("source"))
-        .values("day", "s")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
-    session_rows = (
-        Session.objects.filter(visitor__site__project=project, started_at__gte=first, started_at__lt=after)
-        .annotate(day=TruncDate("started_at", tzinfo=tz), s=Lower("source"))
-        .values("day", "s")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
+    if leads is None and rollups.ready(project):
+        lead_rows = (
+            rollups.report_days(project, start, end, "source")
+            .annotate(s=Lower("source"))
+            .values("day", "s")
+            .annotate(n=Sum("leads"))
+            .filter(n__gt=0)
+            .order_by()
+        )
+        session_rows = (
+            rollups.session_days(project, start, end, "source")
+            .annotate(s=Lower("source"))
+            .values("day", "s")
+            .annotate(n=Sum("sessions"))
+            .filter(n__gt=0)
+            .order_by()
+        )
+    else:
+        if leads is None:
+            leads = Lead.objects.filter(project=project, created_at__gte=first, created_at__lt=after)
+        lead_rows = (
+            leads.annotate(day=TruncDate("created_at", tzinfo=tz), s=Lower("source"))
+            .values("day", "s")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+        session_rows = (
+            Session.objects.filter(visitor__site__project=project, started_at__gte=first, started_at__lt=after)
+            .annotate(day=TruncDate("started_at", tzinfo=tz), s=Lower("source"))
+            .values("day", "s")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
     cost_rows = (
         Cost.objects.filter(project=project, day__gte=start, day__lte=end)
         .annotate(s=Lower("source"))

@@ -13,6 +13,7 @@ from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 
 from attribution.models import Lead
+from costs import rollups
 from costs.endtoend import FIELD_LABELS, GROUPING_LABELS, GROUPINGS, Row, end_to_end
 from costs.series import daily_by_source
 from costs.services import project_currency
@@ -95,6 +96,13 @@ class Report:
     chart: Chart
 
 
+def from_report_days(project, form) -> bool:
+    """A report of every lead of a period (no filter but the dates) reads the
+    project's report days, when they are counted in its time zone; any other
+    filter needs the leads themselves."""
+    return not set(form.values) - {"date_from", "date_to"} and rollups.ready(project)
+
+
 def default_period(today: date) -> tuple[date, date]:
     return today - timedelta(days=DEFAULT_DAYS - 1), today
 
@@ -148,17 +156,29 @@ def draw(days: list[date], per_day: dict[date, dict[str, int]], order: list[str]
     return chart
 
 
-def build_report(leads: QuerySet[Lead], time_zone: str, start: date, end: date) -> Report:
-    """Counts of `leads` (already filtered to the period and the project)."""
+def build_report(leads: QuerySet[Lead] | None, time_zone: str, start: date, end: date, *, project=None) -> Report:
+    """Counts of `leads` (already filtered to the period and the project);
+    `leads` None: every lead of `project` in the period, from its report days."""
     tz = ZoneInfo(time_zone)
     days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
     per_day: dict[date, dict[str, int]] = {day: {} for day in days}
-    by_day = (
-        leads.annotate(day=TruncDate("created_at", tzinfo=tz))
-        .values("day", "channel")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
+    if leads is None:
+        by_day = rollups.leads_per_day_and_channel(project, start, end)
+        grouped = rollups.leads_per_campaign(project, start, end)
+    else:
+        by_day = (
+            leads.annotate(day=TruncDate("created_at", tzinfo=tz))
+            .values("day", "channel")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+        grouped = (
+            leads.values("source", "medium", "campaign")
+            .annotate(
+                leads=Count("id"), first_contacts=Count("id", filter=Q(first_contact=True)), amount=Sum("deal_amount")
+            )
+            .order_by()
+        )
     channel_totals: dict[str, int] = {}
     for row in by_day:
         if row["day"] in per_day:
@@ -172,10 +192,7 @@ def build_report(leads: QuerySet[Lead], time_zone: str, start: date, end: date) 
     ]
     # Every group in one query; the totals are their sums, so the table's
     # "All" row always agrees with its rows, and nothing is counted twice.
-    grouped = leads.values("source", "medium", "campaign").annotate(
-        leads=Count("id"), first_contacts=Count("id", filter=Q(first_contact=True)), amount=Sum("deal_amount")
-    )
-    rows = [SourceRow(**{**row, "amount": row["amount"] or Decimal("0.00")}) for row in grouped.order_by()]
+    rows = [SourceRow(**{**row, "amount": row["amount"] or Decimal("0.00")}) for row in grouped]
     total = SourceRow(
         "",
         "",
@@ -273,10 +290,11 @@ def funnel_header(fields: tuple[str, ...], currency: str) -> list[str]:
 
 
 def build_funnel(
-    project, leads: QuerySet[Lead], start: date, end: date, grouping: str, site_id: int | None = None
+    project, leads: QuerySet[Lead] | None, start: date, end: date, grouping: str, site_id: int | None = None
 ) -> FunnelTable:
     """The end-to-end table of `leads` (the project's, filtered to the period;
-    with the list's site filter, that site's sessions only)."""
+    with the list's site filter, that site's sessions only; None: every lead
+    of the period, from the report days)."""
     if grouping not in GROUPINGS:
         grouping = "channel"
     report = end_to_end(
@@ -347,7 +365,7 @@ def draw_lines(days: list[date], series: list[tuple[str, list]], unit: str) -> t
     return chart, lines
 
 
-def build_source_charts(project, leads: QuerySet[Lead], start: date, end: date, currency: str) -> dict:
+def build_source_charts(project, leads: QuerySet[Lead] | None, start: date, end: date, currency: str) -> dict:
     """The two charts, each (element id, title, (chart, lines)); `empty` when no source has leads or costs."""
     days, series = daily_by_source(project, leads, start, end)
     none = str(_("(none)"))

@@ -149,6 +149,8 @@ def report(request):
     leads = filter_leads(project, form).filter(
         created_at__gte=day_start(start, tz), created_at__lt=day_start(end + timedelta(days=1), tz)
     )
+    if reports.from_report_days(project, form):
+        leads = None  # every lead of the period: the report reads its days
     funnel = reports.build_funnel(
         project, leads, start, end, request.GET.get("group", ""), site_id=form.values.get("site")
     )
@@ -162,7 +164,7 @@ def report(request):
         "projects": projects,
         "project": project,
         "form": form,
-        "report": reports.build_report(leads, project.time_zone, start, end),
+        "report": reports.build_report(leads, project.time_zone, start, end, project=project),
         "funnel": funnel,
         "source_charts": reports.build_source_charts(project, leads, start, end, funnel.currency),
         "list_query": query,

@@ -1,0 +1,81 @@
+"""What keeps the report days (`costs.rollups`) in step with the rows they
+count: lead events from attribution (leads it writes in bulk; heard inside
+its transaction, so the days commit or roll back with the leads), and the save
+and delete signals of the models whose rows the report counts. Connected in
+`CostsConfig.ready`; the owners of those tables never call us."""
+
+from django.db import connection, transaction
+from django.db.models.signals import post_delete, post_save
+
+from attribution import events
+from attribution.models import Lead
+from mailbox_sync.models import Letter, Mailbox
+from projects.models import Project
+from substitution.models import Block
+from tracker.models import Session, Site
+
+from . import rollups
+from .models import RollupState
+from .tasks import rebuild_report_days
+
+
+def lead_saved(sender, instance: Lead, created: bool, update_fields=None, **kwargs) -> None:
+    if update_fields is not None and not (set(update_fields) & rollups.COUNTED_FIELDS):
+        return
+    project_id = instance.project_id
+    time_zone = Project.objects.filter(pk=project_id).values_list("time_zone", flat=True).first()
+    if time_zone is not None:
+        rollups.recount_lead_days(project_id, {rollups.local_day(instance.created_at, time_zone)})
+
+
+def letter_changed(sender, instance: Letter, **kwargs) -> None:
+    """A letter joining or leaving a lead may change the mailbox of its first letter."""
+    if instance.lead_id is not None:
+        rollups.recount_leads([instance.lead_id])
+
+
+def session_saved(sender, instance: Session, created: bool, **kwargs) -> None:
+    if created and connection.vendor != "postgresql":
+        rollups.add_sessions(instance, 1)
+
+
+def session_deleted(sender, instance: Session, **kwargs) -> None:
+    if connection.vendor != "postgresql":
+        rollups.add_sessions(instance, -1)
+
+
+def project_saved(sender, instance: Project, created: bool, **kwargs) -> None:
+    """A new project has nothing to count; a new time zone moves every day's
+    boundaries, so its days are counted again (the report reads raw rows meanwhile)."""
+    if created:
+        RollupState.objects.create(project=instance, time_zone=instance.time_zone)
+    elif not rollups.ready(instance):
+        rebuild_later(instance.pk)
+
+
+def group_deleted(sender, instance, **kwargs) -> None:
+    """A site, block or mailbox gone: its leads' groups change (their
+    reference is set to none), so the project's days are counted again."""
+    rebuild_later(instance.project_id)
+
+
+def rebuild_later(project_id: int) -> None:
+    transaction.on_commit(lambda: rebuild_report_days.delay(project_id))
+
+
+def connect() -> None:
+    events.subscribe_in_transaction(events.LEAD_CREATED, rollups.recount_leads)
+    events.subscribe_in_transaction(events.LEAD_UPDATED, rollups.recount_leads)
+    post_save.connect(lead_saved, sender=Lead, dispatch_uid="costs.lead_saved")
+    post_delete.connect(lead_saved_deleted, sender=Lead, dispatch_uid="costs.lead_deleted")
+    post_save.connect(letter_changed, sender=Letter, dispatch_uid="costs.letter_saved")
+    post_delete.connect(letter_changed, sender=Letter, dispatch_uid="costs.letter_deleted")
+    post_save.connect(session_saved, sender=Session, dispatch_uid="costs.session_saved")
+    post_delete.connect(session_deleted, sender=Session, dispatch_uid="costs.session_deleted")
+    post_save.connect(project_saved, sender=Project, dispatch_uid="costs.project_saved")
+    for model in (Site, Block, Mailbox):
+        post_delete.connect(group_deleted, sender=model, dispatch_uid=f"costs.{model.__name__}_deleted")
+
+
+def lead_saved_deleted(sender, instance: Lead, **kwargs) -> None:
+    lead_saved(sender, instance, created=False)

@@ -1,0 +1,283 @@
+"""Report days: the end-to-end report's counts and sums per project, day (in
+the project's time zone), grouping and group (`ReportDay` for leads,
+`SessionDay` for sessions), so that a report of a period reads its days
+instead of every lead and session in it.
+
+Kept exact, each from its own rows:
+- leads (count, first contacts, deals, deal amount): a day's lead figures are
+  counted again from that day's leads whenever one of them is created,
+  changed or deleted (`recount_lead_days`, called by `costs.listeners`),
+  under a per-project lock so two recounts never interleave;
+- sessions: on PostgreSQL by triggers on the session table (migration
+  0003), since collect inserts a new visitor's session with plain SQL in
+  the same statement as its leases; elsewhere (SQLite) by `add_sessions`
+  from the session's save and delete signals.
+`rebuild` counts a range again from the raw rows (management command
+`rebuild_report_days`, the Celery task of the same name, the migration that
+made the table, the benchmark). A report reads the days only while
+`RollupState` says they were counted in the project's current time zone.
+"""
+
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from django.db import connection, transaction
+from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from attribution.models import Lead
+from projects.models import Project
+from tracker.models import Session, Site
+
+from .models import DayGroup, ReportDay, RollupState, SessionDay
+from .response import first_letter_mailbox
+
+# grouping → the report day's key columns and, per source of rows, what fills them
+LEAD_KEYS = {
+    "channel": {"channel": F("channel")},
+    "source": {"source": F("source"), "medium": F("medium")},
+    "medium": {"medium": F("medium")},
+    "campaign": {"source": F("source"), "medium": F("medium"), "campaign": F("campaign")},
+    "keyword": {"keyword": F("keyword")},
+    "site": {"ref": F("site_id")},
+    "block": {"ref": F("lease__block_id")},
+    "mailbox": {"ref": first_letter_mailbox()},
+}
+SESSION_KEYS = {
+    "channel": {"channel": F("channel")},
+    "source": {"source": F("source"), "medium": F("utm_medium")},
+    "medium": {"medium": F("utm_medium")},
+    "campaign": {"source": F("source"), "medium": F("utm_medium"), "campaign": F("utm_campaign")},
+    "keyword": {"keyword": F("keyword")},
+    "site": {"ref": F("visitor__site_id")},
+}
+LEAD_MEASURES = {
+    "leads": Count("id"),
+    "first_contacts": Count("id", filter=Q(first_contact=True)),
+    "deals": Count("id", filter=Q(status=Lead.Status.WON)),
+    "amount": Sum("deal_amount"),
+}
+LEAD_COLUMNS = list(LEAD_MEASURES)
+# Lead fields whose change moves a lead between groups or changes a figure.
+COUNTED_FIELDS = frozenset(
+    {"project", "created_at", "first_contact", "status", "deal_amount", "site", "lease"}
+    | {"channel", "source", "medium", "campaign", "keyword"}
+)
+LOCK_CLASS = 0x0C05  # advisory lock namespace: report days of one project
+BATCH = 5000
+
+
+def day_bounds(time_zone: str, day: date) -> tuple[datetime, datetime]:
+    tz = ZoneInfo(time_zone)
+    return datetime.combine(day, time.min, tzinfo=tz), datetime.combine(day + timedelta(days=1), time.min, tzinfo=tz)
+
+
+def local_day(at: datetime, time_zone: str) -> date:
+    return timezone.localtime(at, ZoneInfo(time_zone)).date()
+
+
+def _lock(project_id: int) -> None:
+    """Recounts and rebuilds of one project's days one at a time (PostgreSQL;
+    SQLite writes one at a time anyway)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [LOCK_CLASS, project_id])
+
+
+def _key(values: dict) -> dict:
+    """Key columns from the grouped values: empty text and ref 0 for none."""
+    key = {name: values.get(f"k_{name}") or "" for name in ("channel", "source", "medium", "campaign", "keyword")}
+    key["ref"] = values.get("k_ref") or 0
+    return key
+
+
+def _grouped(queryset: QuerySet, keys: dict, measures: dict, day=None):
+    names = {f"k_{name}": expression for name, expression in keys.items()}
+    if day is not None:
+        names["k_day"] = day
+    return queryset.annotate(**names).values(*names).annotate(**measures).order_by().iterator(chunk_size=BATCH)
+
+
+def _lead_day(project_id: int, grouping: str, day: date, values: dict) -> ReportDay:
+    return ReportDay(
+        project_id=project_id,
+        day=day,
+        grouping=grouping,
+        leads=values["leads"],
+        first_contacts=values["first_contacts"],
+        deals=values["deals"],
+        amount=values["amount"] or Decimal("0.00"),
+        **_key(values),
+    )
+
+
+def _save(model, rows: list, update_fields: list[str]) -> None:
+    for start in range(0, len(rows), BATCH):
+        model.objects.bulk_create(
+            rows[start : start + BATCH], update_conflicts=True, unique_fields=DayGroup.KEY, update_fields=update_fields
+        )
+
+
+def recount_lead_days(project_id: int, days) -> None:
+    """Count the lead figures of these days of the project again from its leads."""
+    time_zone = Project.objects.filter(pk=project_id).values_list("time_zone", flat=True).first()
+    if time_zone is None:
+        return
+    with transaction.atomic():
+        _lock(project_id)
+        for day in sorted(set(days)):
+            start, end = day_bounds(time_zone, day)
+            ReportDay.objects.filter(project_id=project_id, day=day).delete()
+            leads = Lead.objects.filter(project_id=project_id, created_at__gte=start, created_at__lt=end)
+            rows = [
+                _lead_day(project_id, grouping, day, values)
+                for grouping, keys in LEAD_KEYS.items()
+                for values in _grouped(leads, keys, LEAD_MEASURES)
+            ]
+            ReportDay.objects.bulk_create(rows, batch_size=BATCH)
+
+
+def recount_leads(lead_ids) -> None:
+    """After leads were created or changed (by id): recount their days."""
+    wanted: dict[int, set[datetime]] = {}
+    rows = Lead.objects.filter(pk__in=list(lead_ids)).values_list("project_id", "created_at", "project__time_zone")
+    for project_id, created_at, time_zone in rows:
+        wanted.setdefault(project_id, set()).add(local_day(created_at, time_zone))
+    for project_id, days in wanted.items():
+        recount_lead_days(project_id, days)
+
+
+def rebuild(project: Project, date_from: date | None = None, date_to: date | None = None) -> int:
+    """Count the project's days from `date_from` to `date_to` (both
+    included; open ends: all) again from its leads and sessions. A rebuild of
+    every day also records the time zone they were counted in. Returns the
+    number of report days written."""
+    time_zone = project.time_zone
+    tz = ZoneInfo(time_zone)
+    days, session_days = ReportDay.objects.filter(project=project), SessionDay.objects.filter(project=project)
+    leads = Lead.objects.filter(project=project)
+    sessions = Session.objects.filter(visitor__site__project=project)
+    if date_from is not None:
+        start = day_bounds(time_zone, date_from)[0]
+        days, session_days = days.filter(day__gte=date_from), session_days.filter(day__gte=date_from)
+        leads, sessions = leads.filter(created_at__gte=start), sessions.filter(started_at__gte=start)
+    if date_to is not None:
+        end = day_bounds(time_zone, date_to)[1]
+        days, session_days = days.filter(day__lte=date_to), session_days.filter(day__lte=date_to)
+        leads, sessions = leads.filter(created_at__lt=end), sessions.filter(started_at__lt=end)
+    written = 0
+    with transaction.atomic():
+        _lock(project.pk)
+        days.delete()
+        session_days.delete()
+        for grouping, keys in LEAD_KEYS.items():
+            rows = [
+                _lead_day(project.pk, grouping, values["k_day"], values)
+                for values in _grouped(leads, keys, LEAD_MEASURES, TruncDate("created_at", tzinfo=tz))
+            ]
+            _save(ReportDay, rows, LEAD_COLUMNS)
+            written += len(rows)
+        for grouping, keys in SESSION_KEYS.items():
+            rows = [
+                SessionDay(
+                    project_id=project.pk, day=values["k_day"], grouping=grouping, sessions=values["n"], **_key(values)
+                )
+                for values in _grouped(sessions, keys, {"n": Count("id")}, TruncDate("started_at", tzinfo=tz))
+            ]
+            _save(SessionDay, rows, ["sessions"])
+            written += len(rows)
+        if date_from is None and date_to is None:
+            RollupState.objects.update_or_create(project=project, defaults={"time_zone": time_zone})
+    return written
+
+
+def session_keys(session: Session, site_id: int) -> dict[str, dict]:
+    """The report days' keys of one session, per grouping (as SESSION_KEYS)."""
+    return {
+        "channel": {"channel": session.channel},
+        "source": {"source": session.source, "medium": session.utm_medium},
+        "medium": {"medium": session.utm_medium},
+        "campaign": {"source": session.source, "medium": session.utm_medium, "campaign": session.utm_campaign},
+        "keyword": {"keyword": session.keyword},
+        "site": {"ref": site_id},
+    }
+
+
+ADD_SESSIONS = """
+INSERT INTO {table} AS r (project_id, grouping, day, channel, source, medium, campaign, keyword, ref, sessions)
+VALUES {values}
+ON CONFLICT (project_id, grouping, day, channel, source, medium, campaign, keyword, ref)
+DO UPDATE SET sessions = r.sessions + excluded.sessions
+"""
+
+
+def add_sessions(session: Session, sign: int) -> None:
+    """One session more (sign 1) or fewer (-1) in its report days; where the
+    database has no triggers for it (PostgreSQL counts them in triggers)."""
+    site_id = session.visitor.site_id
+    row = Site.objects.filter(pk=site_id).values_list("project_id", "project__time_zone").first()
+    if row is None:
+        return
+    project_id, time_zone = row
+    day = local_day(session.started_at, time_zone)
+    values, params = [], []
+    for grouping, key in session_keys(session, site_id).items():
+        full = {"channel": "", "source": "", "medium": "", "campaign": "", "keyword": "", "ref": 0, **key}
+        values.append("(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
+        params += [project_id, grouping, day, *full.values(), sign]
+    sql = ADD_SESSIONS.format(table=SessionDay._meta.db_table, values=", ".join(values))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def ready(project: Project) -> bool:
+    """Whether the project's report days were counted in its current time zone."""
+    return RollupState.objects.filter(project=project, time_zone=project.time_zone).exists()
+
+
+def report_days(project: Project, date_from: date, date_to: date, grouping: str) -> QuerySet[ReportDay]:
+    return ReportDay.objects.filter(project=project, grouping=grouping, day__gte=date_from, day__lte=date_to)
+
+
+def session_days(project: Project, date_from: date, date_to: date, grouping: str) -> QuerySet[SessionDay]:
+    return SessionDay.objects.filter(project=project, grouping=grouping, day__gte=date_from, day__lte=date_to)
+
+
+def rebuild_every_project() -> int:
+    return sum(rebuild(project) for project in Project.objects.order_by("pk"))
+
+
+def leads_per_day_and_channel(project: Project, date_from: date, date_to: date) -> list[dict]:
+    """[{day, channel, n}] of the days' leads, as the report's chart counts them."""
+    rows = (
+        report_days(project, date_from, date_to, "channel")
+        .values("day", "channel")
+        .annotate(n=Sum("leads"))
+        .filter(n__gt=0)
+        .order_by()
+    )
+    return list(rows)
+
+
+def leads_per_campaign(project: Project, date_from: date, date_to: date) -> list[dict]:
+    """[{source, medium, campaign, leads, first_contacts, amount}], the values as the leads spell them."""
+    rows = (
+        report_days(project, date_from, date_to, "campaign")
+        .values("source", "medium", "campaign")
+        .annotate(leads_n=Sum("leads"), first_n=Sum("first_contacts"), amount_n=Sum("amount"))
+        .filter(leads_n__gt=0)
+        .order_by()
+    )
+    return [
+        {
+            "source": r["source"],
+            "medium": r["medium"],
+            "campaign": r["campaign"],
+            "leads": r["leads_n"],
+            "first_contacts": r["first_n"],
+            "amount": r["amount_n"],
+        }
+        for r in rows
+    ]
