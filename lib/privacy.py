@@ -27,13 +27,26 @@ def normalize_email(email: str) -> str:
     return (email or "").strip().lower()
 
 
+# A display name before an address in angle brackets ("Ivan Petrov" <ivan@…>,
+# Ivan Petrov <ivan@…>): it names the person too, so it goes with the address.
+_NAMED = r'(?P<lead>[ \t]*)(?:"[^"\r\n]*"|[^,:;<>"\r\n]*?)[ \t]*<[ \t]*{address}[ \t]*>'
+
+
 def _pattern(email: str) -> re.Pattern:
     return re.compile(rf"(?<![{_ADDRESS_CHAR}]){re.escape(email)}(?!\.?[A-Za-z0-9\-])", re.IGNORECASE)
+
+
+def _named_pattern(email: str) -> re.Pattern:
+    return re.compile(_NAMED.format(address=re.escape(email)), re.IGNORECASE)
 
 
 def _bytes_pattern(email: str) -> re.Pattern:
     escaped = re.escape(email.encode("utf-8"))
     return re.compile(rb"(?<![A-Za-z0-9._%+\-])" + escaped + rb"(?!\.?[A-Za-z0-9\-])", re.IGNORECASE)
+
+
+def _named_bytes_pattern(email: str) -> re.Pattern:
+    return re.compile(_NAMED.format(address=re.escape(email)).encode("utf-8"), re.IGNORECASE)
 
 
 def mentions(value, email: str) -> bool:
@@ -51,11 +64,14 @@ def mentions(value, email: str) -> bool:
 
 def redact(value, email: str):
     """`value` (text, bytes, or JSON) with every appearance of the address
-    replaced by ERASED_ADDRESS; anything else is left as it was."""
+    replaced by ERASED_ADDRESS, with the display name before it where it has
+    one; anything else is left as it was."""
     if isinstance(value, bytes | memoryview):
-        return _bytes_pattern(email).sub(ERASED_ADDRESS.encode(), bytes(value))
+        named = _named_bytes_pattern(email).sub(rb"\g<lead><" + ERASED_ADDRESS.encode() + rb">", bytes(value))
+        return _bytes_pattern(email).sub(ERASED_ADDRESS.encode(), named)
     if isinstance(value, str):
-        return _pattern(email).sub(ERASED_ADDRESS, value)
+        named = _named_pattern(email).sub(rf"\g<lead><{ERASED_ADDRESS}>", value)
+        return _pattern(email).sub(ERASED_ADDRESS, named)
     if isinstance(value, dict):
         return {key: redact(item, email) for key, item in value.items()}
     if isinstance(value, list | tuple):

@@ -1,8 +1,10 @@
 """A person's data in the relay's queue: the copies of letters to them (or
 from them), kept until the queue's keep period ends (queue.purge).
 
-Erasure replaces their address in the copy's recipient lists and raw bytes of
-every copy that has left the queue (sent, failed, skipped); the lists keep
+Erasure, for every copy that has left the queue (sent, failed, skipped):
+a copy made for the person alone (a tracked recipient's own copy) loses its
+raw bytes; any other copy has their address (and display name) replaced in its
+raw bytes. In the recipient lists their address is replaced: the lists keep
 their length. A copy still waiting to go out is left as it is (it is the
 project's letter in flight) and counted, so the one who erases can run the
 erasure again once it has gone.
@@ -40,8 +42,12 @@ def erase_person(project_id: int, email: str) -> dict:
             pending += 1
             continue
         changes = {name: redact(getattr(copy, name), email) for name in LISTS}
-        QueuedLetter.objects.filter(pk=copy.pk).update(
-            mail_from=redact(copy.mail_from, email), raw=redact(bytes(copy.raw), email), **changes
-        )
+        raw = b"" if _only_for(copy, email) else redact(bytes(copy.raw), email)
+        QueuedLetter.objects.filter(pk=copy.pk).update(mail_from=redact(copy.mail_from, email), raw=raw, **changes)
         erased += 1
     return {"relay_copies": erased, "relay_copies_pending": pending}
+
+
+def _only_for(copy: QueuedLetter, email: str) -> bool:
+    addresses = [*copy.recipients, *copy.delivered, *(entry[0] for entry in copy.refused if entry)]
+    return bool(addresses) and all(str(address).strip().lower() == email for address in addresses)
