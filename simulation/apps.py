@@ -6,3 +6,10 @@ class SimulationConfig(AppConfig):
     name = "simulation"
     verbose_name = _("Attribution simulation")
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from substitution.pools import register_size_advisor
+
+        from .advice import simulated_size
+
+        register_size_advisor(simulated_size)

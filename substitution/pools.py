@@ -2,6 +2,8 @@
 
 import csv
 import io
+from dataclasses import dataclass
+from datetime import datetime
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
@@ -118,3 +120,59 @@ def pool_add_uploaded(pool: Pool, emails: list[str]) -> int:
     """Add validated real addresses to an uploaded pool."""
     created = Address.objects.bulk_create([Address(pool=pool, email=email) for email in emails], ignore_conflicts=True)
     return len(created)
+
+
+# --- Recommended size ---------------------------------------------------------
+# The recommendation shown with a pool's health: simulated from the site's own
+# traffic where an advisor (the simulation app, registered in its AppConfig)
+# has a result, else the observed peak with a margin. Substitution never
+# imports its advisors: they register here, as lead listeners do.
+
+PEAK = "peak"
+SIMULATED = "simulated"
+
+
+@dataclass(frozen=True)
+class SimulatedSize:
+    """An advisor's answer for a pool. `status`: "ready" (with `size`, the
+    smallest size reaching `target`), "not_reached" (no size tried did),
+    "not_enough_traffic" or "pending" (being computed)."""
+
+    status: str
+    size: int | None = None
+    target: float = 0.0
+    accuracy: float | None = None  # share of correctly credited visitors at `size`
+    curve: tuple = ()  # ((size, share of correct visitors), ...) by size
+    computed_at: datetime | None = None
+    hold_minutes: int | None = None
+
+
+@dataclass(frozen=True)
+class SizeAdvice:
+    """The recommended size and what it rests on (`basis`: PEAK or SIMULATED)."""
+
+    size: int
+    basis: str
+    simulated: SimulatedSize | None = None
+
+
+_advisors: list = []
+
+
+def register_size_advisor(advisor) -> None:
+    """`advisor(pool)` returns a SimulatedSize or None."""
+    if advisor not in _advisors:
+        _advisors.append(advisor)
+
+
+def pool_recommendation(pool: Pool, peak_recommended: int) -> SizeAdvice:
+    """The simulated size where one is ready (enough traffic to learn from),
+    else the peak with a margin (`peak_recommended`, selectors.pool_health)."""
+    simulated = None
+    for advisor in _advisors:
+        simulated = advisor(pool)
+        if simulated is not None:
+            break
+    if simulated is not None and simulated.status == "ready" and simulated.size:
+        return SizeAdvice(size=simulated.size, basis=SIMULATED, simulated=simulated)
+    return SizeAdvice(size=peak_recommended, basis=PEAK, simulated=simulated)

@@ -1,0 +1,95 @@
+"""The attribution simulator's speed: one simulated week at 1,000 visitors an
+hour through the real services on PostgreSQL (target, issue 21: at most 60 s),
+and its ratio against a loop of bare allocations (`lease_acquire` for a new
+visitor, nothing else) of the same count, measured in the same run.
+
+    .venv/bin/python bench/simulator.py [--days 7] [--rate 1000] [--size 400] [--baseline 3000]
+
+In-process on PostgreSQL (a throwaway database `emailtrack_bench_sim`). The
+baseline times `--baseline` allocations and scales them to the simulation's
+number of requests (a loop of all of them would take as long as the thing
+measured); its per-allocation time is printed too.
+"""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.update(
+    DATABASE_URL="postgres://postgres:postgres@127.0.0.1:5432/emailtrack_bench_sim",
+    REDIS_URL="redis://127.0.0.1:6379/12",
+    SECRET_KEY="bench-secret-key-bench-secret-key-bench-secret-key",
+    ENCRYPTION_KEY="Zk1pQmV2b3l3b2x2T1N0b0lQeGJYc3N2c2h6d0F0d0k=",
+    DJANGO_SETTINGS_MODULE="config.settings",
+)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--days", type=float, default=7)
+    parser.add_argument("--rate", type=float, default=1000, help="new visitors per hour")
+    parser.add_argument("--size", type=int, default=400)
+    parser.add_argument("--hold", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--baseline", type=int, default=3000)
+    args = parser.parse_args()
+    import psycopg
+
+    with psycopg.connect("postgresql://postgres:postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS emailtrack_bench_sim WITH (FORCE)")
+        conn.execute("CREATE DATABASE emailtrack_bench_sim")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import transaction
+    from django.utils import timezone
+
+    call_command("migrate", verbosity=0)
+    from simulation.runner import Simulation
+    from simulation.sandbox import PoolShape, make_sandbox
+    from simulation.scenario import Scenario, plan
+    from substitution.services import lease_acquire
+    from tracker.models import Visitor
+
+    started = time.perf_counter()
+    traffic = plan(Scenario(days=args.days, visitors_per_hour=args.rate), args.seed)
+    planned = time.perf_counter() - started
+    print(
+        f"plan: {len(traffic.visits)} visitors, {traffic.visit_count} visits, "
+        f"{len(traffic.letters)} letters in {planned:.1f} s"
+    )
+    shape = PoolShape(size=args.size, hold_minutes=args.hold)
+    simulation = Simulation(traffic, shape, start=timezone.now().replace(microsecond=0) - timezone.timedelta(days=8))
+    verdicts = simulation.run()
+    total = planned + verdicts.seconds
+    print(
+        f"simulation: {verdicts.requests} requests, {verdicts.letters} letters, "
+        f"{verdicts.visitor_accuracy:.2%} correct visitors, {verdicts.exhaustions} exhaustions "
+        f"in {verdicts.seconds:.1f} s (with the plan {total:.1f} s)"
+    )
+
+    # The baseline: bare allocations of new visitors, in a rolled-back transaction too.
+    with transaction.atomic():
+        sandbox = make_sandbox(PoolShape(size=args.size, hold_minutes=0, max_live_leases_per_ip=0))
+        now = timezone.now()
+        visitors = Visitor.objects.bulk_create(
+            [Visitor(site=sandbox.site, vid=f"base{i:08d}", created_at=now, last_seen_at=now) for i in range(args.baseline)]
+        )
+        started = time.perf_counter()
+        for visitor in visitors:
+            leased = lease_acquire(pool=sandbox.pool, visitor=visitor.pk, now=now)
+            assert leased.lease is not None
+        each = (time.perf_counter() - started) / args.baseline
+        transaction.set_rollback(True)
+    baseline = each * verdicts.requests
+    print(f"bare allocation: {each * 1000:.2f} ms each; x {verdicts.requests} requests = {baseline:.1f} s")
+    print(f"ratio simulation / bare allocations: {verdicts.seconds / baseline:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,253 @@
+"""One simulation: a plan's traffic through the real services, in virtual time.
+
+The clock is virtual: every service is handed the simulated time (`now`,
+the letters' arrival time); nothing sleeps and nothing reads the wall clock
+to decide. What runs is what production runs:
+
+- each page view and heartbeat is a `tracker.services.collect` call, which
+  resolves the site, records the session and asks `substitution.visits.
+  substitute` for the visit's address (a new visitor through the first-visit
+  statement, a known one through `lease_acquire`: leasing, extension, the
+  returning visitor's previous address, LRU, the exhaustion policy);
+- every virtual minute the periodic release of expired leases runs
+  (`substitution.services.release_all_expired`, the beat task's work);
+- every `sync_minutes` the letters that reached the mailbox meanwhile are
+  stored (`mailbox_sync.store.store_letters`, raw RFC 822 bytes, arrival time
+  as IMAP INTERNALDATE) and attributed (`attribution.services.
+  attribute_letters`), as a mailbox sync does.
+
+The services run in their PostgreSQL path, as the embedded default runs
+them: no Redis fast path, every page view written through. Redis holds
+activity with real-time TTLs and a flush that would, inside the simulation's
+transaction, take up real visitors' pending activity; written through, the
+database sees every activity at its virtual time, which is what the fast
+path's flush converges to.
+
+Heartbeats: the snippet beats every minute while the page is visible. A
+heartbeat changes a lease only by moving its expiry; when nothing else can
+happen to the pool in between, one beat every `step` minutes (less than the
+hold and the session timeout) leaves every decision the same: a lease never
+looks expired while its visitor is active, and the visit's last activity is
+always sent, so releases, LRU order and attribution see the same times. With
+"take over" the least recently active lease is the victim, so there every
+minute's beat is sent (`step` = 1).
+
+Everything runs in one transaction (a savepoint per virtual minute) that is
+rolled back at the end: the sandbox and all it wrote disappear.
+"""
+
+import bisect
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+from django.conf import settings
+from django.db import transaction
+from django.test.utils import override_settings
+
+from attribution.services import attribute_letters
+from mailbox_sync.models import Letter
+from mailbox_sync.store import Incoming, store_letters
+from substitution.models import Lease, Pool, PoolExhaustion
+from substitution.services import release_all_expired
+from tracker.services import CollectRequest, collect
+
+from .sandbox import DOMAIN, PoolShape, make_sandbox
+from .scenario import Plan
+from .verdicts import Truth, Verdicts, judge
+
+USER_AGENT = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
+)
+SYNC_MINUTES = 10
+RELEASE_MINUTES = 1
+
+
+def activity_step(shape: PoolShape) -> float:
+    """Minutes between the heartbeats sent (see the module's docstring)."""
+    if shape.exhausted_policy == Pool.ExhaustedPolicy.TAKE_OVER:
+        return 1.0
+    timeout = settings.SESSION_TIMEOUT.total_seconds() / 60
+    return max(1.0, min(shape.hold_minutes, timeout) / 2)
+
+
+def requests_of(plan: Plan, step: float) -> list[tuple[float, int, int, str]]:
+    """The requests sent for the plan, in time order: (minute, visitor, visit,
+    kind), kind "land", "view" or "beat". A visit's activity is its landing,
+    its page views and a beat every minute until it ends; of that, the
+    landing, the last activity and enough in between that no gap exceeds
+    `step` are sent (the latest activity within `step` of the last one sent,
+    a page view sent as a page view)."""
+    out = []
+    for visitor, visits in enumerate(plan.visits):
+        for number, visit in enumerate(visits):
+            out.append((visit.start, visitor, number, "land"))
+            views = [*visit.page_views, visit.end]
+            last, i = visit.start, 0
+            while last < visit.end:
+                limit = min(last + step, visit.end)
+                while i < len(views) and views[i] <= limit:
+                    i += 1
+                # The latest page view within reach, else the beat at the limit.
+                view = views[i - 1] if i and views[i - 1] > last else None
+                if limit == visit.end:
+                    at, kind = visit.end, "beat"
+                elif view is not None and limit - view < 1:
+                    at, kind = view, "view"
+                else:
+                    at, kind = limit, "beat"
+                out.append((at, visitor, number, kind))
+                last = at
+    out.sort(key=lambda r: (r[0], r[1]))
+    return out
+
+
+@dataclass
+class _Visitor:
+    vid: str | None = None
+    shown: list[tuple[float, str]] = field(default_factory=list)  # (minute, address; "" = the original)
+    last_of_visit: dict[int, tuple[float, str]] = field(default_factory=dict)
+
+
+class Simulation:
+    """Run a plan against one pool shape; `run()` returns the verdicts."""
+
+    def __init__(self, plan: Plan, shape: PoolShape, start: datetime, progress: Callable[[float], None] | None = None):
+        self.plan = plan
+        self.shape = shape
+        self.start = start
+        self.progress = progress
+        self.step = activity_step(shape)
+        self.visitors = [_Visitor() for _ in plan.visits]
+        self.truths: list[Truth] = []
+        self.letter_ids: list[int] = []
+        self.requests = 0
+        self.seconds = 0.0
+
+    def at(self, minute: float) -> datetime:
+        return self.start + timedelta(minutes=minute)
+
+    def run(self) -> Verdicts:
+        started = time.perf_counter()
+        with override_settings(REDIS_URL="", COLLECT_RATE_LIMIT_PER_MINUTE=10**9), transaction.atomic():
+            try:
+                self.sandbox = make_sandbox(self.shape)
+                self._drive()
+                vids = [state.vid for state in self.visitors]
+                verdicts = judge(self.sandbox.site, vids, self.truths, self.letter_ids, self.start)
+                verdicts.exhaustions = PoolExhaustion.objects.filter(pool=self.sandbox.pool).count()
+                verdicts.taken_over = Lease.objects.filter(
+                    pool=self.sandbox.pool, end_reason=Lease.EndReason.TAKEN_OVER
+                ).count()
+            finally:
+                transaction.set_rollback(True)
+        self.seconds = time.perf_counter() - started
+        verdicts.requests = self.requests
+        verdicts.seconds = self.seconds
+        return verdicts
+
+    def _drive(self) -> None:
+        requests = requests_of(self.plan, self.step)
+        letters = self.plan.letters
+        end = max([r[0] for r in requests[-1:]] + [letter.arrives for letter in letters[-1:]] + [1])
+        next_request = next_letter = 0
+        last_release = last_sync = -1e9
+        minute = 0
+        while next_request < len(requests) or next_letter < len(letters):
+            # Minutes with nothing to do are skipped: releasing later changes no
+            # decision (an allocation releases what has expired first).
+            upcoming = min(
+                requests[next_request][0] if next_request < len(requests) else end,
+                letters[next_letter].arrives if next_letter < len(letters) else end,
+            )
+            minute = max(minute, int(upcoming))
+            horizon = minute + 1
+            with transaction.atomic():
+                while next_request < len(requests) and requests[next_request][0] < horizon:
+                    self._request(*requests[next_request])
+                    next_request += 1
+                if horizon - last_release >= RELEASE_MINUTES:
+                    release_all_expired(self.at(horizon))
+                    last_release = horizon
+                if horizon - last_sync >= SYNC_MINUTES or next_request >= len(requests):
+                    arrived = next_letter
+                    while arrived < len(letters) and letters[arrived].arrives < horizon:
+                        arrived += 1
+                    if arrived > next_letter:
+                        self._sync(next_letter, arrived)
+                        next_letter = arrived
+                    last_sync = horizon
+            minute = horizon
+            if self.progress:
+                self.progress(min(minute / end, 1.0))
+
+    def _request(self, minute: float, visitor: int, number: int, kind: str) -> None:
+        state = self.visitors[visitor]
+        visit = self.plan.visits[visitor][number]
+        page = f"https://{DOMAIN}/"
+        referrer = visit.referrer
+        if kind == "land":
+            page += visit.query
+        else:
+            page += "catalogue"
+            referrer = f"https://{DOMAIN}/"
+        request = CollectRequest(
+            site_key=self.sandbox.site.site_key,
+            vid=state.vid,
+            url=page,
+            ref=referrer,
+            screen="1920x1080",
+            lang="ru",
+            ga="",
+            ym="",
+            consent=True,
+            heartbeat=kind == "beat",
+        )
+        answer = collect(
+            request=request, origin=self.sandbox.origin, user_agent=USER_AGENT, now=self.at(minute), ip=_ip(visitor)
+        )
+        self.requests += 1
+        state.vid = answer["vid"]
+        email = next((sub["email"] for sub in answer["subs"] if sub["block"] == self.sandbox.block.pk), "")
+        state.shown.append((minute, email))
+        state.last_of_visit[number] = (minute, email)
+
+    def _sync(self, first: int, last: int) -> None:
+        """The letters that reached the mailbox: stored and attributed, as a sync does."""
+        incoming = []
+        for index in range(first, last):
+            letter = self.plan.letters[index]
+            state = self.visitors[letter.visitor]
+            if letter.during:
+                times = [t for t, _email in state.shown]
+                position = bisect.bisect_right(times, letter.written) - 1
+                shown_at, email = state.shown[max(position, 0)]
+            else:
+                shown_at, email = state.last_of_visit[letter.seen_visit]
+            to = email or self.sandbox.site.original_email
+            self.truths.append(Truth(index, letter.visitor, state.vid, shown_at, to))
+            arrives = self.at(letter.arrives).replace(microsecond=0)
+            incoming.append(Incoming(raw=_letter(index, to, self.at(letter.written)), received_at=arrives))
+        stored = store_letters(mailbox=self.sandbox.mailbox, incoming=incoming, origin=Letter.Origin.FILE)
+        ids = [outcome.letter_id for outcome in stored.outcomes]
+        self.letter_ids += ids
+        attribute_letters(ids)
+
+
+def _ip(visitor: int) -> str:
+    """One client address per visitor: the per-IP cap sees what it sees in real traffic."""
+    return f"10.{(visitor >> 16) & 255}.{(visitor >> 8) & 255}.{visitor & 255}"
+
+
+def _letter(index: int, to: str, written: datetime) -> bytes:
+    message = EmailMessage()
+    message["From"] = f"Writer {index} <writer{index}@client.invalid>"
+    message["To"] = to
+    message["Subject"] = f"Enquiry {index}"
+    message["Date"] = format_datetime(written)
+    message["Message-ID"] = f"<sim-{index}@client.invalid>"
+    message.set_content("Hello! Please send the price list.")
+    return message.as_bytes()
