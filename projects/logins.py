@@ -1,7 +1,9 @@
 """One limit for every sign-in (the journal's and the admin's).
 
-Failed attempts are counted per username and per client address for a
-while; past either limit every attempt is refused with the same words,
+Failed attempts are counted per username and per client address by the
+service's one rate limiter (lib.ratelimit): 5 per username and 20 per
+address in 15 minutes, then one more attempt every 3 minutes (45 seconds per
+address). Past either limit every attempt is refused with the same words,
 whether the username exists or not and whether the password was right, so a
 guesser learns nothing about which accounts exist. Each lockout is recorded
 for superusers to see in admin (the username only when it names an account:
@@ -13,11 +15,11 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
+from lib import ratelimit
 from lib.http import client_ip
 
 from .models import LoginLockout
@@ -25,47 +27,42 @@ from .models import LoginLockout
 FAILURES_PER_USERNAME = 5
 FAILURES_PER_ADDRESS = 20
 WINDOW_SECONDS = 15 * 60
-TOO_MANY = gettext_noop("Too many failed sign-ins. Wait 15 minutes and try again.")
+TOO_MANY = gettext_noop("Too many failed sign-ins. Wait a few minutes and try again.")
+BY_NAME = ratelimit.Rule("login-name", FAILURES_PER_USERNAME, WINDOW_SECONDS)
+BY_ADDRESS = ratelimit.Rule("login-ip", FAILURES_PER_ADDRESS, WINDOW_SECONDS)
 
 
-def _keys(request, username: str) -> list[str]:
+def _name(username: str) -> str:
     # A digest, so a username typed by mistake (or a password typed into the
     # username field) is never written to the cache as it is.
-    name = hashlib.sha256(username.strip().lower().encode()).hexdigest()
-    return [f"login:name:{name}", f"login:ip:{client_ip(request)}"]
+    return hashlib.sha256(username.strip().lower().encode()).hexdigest()
 
 
 def limited(request, username: str) -> bool:
-    name_key, ip_key = _keys(request, username)
-    counts = cache.get_many([name_key, ip_key])
-    return counts.get(name_key, 0) >= FAILURES_PER_USERNAME or counts.get(ip_key, 0) >= FAILURES_PER_ADDRESS
+    return not (
+        ratelimit.peek(BY_NAME, _name(username)).allowed and ratelimit.peek(BY_ADDRESS, client_ip(request)).allowed
+    )
 
 
 def count_failure(request, username: str, *, where: str) -> None:
-    """One more failed attempt; the attempt that reaches a limit records a lockout."""
-    counts = []
-    for key in _keys(request, username):
-        # add() starts the window; incr() keeps its expiry.
-        cache.add(key, 0, WINDOW_SECONDS)
-        try:
-            counts.append(cache.incr(key))
-        except ValueError:  # expired between the two calls
-            cache.set(key, 1, WINDOW_SECONDS)
-            counts.append(1)
-    by_name, by_address = counts
-    if by_name == FAILURES_PER_USERNAME or by_address == FAILURES_PER_ADDRESS:
+    """One more failed attempt; the attempt that uses up a limit records a
+    lockout, until the next attempt is allowed."""
+    by_name = ratelimit.hit(BY_NAME, _name(username))
+    by_address = ratelimit.hit(BY_ADDRESS, client_ip(request))
+    reached = [v for v in (by_name, by_address) if v.allowed and v.remaining == 0]
+    if reached:
         known = get_user_model().objects.filter(username__iexact=username.strip()).exists()
         LoginLockout.objects.create(
             where=where,
             username=username.strip()[:150] if known else "",
             client_address=client_ip(request) or None,
-            reason=LoginLockout.Reason.USERNAME if by_name == FAILURES_PER_USERNAME else LoginLockout.Reason.ADDRESS,
-            until=timezone.now() + timedelta(seconds=WINDOW_SECONDS),
+            reason=LoginLockout.Reason.USERNAME if reached[0] is by_name else LoginLockout.Reason.ADDRESS,
+            until=timezone.now() + timedelta(milliseconds=max(v.retry_after_ms for v in reached)),
         )
 
 
 def succeeded(request, username: str) -> None:
-    cache.delete(_keys(request, username)[0])
+    ratelimit.reset(BY_NAME, _name(username))
 
 
 class LimitedLogin:

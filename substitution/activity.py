@@ -32,125 +32,98 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import redis as redis_lib
-from django.conf import settings
 from django.db import transaction
 from redis import exceptions as redis_errors
+
+from lib import ratelimit, redis_client
+from lib.redis_client import HOT
 
 from .models import Lease
 
 log = logging.getLogger(__name__)
 
-PENDING_LEASES = "et:pending:lease"  # hash lease id -> last activity (unix seconds)
-PENDING_SESSIONS = "et:pending:session"  # hash session id -> last seen
-PENDING_VIEWS = "et:pending:views"  # hash session id -> page views to add
-PENDING_VISITORS = "et:pending:visitor"  # hash visitor id -> last seen
-SESSION_URLS = "et:urls:"  # list per session id: URLs viewed since the last flush
-PROCESSING = "et:processing:"
+# Every key here carries the hash tag HOT, so on a Redis Cluster the fast
+# path's one script finds all its keys in one slot (and declares them).
+PENDING_LEASES = f"{HOT}:pending:lease"  # hash lease id -> last activity (unix seconds)
+PENDING_SESSIONS = f"{HOT}:pending:session"  # hash session id -> last seen
+PENDING_VIEWS = f"{HOT}:pending:views"  # hash session id -> page views to add
+PENDING_VISITORS = f"{HOT}:pending:visitor"  # hash visitor id -> last seen
+SESSION_URLS = f"{HOT}:pending:urls"  # hash session id -> JSON list of the last URLs viewed
+PROCESSING = f"{HOT}:processing:"
 ORPHAN_SECONDS = 300
 MARGIN_FRACTION = 0.5  # a cached answer holds while the database's expiry is half a hold away
+URLS_KEPT = 10
 
 
 def enabled() -> bool:
-    return bool(getattr(settings, "REDIS_URL", ""))
+    return redis_client.enabled()
 
 
 _client = None
 
 
 def redis():
-    """One client per process (redis-py pools its connections)."""
+    """One client per process (redis-py pools its connections): a plain
+    Redis, or a RedisCluster with REDIS_CLUSTER on."""
     global _client
     if _client is None:
-        _client = redis_lib.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+        _client = redis_client.connect()
     return _client
 
 
 # A returning visitor's page view in one round trip: count it against the
-# client's rate limit, read the visitor's cached answer, check it still holds
-# (same configuration, database expiry far enough, session not timed out, same
-# analytics ids, no new campaign), then store it back and queue the activity
-# keeping the newest timestamps. Keys beyond KEYS are the pending hashes and
-# the session's URL list (a single Redis, not a cluster).
+# client's rate limit (lib.ratelimit's rule, when KEYS[7] is given), read the
+# visitor's cached answer, check it still holds (same configuration, database
+# expiry far enough, session not timed out, same analytics ids, no new
+# campaign), then store it back and queue the activity keeping the newest
+# timestamps. Every key it touches is in KEYS, all with the hash tag HOT.
 _FAST = (
-    """
-if KEYS[2] ~= '' then
-  local n = redis.call('INCR', KEYS[2])
-  if n == 1 then redis.call('EXPIRE', KEYS[2], 70) end
-  if n > tonumber(ARGV[1]) then return {-1} end
+    ratelimit.LUA_STEP
+    + """
+if #KEYS == 7 then
+  local rate = rate_step(KEYS[7], tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12]), false)
+  if rate[1] == 0 then return {-1, rate[3]} end
 end
 local raw = redis.call('GET', KEYS[1])
 if not raw then return {0} end
 local e = cjson.decode(raw)
-local now = tonumber(ARGV[2])
-if e.cfg ~= ARGV[3] then return {0} end
-if e.db_exp - now < e.hold * 60 * tonumber(ARGV[5]) then return {0} end
-if now - e.seen >= tonumber(ARGV[4]) then return {0} end
-if ARGV[6] ~= '' and ARGV[6] ~= e.ga then return {0} end
-if ARGV[7] ~= '' and ARGV[7] ~= e.ym then return {0} end
-if ARGV[8] ~= '' and ARGV[8] ~= e.sk then return {0} end
+local now = tonumber(ARGV[1])
+if e.cfg ~= ARGV[2] then return {0} end
+if e.db_exp - now < e.hold * 60 * tonumber(ARGV[4]) then return {0} end
+if now - e.seen >= tonumber(ARGV[3]) then return {0} end
+if ARGV[5] ~= '' and ARGV[5] ~= e.ga then return {0} end
+if ARGV[6] ~= '' and ARGV[6] ~= e.ym then return {0} end
+if ARGV[7] ~= '' and ARGV[7] ~= e.sk then return {0} end
 e.seen = now
 redis.call('SET', KEYS[1], cjson.encode(e), 'EX', e.hold * 60)
-local marks = {{'"""
-    + PENDING_SESSIONS
-    + """', e.session}, {'"""
-    + PENDING_VISITORS
-    + """', e.visitor}}
-for _, lease in ipairs(e.leases) do table.insert(marks, {'"""
-    + PENDING_LEASES
-    + """', lease}) end
+local marks = {{KEYS[2], e.session}, {KEYS[3], e.visitor}}
+for _, lease in ipairs(e.leases) do table.insert(marks, {KEYS[4], lease}) end
 for _, mark in ipairs(marks) do
   local current = redis.call('HGET', mark[1], mark[2])
-  if (not current) or tonumber(current) < now then redis.call('HSET', mark[1], mark[2], ARGV[2]) end
+  if (not current) or tonumber(current) < now then redis.call('HSET', mark[1], mark[2], ARGV[1]) end
 end
-if ARGV[9] == '1' then
-  redis.call('HINCRBY', '"""
-    + PENDING_VIEWS
-    + """', e.session, 1)
-  if ARGV[10] ~= '' then
-    local urls = '"""
-    + SESSION_URLS
-    + """' .. e.session
-    redis.call('RPUSH', urls, ARGV[10])
-    redis.call('LTRIM', urls, -10, -1)
-    redis.call('EXPIRE', urls, 86400)
+if ARGV[8] == '1' then
+  redis.call('HINCRBY', KEYS[5], e.session, 1)
+  if ARGV[9] ~= '' then
+    local kept = redis.call('HGET', KEYS[6], e.session)
+    local urls = kept and cjson.decode(kept) or {}
+    table.insert(urls, ARGV[9])
+    while #urls > """
+    + str(URLS_KEPT)
+    + """ do table.remove(urls, 1) end
+    redis.call('HSET', KEYS[6], e.session, cjson.encode(urls))
   end
 end
 return {1, cjson.encode(e.subs), e.hold}
 """
 )
 _FAST_SHA = hashlib.sha1(_FAST.encode()).hexdigest()
+_FAST_KEYS = (PENDING_SESSIONS, PENDING_VISITORS, PENDING_LEASES, PENDING_VIEWS, SESSION_URLS)
 
 
 def exchange(*commands) -> list:
-    """Send `commands` in one write and read their replies: one round trip, as a
-    pipeline, without redis-py's per-call machinery (the collect endpoint pays
-    for it on every page view). An error reply is returned as its exception.
-    A pooled connection that broke meanwhile (Redis restarted) is replaced
-    once, as redis-py's own retry would."""
-    try:
-        return _exchange_once(commands)
-    except redis_errors.ConnectionError:
-        return _exchange_once(commands)
-
-
-def _exchange_once(commands) -> list:
-    pool = redis().connection_pool
-    connection = pool.get_connection()
-    try:
-        connection.send_packed_command(connection.pack_commands(commands))
-        replies = []
-        for _command in commands:
-            try:
-                replies.append(connection.read_response())
-            except redis_errors.ResponseError as error:
-                replies.append(error)
-        return replies
-    except BaseException:
-        connection.disconnect()  # not reused half-read
-        raise
-    finally:
-        pool.release(connection)
+    """`commands` in one round trip on this process's client (lib.redis_client.exchange)."""
+    return redis_client.exchange(redis(), *commands)
 
 
 @dataclass(frozen=True)
@@ -158,8 +131,7 @@ class Returning:
     """What the fast path checks of a returning visitor's request beyond its
     leases: the tracker's facts about the session it would continue."""
 
-    rate_bucket: str  # "" when the request was counted already
-    rate_limit: int
+    rate: ratelimit.Count | None  # the client's rate limit; None when the request was counted already
     session_timeout: float  # seconds without activity that end a session
     session_key: str  # a new campaign's key, "" when the request starts none
     ga: str
@@ -169,10 +141,10 @@ class Returning:
 
 
 def fast_page_view(*, key: str, fingerprint: str, now: float, returning: Returning):
-    """("limited", None) over the rate limit; ("miss", None) when the slow path
-    must answer; ("hit", (subs, hold_minutes)) otherwise."""
+    """("miss", None) when the slow path must answer; ("hit", (subs,
+    hold_minutes)) otherwise. Over the rate limit: raises ratelimit.Limited."""
+    keys = [key, *_FAST_KEYS]
     args = [
-        returning.rate_limit,
         repr(now),
         fingerprint,
         returning.session_timeout,
@@ -183,13 +155,17 @@ def fast_page_view(*, key: str, fingerprint: str, now: float, returning: Returni
         "1" if returning.page_view else "0",
         returning.url,
     ]
-    (result,) = exchange(("EVALSHA", _FAST_SHA, 2, key, returning.rate_bucket, *args))
+    rate = returning.rate
+    if rate is not None:
+        keys.append(rate.key)
+        args += [rate.now_ms, rate.interval_ms, rate.limit]
+    (result,) = exchange(("EVALSHA", _FAST_SHA, len(keys), *keys, *args))
     if isinstance(result, redis_errors.NoScriptError):  # Redis restarted: send the script itself
-        (result,) = exchange(("EVAL", _FAST, 2, key, returning.rate_bucket, *args))
+        (result,) = exchange(("EVAL", _FAST, len(keys), *keys, *args))
     if isinstance(result, Exception):
         raise result
     if result[0] == -1:
-        return "limited", None
+        raise ratelimit.Limited(ratelimit.Verdict(False, 0, int(result[1])).retry_after)
     if result[0] == 0:
         return "miss", None
     return "hit", (json.loads(result[1]), int(result[2]))
@@ -234,38 +210,49 @@ def forget(key: str) -> None:
         redis().delete(key)
 
 
-def _take(key: str, orphans: bool) -> tuple[list[str], dict[int, float]]:
-    """Atomically move a pending hash aside and read it. The claimed copy is
-    deleted only after the database has it; a copy left by a crash is taken up
-    again (with `orphans`) once it is older than ORPHAN_SECONDS."""
+def _claim(key: str, orphans: bool, legacy: str = "") -> list[str]:
+    """Atomically move a pending hash aside; returns the names of the claimed
+    copies, oldest first. A claimed copy is deleted only after the database
+    has it; a copy left by a crash is taken up again (with `orphans`) once it
+    is older than ORPHAN_SECONDS. `legacy`: the hash's name before the keys
+    had a hash tag, taken too on a single Redis (what an upgrade left)."""
     client = redis()
-    claimed = f"{PROCESSING}{key}:{time.time_ns()}"
+    stem = f"{PROCESSING}{key.removeprefix(HOT + ':')}:"
     names = []
-    try:
-        client.rename(key, claimed)
-        names.append(claimed)
-    except Exception as error:  # noqa: BLE001 - "no such key": nothing pending
-        if "no such key" not in str(error).lower():
-            raise
     if orphans:
         cutoff = time.time_ns() - ORPHAN_SECONDS * 10**9
-        for name in client.scan_iter(f"{PROCESSING}{key}:*"):
+        for name in client.scan_iter(f"{stem}*"):
             name = name.decode()
             if int(name.split(":")[-1]) < cutoff:
-                mine = f"{PROCESSING}{key}:{time.time_ns()}"
+                mine = f"{stem}{time.time_ns()}"
                 try:
                     client.rename(name, mine)  # only one flush wins an orphan
                     names.append(mine)
-                except Exception:  # noqa: BLE001 - another flush took it
+                except redis_errors.ResponseError:  # another flush took it
                     continue
+    sources = [legacy, key] if legacy and not redis_client.is_cluster() else [key]
+    for source in sources:
+        claimed = f"{stem}{time.time_ns()}"
+        try:
+            client.rename(source, claimed)
+            names.append(claimed)
+        except redis_errors.ResponseError as error:  # "no such key": nothing pending
+            if "no such key" not in str(error).lower():
+                raise
+    return names
+
+
+def _read(names: list[str]) -> list[dict[int, bytes]]:
+    client = redis()
+    return [{int(field): value for field, value in client.hgetall(name).items()} for name in names]
+
+
+def _newest(copies: list[dict[int, bytes]]) -> dict[int, float]:
     values: dict[int, float] = {}
-    for name in names:
-        for field, value in client.hgetall(name).items():
-            if key == PENDING_VIEWS:
-                values[int(field)] = values.get(int(field), 0) + float(value)
-            else:
-                values[int(field)] = max(float(value), values.get(int(field), 0))
-    return names, values
+    for copy in copies:
+        for field, value in copy.items():
+            values[field] = max(float(value), values.get(field, 0))
+    return values
 
 
 def _at(seconds: float) -> datetime:
@@ -284,19 +271,38 @@ def on_flush(listener) -> None:
         _flush_listeners.append(listener)
 
 
+_LEGACY = {
+    PENDING_LEASES: "et:pending:lease",
+    PENDING_SESSIONS: "et:pending:session",
+    PENDING_VIEWS: "et:pending:views",
+    PENDING_VISITORS: "et:pending:visitor",
+}
+
+
 def flush(orphans: bool = False) -> int:
     """Apply pending activity to the database: lease last activity and
     expiry here, the sessions' and visitors' through the listeners.
     Returns the number of leases touched."""
     if not enabled():
         return 0
-    claims = {key: _take(key, orphans) for key in (PENDING_LEASES, PENDING_SESSIONS, PENDING_VIEWS, PENDING_VISITORS)}
-    leases = claims[PENDING_LEASES][1]
-    views = claims[PENDING_VIEWS][1]
-    client = redis()
-    urls = {
-        session_id: [u.decode() for u in client.lrange(f"{SESSION_URLS}{session_id}", 0, -1)] for session_id in views
-    }
+    keys = (PENDING_LEASES, PENDING_SESSIONS, PENDING_VIEWS, PENDING_VISITORS, SESSION_URLS)
+    claimed = {key: _claim(key, orphans, _LEGACY.get(key, "")) for key in keys}
+    copies = {key: _read(names) for key, names in claimed.items()}
+    leases = _newest(copies[PENDING_LEASES])
+    views: dict[int, int] = {}
+    for copy in copies[PENDING_VIEWS]:
+        for session_id, count in copy.items():
+            views[session_id] = views.get(session_id, 0) + int(count)
+    urls: dict[int, list[str]] = {}
+    for copy in copies[SESSION_URLS]:
+        for session_id, kept in copy.items():
+            urls[session_id] = [*urls.get(session_id, []), *json.loads(kept)][-URLS_KEPT:]
+    legacy_urls = [] if redis_client.is_cluster() else [f"et:urls:{session_id}" for session_id in views]
+    for name in legacy_urls:  # lists an upgrade left (one per session before the hash)
+        kept = [u.decode() for u in redis().lrange(name, 0, -1)]
+        if kept:
+            session_id = int(name.rsplit(":", 1)[1])
+            urls[session_id] = [*kept, *urls.get(session_id, [])][-URLS_KEPT:]
     with transaction.atomic():
         rows = Lease.objects.filter(id__in=leases, released_at__isnull=True).select_related("pool")
         for lease in rows.select_for_update():
@@ -304,40 +310,25 @@ def flush(orphans: bool = False) -> int:
             if at > lease.last_activity_at:
                 expires = at + timedelta(minutes=lease.pool.hold_minutes)
                 Lease.objects.filter(pk=lease.pk).update(last_activity_at=at, expires_at=max(expires, lease.expires_at))
-        sessions = {key: _at(value) for key, value in claims[PENDING_SESSIONS][1].items()}
-        visitors = {key: _at(value) for key, value in claims[PENDING_VISITORS][1].items()}
+        sessions = {key: _at(value) for key, value in _newest(copies[PENDING_SESSIONS]).items()}
+        visitors = {key: _at(value) for key, value in _newest(copies[PENDING_VISITORS]).items()}
         for listener in _flush_listeners:
-            listener(sessions, {key: int(value) for key, value in views.items()}, urls, visitors)
-    for session_id in views:
-        client.delete(f"{SESSION_URLS}{session_id}")
-    for names, _values in claims.values():
+            listener(sessions, views, urls, visitors)
+    for names in [*claimed.values(), legacy_urls]:
         if names:
-            client.delete(*names)
+            redis().delete(*names)
     return len(leases)
 
 
 def send_without_reply(*command) -> None:
-    """Send one command whose answer nobody waits for (CLIENT REPLY SKIP):
-    a cache write that costs a request no round trip. A failure is logged,
-    never raised: the cache only saves work, the database has the truth."""
-    pool = redis().connection_pool
-    try:
-        connection = pool.get_connection()
-    except Exception:  # noqa: BLE001 - Redis unreachable: the next request takes the slow path
-        log.warning("Redis unreachable: a cache write was skipped", exc_info=True)
-        return
-    try:
-        connection.send_packed_command(connection.pack_commands([("CLIENT", "REPLY", "SKIP"), command]))
-    except Exception:  # noqa: BLE001 - as above; the connection is not reused half-written
-        connection.disconnect()
-        log.warning("Redis write failed: a cache write was skipped", exc_info=True)
-    finally:
-        pool.release(connection)
+    """One command on this process's client whose answer nobody waits for
+    (lib.redis_client.send_without_reply): logged, never raised, on failure."""
+    redis_client.send_without_reply(redis(), *command)
 
 
 def visit_key(site_id: int, vid: str) -> str:
     """The fast path's cached answer for one visitor (see fast_page_view)."""
-    return f"et:visit:{site_id}:{vid}"
+    return f"{HOT}:visit:{site_id}:{vid}"
 
 
 def forget_visitor(visitor_id: int) -> None:

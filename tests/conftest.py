@@ -71,19 +71,12 @@ def fresh_redis():
 
 @pytest.fixture
 def frozen_rate_window(monkeypatch):
-    """The rate limits' one-minute window held still (halfway through the
-    current minute): a test's requests all count in one window, whenever the
-    wall clock turns a minute meanwhile."""
-    from tracker import services
+    """The rate limiter's clock (lib.ratelimit.clock) held still: a test's
+    requests all arrive at one instant, however long they take."""
+    from lib import ratelimit
 
     frozen = datetime.fromtimestamp(time.time() // 60 * 60 + 30)
-
-    class FrozenClock(datetime):
-        @classmethod
-        def now(cls, tz=None):
-            return frozen if tz is None else frozen.astimezone(tz)
-
-    monkeypatch.setattr(services, "datetime", FrozenClock)
+    monkeypatch.setattr(ratelimit, "clock", frozen.timestamp)
     return frozen
 
 

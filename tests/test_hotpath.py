@@ -12,6 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from lib import ratelimit
 from substitution import activity, services
 from substitution.models import Lease, Pool, RuleCondition, StaticAddress
 from substitution.rules import forget_snapshots
@@ -134,18 +135,20 @@ def test_without_consent_the_fast_path_keeps_nothing(client):
     setup = make_setup()
     answer = collect(client, setup.site, consent=False)
     assert answer["vid"] is None and answer["subs"] == []
-    assert activity.redis().keys("et:visit:*") == []
+    assert activity.redis().keys(activity.visit_key(setup.site.pk, "*")) == []
     assert Visitor.objects.count() == 0
 
 
-def test_the_fast_path_counts_against_the_rate_limit(client, settings, frozen_rate_window):
-    setup = make_setup()
-    first = collect(client, setup.site)
+def test_the_fast_path_counts_against_the_rate_limit(client, settings, monkeypatch):
+    now = [1_800_000_000.0]
+    monkeypatch.setattr(ratelimit, "clock", lambda: now[0])
     settings.COLLECT_RATE_LIMIT_PER_MINUTE = 3
-    body = {"v": 1, "site": setup.site.site_key, "vid": first["vid"], "url": "https://shop.test/", "consent": True}
-    codes = []
-    for _ in range(5):
-        response = client.post(
+    setup = make_setup()
+    first = collect(client, setup.site)  # a new visitor: counted on the slow path
+
+    def page_view():
+        body = {"v": 1, "site": setup.site.site_key, "vid": first["vid"], "url": "https://shop.test/", "consent": True}
+        return client.post(
             "/api/v1/collect",
             json.dumps(body),
             content_type="text/plain",
@@ -153,11 +156,19 @@ def test_the_fast_path_counts_against_the_rate_limit(client, settings, frozen_ra
             HTTP_USER_AGENT=BROWSER,
             REMOTE_ADDR="198.51.100.7",
         )
-        codes.append(response.status_code)
-    # The first page view already counted once in this window.
-    assert codes == [200, 200, 429, 429, 429]
-    assert response["Retry-After"] == "60"
-    assert response.json() == {"error": "Too many requests"}
+
+    with CaptureQueriesContext(connection) as queries:
+        responses = [page_view() for _ in range(3)]
+    assert len(queries) == 0, "counted and answered on the fast path"
+    assert [r.status_code for r in responses] == [200, 200, 429]
+    # 3 a minute: a burst of 3, then one every 20 s; the header says when.
+    assert responses[-1]["Retry-After"] == "20"
+    assert responses[-1].json() == {"error": "Too many requests"}
+    now[0] += 19.5
+    assert page_view()["Retry-After"] == "1"
+    now[0] += 0.5
+    assert page_view().status_code == 200
+    assert page_view().status_code == 429
 
 
 def test_a_cache_write_sent_without_reply_lands_and_leaves_the_connection_clean():

@@ -14,13 +14,13 @@ from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef
 
+from lib import ratelimit
+from lib.redis_client import HOT
 from substitution.visits import (
-    RateLimited,
     Returning,
     SessionFacts,
     VisitRequest,
     redis_enabled,
-    redis_exchange,
     substitute,
 )
 
@@ -40,10 +40,11 @@ DOMAIN_TOUCH_SECONDS = 300
 
 
 class CollectError(Exception):
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, retry_after: int | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.retry_after = retry_after  # a 429's wait in seconds
 
 
 @dataclass
@@ -112,24 +113,16 @@ def parse_request(body: bytes) -> CollectRequest:
     )
 
 
-def rate_bucket(key: str) -> str:
-    return f"rl:{key}:{int(datetime.now().timestamp() // 60)}"
+def collect_rule() -> ratelimit.Rule:
+    """Requests per client address per minute (COLLECT_RATE_LIMIT_PER_MINUTE),
+    its key in the hot path's hash slot: a returning visitor's page view is
+    counted inside the fast path's one Redis script."""
+    return ratelimit.Rule("collect-ip", settings.COLLECT_RATE_LIMIT_PER_MINUTE, 60, tag=HOT)
 
 
 def rate_limited(key: str, limit: int) -> bool:
-    """Fixed one-minute window in the shared cache (with Redis: one round trip)."""
-    bucket = rate_bucket(key)
-    if redis_enabled():
-        count, _expiry = redis_exchange(("INCR", bucket), ("EXPIRE", bucket, 70, "NX"))
-        if isinstance(count, Exception):
-            raise count
-        return count > limit
-    if cache.add(bucket, 1, timeout=70):
-        return False
-    try:
-        return cache.incr(bucket) > limit
-    except ValueError:
-        return False
+    """`limit` requests a minute for `key` (lib.ratelimit's rule)."""
+    return not ratelimit.hit(ratelimit.Rule("minute", limit, 60), key).allowed
 
 
 def find_site(site_key: str) -> Site:
@@ -179,15 +172,16 @@ def collect(*, request: CollectRequest, origin: str, user_agent: str, now: datet
     deciding the leases. Without consent nothing about the visitor is kept:
     no id, no session, and only rules that need no visitor apply. A known bot
     gets the original addresses and is only counted."""
-    rate_key, limit = f"collect-ip:{ip}", settings.COLLECT_RATE_LIMIT_PER_MINUTE
+    rule = collect_rule()
     known, snapshot = cached_snapshot(request.site_key)
     fast_eligible = request.consent and bool(request.vid) and redis_enabled()
     counted = False
     if not (known and fast_eligible):
         # Everything but a returning visitor's page view on a known site is
         # counted here; that one is counted inside its single Redis call.
-        if rate_limited(rate_key, limit):
-            raise CollectError(429, "Too many requests")
+        verdict = ratelimit.hit(rule, ip)
+        if not verdict.allowed:
+            raise CollectError(429, "Too many requests", verdict.retry_after)
         counted = True
         if not known:
             snapshot = site_snapshot(request.site_key)
@@ -214,8 +208,7 @@ def collect(*, request: CollectRequest, origin: str, user_agent: str, now: datet
         if not request.heartbeat and source.channel != Channel.DIRECT:
             campaign_key = session_key_of(source.channel, source.source, source.utm["utm_campaign"])
         returning = Returning(
-            rate_bucket="" if counted else rate_bucket(rate_key),
-            rate_limit=limit,
+            rate=None if counted else ratelimit.count_of(rule, ip),
             session_timeout=settings.SESSION_TIMEOUT.total_seconds(),
             session_key=campaign_key,
             ga=request.ga,
@@ -225,8 +218,8 @@ def collect(*, request: CollectRequest, origin: str, user_agent: str, now: datet
         )
         try:
             fast = substitute(replace(visit, returning=returning))
-        except RateLimited:
-            raise CollectError(429, "Too many requests") from None
+        except ratelimit.Limited as limited:
+            raise CollectError(429, "Too many requests", limited.retry_after) from None
         if fast is not None:
             return _answer(request.vid, fast)
 

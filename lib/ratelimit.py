@@ -1,0 +1,205 @@
+"""One rate limiter for the whole service: collect, the API and sign-ins.
+
+The rule is GCRA (the generic cell rate algorithm, a token bucket kept as one
+number): a rule of `limit` requests per `period` lets a burst of `limit`
+through, then one request every `period / limit` (the interval). Each key
+keeps one time, its "theoretical arrival time" (TAT): a request at `now` is
+allowed when `max(TAT, now) + interval - limit * interval <= now`, and then
+moves the TAT on by one interval. So there is no window to turn: `limit`
+requests at 12:00:59 leave nothing for 12:01:00 (a fixed minute window let
+`2 * limit` through there), and Retry-After is exact: the time until the
+next request would be allowed.
+
+The rule is written twice, with the same integer-millisecond arithmetic:
+in Lua for Redis (`LUA_STEP`, which the collect endpoint's hot-path script
+embeds, so a returning visitor's page view stays one round trip), and in
+Python over Django's cache for the embedded default (a local-memory cache:
+one process, so a lock makes the read and the write one step). A kept
+library (`limits`, django-ratelimit) cannot fold its check into that script.
+
+The time comes from `clock` (Unix seconds), which tests replace. When Redis
+cannot be reached the request is allowed and a warning logged: a limiter
+outage must not take the service down with it.
+"""
+
+import hashlib
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+from redis import exceptions as redis_errors
+
+from lib import redis_client
+
+log = logging.getLogger(__name__)
+
+clock = time.time
+
+# One step of the rule on Redis, atomically (inside a script): the key's TAT
+# read, checked and, unless `dry`, moved on. Returns {allowed 0/1, requests
+# left, milliseconds until the next one is allowed}.
+LUA_STEP = """
+local function rate_step(key, now, interval, limit, dry)
+  local tat = tonumber(redis.call('GET', key)) or now
+  if tat < now then tat = now end
+  local new_tat = tat + interval
+  local allow_at = new_tat - interval * limit
+  if allow_at > now then return {0, 0, allow_at - now} end
+  if not dry then redis.call('SET', key, new_tat, 'PX', new_tat - now) end
+  local after = new_tat + interval - interval * limit - now
+  if after < 0 then after = 0 end
+  return {1, math.floor((now - allow_at) / interval), after}
+end
+"""
+_SCRIPT = (
+    LUA_STEP + "return rate_step(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] == '1')\n"
+)
+_SHA = hashlib.sha1(_SCRIPT.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Rule:
+    """`limit` requests per `period` seconds for each key of one kind (`name`).
+    `tag`: a hash tag shared with the other keys of one Redis script
+    (lib.redis_client.HOT); without one each key has its own slot."""
+
+    name: str
+    limit: int
+    period: float
+    tag: str = ""
+
+    @property
+    def interval_ms(self) -> int:
+        return max(1, math.ceil(self.period * 1000 / max(self.limit, 1)))
+
+    def key(self, who: str) -> str:
+        if self.tag:
+            return f"rl:{self.tag}:{self.name}:{who}"
+        return f"rl:{{{self.name}:{who}}}"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    remaining: int  # requests still allowed at once after this one
+    retry_after_ms: int  # until the next request is allowed (0: it is now)
+
+    @property
+    def retry_after(self) -> int:
+        """Whole seconds, for a Retry-After header (at least 1)."""
+        return max(1, math.ceil(self.retry_after_ms / 1000))
+
+    @classmethod
+    def of_reply(cls, reply) -> "Verdict":
+        allowed, remaining, after = (int(value) for value in reply)
+        return cls(bool(allowed), remaining, after)
+
+
+class Limited(Exception):
+    """Over a rule's limit; `retry_after` in whole seconds."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"rate limited, retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Count:
+    """One request to count inside another Redis script (the collect
+    endpoint's): its key and LUA_STEP's arguments."""
+
+    key: str
+    now_ms: int
+    interval_ms: int
+    limit: int
+
+
+def now_ms() -> int:
+    return int(clock() * 1000)
+
+
+def count_of(rule: Rule, who: str) -> Count:
+    return Count(rule.key(who), now_ms(), rule.interval_ms, rule.limit)
+
+
+def step(tat: int | None, now: int, interval: int, limit: int) -> tuple[Verdict, int]:
+    """The rule (as LUA_STEP): the verdict for a request at `now` and the TAT after it."""
+    tat = max(now if tat is None else tat, now)
+    new_tat = tat + interval
+    allow_at = new_tat - interval * limit
+    if allow_at > now:
+        return Verdict(False, 0, allow_at - now), tat
+    after = max(0, new_tat + interval - interval * limit - now)
+    return Verdict(True, (now - allow_at) // interval, after), new_tat
+
+
+def hit(rule: Rule, who: str) -> Verdict:
+    """Count one request of `who` against `rule`; a refused one is not counted."""
+    return _decide(rule, who, dry=False)
+
+
+def peek(rule: Rule, who: str) -> Verdict:
+    """Would one more request of `who` be allowed? Counts nothing."""
+    return _decide(rule, who, dry=True)
+
+
+def check(rule: Rule, who: str) -> Verdict:
+    """hit(), raising Limited when over the limit."""
+    verdict = hit(rule, who)
+    if not verdict.allowed:
+        raise Limited(verdict.retry_after)
+    return verdict
+
+
+def reset(rule: Rule, who: str) -> None:
+    """Forget `who`'s requests (a successful sign-in clears its failures)."""
+    if redis_client.enabled():
+        try:
+            _redis().delete(rule.key(who))
+        except redis_errors.RedisError:
+            log.warning("Rate limit not reset: Redis is unavailable", exc_info=True)
+        return
+    cache.delete(rule.key(who))
+
+
+_lock = threading.Lock()
+_clients: dict = {}
+
+
+def _redis():
+    """One client per REDIS_URL (and Cluster setting) per process."""
+    which = (settings.REDIS_URL, redis_client.is_cluster())
+    if which not in _clients:
+        _clients[which] = redis_client.connect()
+    return _clients[which]
+
+
+def _decide(rule: Rule, who: str, *, dry: bool) -> Verdict:
+    count = count_of(rule, who)
+    if redis_client.enabled():
+        return _decide_on_redis(rule, count, dry)
+    with _lock:
+        tat = cache.get(count.key)
+        verdict, new_tat = step(tat, count.now_ms, count.interval_ms, count.limit)
+        if verdict.allowed and not dry:
+            cache.set(count.key, new_tat, timeout=math.ceil((new_tat - count.now_ms) / 1000))
+    return verdict
+
+
+def _decide_on_redis(rule: Rule, count: Count, dry: bool) -> Verdict:
+    args = (1, count.key, count.now_ms, count.interval_ms, count.limit, "1" if dry else "0")
+    try:
+        client = _redis()
+        (reply,) = redis_client.exchange(client, ("EVALSHA", _SHA, *args))
+        if isinstance(reply, redis_errors.NoScriptError):  # Redis restarted: send the script itself
+            (reply,) = redis_client.exchange(client, ("EVAL", _SCRIPT, *args))
+        if isinstance(reply, Exception):
+            raise reply
+    except redis_errors.RedisError:
+        log.warning("Rate limit %s not counted: Redis is unavailable", rule.name, exc_info=True)
+        return Verdict(True, rule.limit, 0)
+    return Verdict.of_reply(reply)

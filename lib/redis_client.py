@@ -1,0 +1,148 @@
+"""The service's Redis: one server, or a Redis Cluster (REDIS_CLUSTER=1), at
+REDIS_URL; the lean calls the hot paths make on it; and a Django cache
+backend for a Cluster (Django's own RedisCache speaks to one server only).
+
+On a Cluster every key one Lua script touches must sit in one hash slot and
+be declared in KEYS: the collect endpoint's keys all carry the hash tag
+`HOT` ("{et}"), so its one script runs on the master that holds that slot.
+"""
+
+import logging
+
+import redis as redis_lib
+from django.conf import settings
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient
+from redis import exceptions as redis_errors
+from redis.cluster import RedisCluster
+
+log = logging.getLogger(__name__)
+
+HOT = "{et}"  # the collect endpoint's hash tag: its script's keys share one slot
+TIMEOUTS = {"socket_timeout": 2, "socket_connect_timeout": 2}
+
+
+def enabled() -> bool:
+    return bool(getattr(settings, "REDIS_URL", ""))
+
+
+def is_cluster() -> bool:
+    return bool(getattr(settings, "REDIS_CLUSTER", False))
+
+
+def connect():
+    """A new client for REDIS_URL: a RedisCluster when REDIS_CLUSTER is on
+    (REDIS_URL then names any one of its masters; the rest are discovered)."""
+    if is_cluster():
+        return RedisCluster.from_url(settings.REDIS_URL, **TIMEOUTS)
+    return redis_lib.Redis.from_url(settings.REDIS_URL, **TIMEOUTS)
+
+
+def _first_key(command) -> str | bytes | None:
+    name = str(command[0]).upper()
+    if name in ("EVAL", "EVALSHA"):
+        return command[3] if int(command[2]) > 0 else None
+    return command[1] if len(command) > 1 else None
+
+
+def _pool(client, commands):
+    """The connection pool that serves `commands`: on a Cluster, the master of
+    the first command's first key (every key of one exchange shares its slot)."""
+    if isinstance(client, RedisCluster):
+        key = _first_key(commands[0])
+        node = client.get_node_from_key(key) if key is not None else client.get_default_node()
+        return node.redis_connection.connection_pool
+    return client.connection_pool
+
+
+def exchange(client, *commands) -> list:
+    """Send `commands` in one write and read their replies: one round trip, as a
+    pipeline, without redis-py's per-call machinery (the collect endpoint pays
+    for it on every page view). An error reply is returned as its exception.
+    A pooled connection that broke meanwhile (Redis restarted) is replaced
+    once, as redis-py's own retry would; on a Cluster whose slots moved the
+    map is read again and the commands sent once more."""
+    try:
+        replies = _exchange_once(client, commands)
+    except redis_errors.ConnectionError:
+        if isinstance(client, RedisCluster):
+            client.nodes_manager.initialize()
+        return _exchange_once(client, commands)
+    if isinstance(client, RedisCluster) and any(isinstance(r, redis_errors.AskError) for r in replies):
+        client.nodes_manager.initialize()  # MOVED / ASK: a resharding moved the slot
+        replies = _exchange_once(client, commands)
+    return replies
+
+
+def _exchange_once(client, commands) -> list:
+    pool = _pool(client, commands)
+    connection = pool.get_connection()
+    try:
+        connection.send_packed_command(connection.pack_commands(commands))
+        replies = []
+        for _command in commands:
+            try:
+                replies.append(connection.read_response())
+            except redis_errors.ResponseError as error:
+                replies.append(error)
+        return replies
+    except BaseException:
+        connection.disconnect()  # not reused half-read
+        raise
+    finally:
+        pool.release(connection)
+
+
+def send_without_reply(client, *command) -> None:
+    """Send one command whose answer nobody waits for (CLIENT REPLY SKIP):
+    a cache write that costs a request no round trip. A failure is logged,
+    never raised: the cache only saves work, the database has the truth."""
+    try:
+        pool = _pool(client, [command])
+        connection = pool.get_connection()
+    except Exception:  # noqa: BLE001 - Redis unreachable: the next request takes the slow path
+        log.warning("Redis unreachable: a cache write was skipped", exc_info=True)
+        return
+    try:
+        connection.send_packed_command(connection.pack_commands([("CLIENT", "REPLY", "SKIP"), command]))
+    except Exception:  # noqa: BLE001 - as above; the connection is not reused half-written
+        connection.disconnect()
+        log.warning("Redis write failed: a cache write was skipped", exc_info=True)
+    finally:
+        pool.release(connection)
+
+
+class _ClusterCacheClient(RedisCacheClient):
+    """Django's Redis cache client over one RedisCluster: keys go to their
+    slot's master; the many-key calls are split by slot."""
+
+    _cluster = None
+
+    def get_client(self, key=None, *, write=False):
+        if self._cluster is None:
+            options = {k: v for k, v in self._pool_options.items() if k != "parser_class"}
+            self._cluster = RedisCluster.from_url(self._servers[0], **{**TIMEOUTS, **options})
+        return self._cluster
+
+    def get_many(self, keys):
+        keys = list(keys)
+        values = self.get_client().mget_nonatomic(keys)
+        return {
+            key: self._serializer.loads(value) for key, value in zip(keys, values, strict=True) if value is not None
+        }
+
+    def set_many(self, data, timeout):
+        pipeline = self.get_client(write=True).pipeline()
+        for key, value in data.items():
+            if timeout == 0:
+                pipeline.delete(key)
+            else:
+                pipeline.set(key, self._serializer.dumps(value), ex=timeout)
+        pipeline.execute()
+
+
+class ClusterCache(RedisCache):
+    """CACHES backend for a Redis Cluster (config/settings.py picks it with REDIS_CLUSTER=1)."""
+
+    def __init__(self, server, params):
+        super().__init__(server, params)
+        self._class = _ClusterCacheClient
