@@ -147,9 +147,20 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
+# REDIS_URL names one master of a Redis Cluster (README, "Redis Cluster"); Celery's
+# Redis broker cannot use a Cluster, so CELERY_BROKER_URL then names a plain Redis.
+REDIS_CLUSTER = env.bool("REDIS_CLUSTER", default=False)
+if REDIS_CLUSTER and not REDIS_URL:
+    raise ImproperlyConfigured("REDIS_CLUSTER=1 needs REDIS_URL (any one master of the cluster).")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
-    CELERY_BROKER_URL = REDIS_URL
+    _cache = "lib.redis_client.ClusterCache" if REDIS_CLUSTER else "django.core.cache.backends.redis.RedisCache"
+    CACHES = {"default": {"BACKEND": _cache, "LOCATION": REDIS_URL}}
+    CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="" if REDIS_CLUSTER else REDIS_URL)
+    if not CELERY_BROKER_URL:
+        raise ImproperlyConfigured(
+            "REDIS_CLUSTER=1: Celery's Redis broker does not support Redis Cluster. "
+            "Set CELERY_BROKER_URL to a plain (non-cluster) Redis, e.g. redis://broker:6379/0."
+        )
     # Tasks are acknowledged late (below): one taken by a worker that died
     # goes back to the queue once it has been out this long. Longer than any
     # task runs and than the longest countdown (integrations.tasks).
@@ -268,6 +279,9 @@ FIRST_SYNC_WINDOW = timedelta(hours=24)
 IMAP_TIMEOUT_SECONDS = env.int("IMAP_TIMEOUT_SECONDS", default=30)
 # A CA bundle (PEM) for mailbox servers with a private certificate authority; empty: the system's.
 IMAP_CA_FILE = env.str("IMAP_CA_FILE", default="")
+# Mailbox servers that may be on a private or loopback network (the installation's own), by the
+# name the mailboxes use; any other host resolving to such an address is refused.
+IMAP_ALLOWED_PRIVATE_HOSTS = env.list("IMAP_ALLOWED_PRIVATE_HOSTS", default=[])
 IMAP_FETCH_BATCH = 200
 SYNC_CLAIM_SECONDS = 15 * 60
 SYNC_MAX_BACKOFF = timedelta(hours=1)

@@ -11,12 +11,13 @@ nothing. Redirects are not followed. Proxies from the environment are ignored.
 """
 
 import http.client
-import ipaddress
 import socket
 import ssl
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from lib.http import refusal  # the one address rule of every outbound connection (relay, mailboxes too)
 
 MAX_RESPONSE_BYTES = 64 * 1024
 USER_AGENT = "emailtrack-integrations/1"
@@ -39,39 +40,6 @@ class Answer:
 
     def text(self, limit: int = 500) -> str:
         return self.body[:limit].decode("utf-8", errors="replace")
-
-
-# IPv6 prefixes whose last 32 bits are an IPv4 address a gateway reaches:
-# NAT64 (RFC 6052 well-known, RFC 8215 local use) and IPv4-compatible (::a.b.c.d).
-NAT64_PREFIXES = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
-IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
-
-
-def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
-    found = [ip.ipv4_mapped, ip.sixtofour]
-    if ip.teredo:
-        found.extend(ip.teredo)
-    if any(ip in prefix for prefix in NAT64_PREFIXES) or (ip in IPV4_COMPATIBLE and int(ip) > 1):
-        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
-    return [a for a in found if a is not None]
-
-
-def refusal(ip_text: str, *, allow_private: bool) -> str:
-    """Why a webhook may not connect to this address ("" if it may)."""
-    ip = ipaddress.ip_address(ip_text.split("%", 1)[0])
-    candidates = [*(_embedded_ipv4(ip) if ip.version == 6 else []), ip]
-    for addr in candidates:
-        if addr.is_unspecified or addr.is_multicast:
-            return f"{ip} is not a unicast address"
-        if allow_private:
-            continue
-        if addr.is_loopback:
-            return f"{ip} is a loopback address"
-        if addr.is_link_local:
-            return f"{ip} is a link-local address"
-        if not addr.is_global:
-            return f"{ip} is a private or reserved address"
-    return ""
 
 
 def resolve(host: str, port: int) -> list[tuple[int, str]]:

@@ -22,6 +22,12 @@ def imap_ca_file() -> str | None:
     return getattr(settings, "IMAP_CA_FILE", None) or None
 
 
+def imap_allowed_private_hosts() -> list[str]:
+    """Mailbox servers (as the mailboxes name them) that may be on a private
+    or loopback network: the installation's own mail server. Empty: none."""
+    return list(getattr(settings, "IMAP_ALLOWED_PRIVATE_HOSTS", None) or [])
+
+
 def fetch_batch() -> int:
     """Letters fetched, stored and committed together."""
     return max(1, getattr(settings, "IMAP_FETCH_BATCH", 200))

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from imapclient.imap_utf7 import encode as utf7_encode
 
+from . import hosts
 from .imap import Failure, tls_context
 
 # A server may send at most this much in one response line (a sane greeting
@@ -261,19 +262,23 @@ class Connection:
 
 
 async def open_connection(host: str, port: int, security: str, timing: Timing) -> Connection:
-    """Connect and read the greeting (TLS for "ssl", STARTTLS for "starttls")."""
+    """Connect and read the greeting (TLS for "ssl", STARTTLS for "starttls"),
+    to an address the host was checked to resolve to (`hosts`: pinned, the
+    name still used by TLS)."""
     address = f"{host}:{port}"
+    loop = asyncio.get_running_loop()
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(
-                host,
-                port,
-                ssl=tls_context() if security == "ssl" else None,
-                server_hostname=host if security == "ssl" else None,
-                limit=MAX_LINE,
-            ),
-            timing.connect,
+        addresses = await asyncio.wait_for(
+            loop.run_in_executor(None, hosts.pinned_addresses, host, port), timing.connect
         )
+    except hosts.HostRefused as error:
+        raise IdleError(str(error), Failure.CONFIG) from None
+    except TimeoutError:
+        raise IdleError(f"Host {host} unreachable: its name did not resolve in time", Failure.UNREACHABLE) from None
+    except OSError:
+        raise IdleError(f"Host {host} unreachable: the name does not resolve", Failure.UNREACHABLE) from None
+    try:
+        reader, writer = await asyncio.wait_for(_open_pinned(addresses, host, port, security), timing.connect)
     except TimeoutError:
         raise IdleError(f"Host {address} did not answer in time", Failure.TIMEOUT) from None
     except ssl.SSLError as error:
@@ -299,6 +304,25 @@ async def open_connection(host: str, port: int, security: str, timing: Timing) -
         connection.close()
         raise
     return connection
+
+
+async def _open_pinned(addresses, host: str, port: int, security: str):
+    """Streams to the first checked address that answers."""
+    error: OSError | None = None
+    for _family, ip in addresses:
+        try:
+            return await asyncio.open_connection(
+                ip,
+                port,
+                ssl=tls_context() if security == "ssl" else None,
+                server_hostname=host if security == "ssl" else None,
+                limit=MAX_LINE,
+            )
+        except ssl.SSLError:
+            raise
+        except OSError as exc:
+            error = exc
+    raise error if error is not None else OSError("no address to connect to")
 
 
 def _refusal(address: str, command: bytes, status: bytes, text: bytes) -> IdleError:

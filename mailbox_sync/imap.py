@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
 from django.db import models
-from imapclient import IMAPClient
+from imapclient import IMAPClient, imap4, tls
 from imapclient.exceptions import CapabilityError, IMAPClientAbortError, IMAPClientError, LoginError
 
-from . import bodystructure, conf, providers
+from . import bodystructure, conf, hosts, providers
 
 
 class Failure(models.TextChoices):
@@ -120,15 +120,62 @@ def tls_context() -> ssl.SSLContext:
     return context
 
 
+class _PinnedIMAP4(imap4.IMAP4WithTimeout):
+    def __init__(self, host, port, timeout, addresses):
+        self._addresses = addresses  # before imaplib connects, in __init__
+        super().__init__(host, port, timeout)
+
+    def _create_socket(self, timeout=None):
+        return hosts.connect(self._addresses, self.port, timeout if timeout is not None else self._timeout)
+
+
+class _PinnedIMAP4TLS(tls.IMAP4_TLS):
+    def __init__(self, host, port, ssl_context, timeout, addresses):
+        self._addresses = addresses
+        super().__init__(host, port, ssl_context, timeout)
+
+    def _create_socket(self, timeout=None):
+        sock = hosts.connect(self._addresses, self.port, timeout if timeout is not None else self._timeout)
+        try:
+            return tls.wrap_socket(sock, self.ssl_context, self.host)  # SNI and the certificate: the host's name
+        except BaseException:
+            sock.close()
+            raise
+
+
+class PinnedIMAPClient(IMAPClient):
+    """An IMAPClient that connects to addresses checked before (`hosts`),
+    not to what a second DNS lookup would say; TLS and STARTTLS still use
+    the host's name. imapclient has no hook for its socket, so the method
+    that makes its imaplib connection is replaced (imapclient 4.x)."""
+
+    def __init__(self, host: str, addresses: hosts.Addresses, **kwargs):
+        self._addresses = addresses
+        super().__init__(host, **kwargs)
+
+    def _create_IMAP4(self):
+        timeout = getattr(self._timeout, "connect", None)
+        if self.ssl:
+            return _PinnedIMAP4TLS(self.host, self.port, self.ssl_context, timeout, self._addresses)
+        return _PinnedIMAP4(self.host, self.port, timeout, self._addresses)
+
+
 @contextmanager
 def connect(mailbox, password: "str | Bearer"):
     """A logged-in client (with a password, or an OAuth2 access token); the
     SyncError says what went wrong and its kind what to fix."""
     address = f"{mailbox.host}:{mailbox.port}"
     try:
+        addresses = hosts.pinned_addresses(mailbox.host, mailbox.port)
+    except hosts.HostRefused as error:
+        raise SyncError(str(error), Failure.CONFIG) from None
+    except socket.gaierror:
+        raise SyncError(f"Host {mailbox.host} unreachable: the name does not resolve", Failure.UNREACHABLE) from None
+    try:
         use_ssl = mailbox.security == "ssl"
-        client = IMAPClient(
+        client = PinnedIMAPClient(
             mailbox.host,
+            addresses,
             port=mailbox.port,
             ssl=use_ssl,
             ssl_context=tls_context() if use_ssl else None,

@@ -12,6 +12,8 @@ os.environ.setdefault("VAR_DIR", "/tmp/emailtrack-test-var")
 os.environ.setdefault("COLLECT_RATE_LIMIT_PER_MINUTE", "100000")
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 os.environ.setdefault("CONN_MAX_AGE", "0")
+# The test mail servers listen on loopback; tests of the host guard clear it.
+os.environ.setdefault("IMAP_ALLOWED_PRIVATE_HOSTS", "127.0.0.1")
 os.environ.pop("DEBUG", None)
 os.environ.pop("DEMO", None)
 
