@@ -13,6 +13,16 @@ recipients, then drives the server with wrk (Debian package `wrk`):
 Target: pixel and click each >= 0.9 of the baseline. The request path only
 queues each event in a Redis stream; afterwards the stream is drained into
 PostgreSQL and the stored events are counted against the requests wrk made.
+
+    .venv/bin/python bench/engagement.py --mode drain [--history 100,20000] [--rounds 7]
+
+Drain cost against a recipient's history (no server, no wrk): two recipients
+of one letter, one with 100 earlier events and one with 20,000 (opens and
+clicks over the past month); each round queues 100 new events for each (opens,
+clicks on several links, bursts, a hidden-link hit) in the Redis stream and
+times `recording.drain` storing them. Target: the heavy recipient's drain
+costs about the light one's (ratio near 1: the drain reads only the new events
+and the few seconds around them, never the whole history).
 """
 
 import argparse
@@ -58,7 +68,8 @@ end
 """
 
 
-def setup():
+def setup_database():
+    """A fresh throwaway database, migrated; Django set up on it."""
     import psycopg
 
     with psycopg.connect("postgresql://postgres:postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
@@ -71,6 +82,10 @@ def setup():
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+
+
+def setup():
+    setup_database()
     from engagement import recording, services
     from engagement.models import EngagementSettings, Origin
     from projects.models import Project
@@ -107,11 +122,17 @@ def wrk(url, seconds, script=None, paths=None):
 
 def main():
     parser = argparse.ArgumentParser()
+    parser.add_argument("--mode", choices=["throughput", "drain"], default="throughput")
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--workers", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=None, help="3 for throughput, 7 for drain")
     parser.add_argument("--port", type=int, default=8766)
+    parser.add_argument("--history", default="100,20000", help="drain: earlier events of each recipient")
     args = parser.parse_args()
+    if args.mode == "drain":
+        drain_against_history([int(n) for n in args.history.split(",")], args.rounds or 7)
+        return
+    args.rounds = args.rounds or 3
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install -y wrk")
     pixels, clicks = setup()
@@ -192,6 +213,121 @@ def main():
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+NEW_EVENTS = 100
+APPLE_IP = "104.28.100.16"  # in the shipped Apple Private Relay list
+PERSON_IP = "203.0.113.77"
+
+
+def prior_events(recipient, links, count, now):
+    """`count` earlier events of one recipient over the past month: mostly
+    people's and Apple's opens, some clicks (one in ten a scanner's)."""
+    from datetime import timedelta
+
+    from engagement.models import Event, EventKind, Verdict
+
+    start = now - timedelta(days=31)
+    step = timedelta(days=29) / max(count, 1)
+    rows = []
+    for i in range(count):
+        at = start + step * i
+        click = i % 4 == 3
+        verdict = Verdict.APPLE_MPP if i % 4 == 1 else Verdict.HUMAN
+        if click:
+            verdict = Verdict.SCANNER if i % 40 == 3 else Verdict.HUMAN
+        rows.append(
+            Event(
+                message_id=recipient.message_id,
+                recipient_id=recipient.pk,
+                kind=EventKind.CLICK if click else EventKind.OPEN,
+                verdict=verdict,
+                link_id=links[i % len(links)].pk if click else None,
+                at=at,
+                ip_truncated="203.0.113.0",
+                user_agent=BROWSER,
+                method="GET",
+                device_type="desktop",
+            )
+        )
+    Event.objects.bulk_create(rows, batch_size=5000)
+    recipient.open_state = "person"
+    recipient.first_opened_at = start
+    recipient.last_opened_at = start + step * (count - 1)
+    recipient.save(update_fields=["open_state", "first_opened_at", "last_opened_at"])
+
+
+def new_entries(recipient, links, start):
+    """NEW_EVENTS raw events as the endpoints queue them, half a second apart:
+    people's opens, Apple's opens, clicks on several links (bursts among them)
+    and one hit on the hidden link."""
+    from engagement import tokens
+
+    entries = []
+    for i in range(NEW_EVENTS):
+        kind, link, ua, ip = tokens.OPEN, 0, BROWSER, PERSON_IP
+        if i % 5 == 1:
+            ua, ip = "Mozilla/5.0", APPLE_IP
+        elif i % 5 in (2, 3):
+            kind, link = tokens.CLICK, links[i % len(links)].pk
+        elif i == NEW_EVENTS // 2:
+            kind = tokens.HONEYPOT
+        fields = {"k": kind, "r": recipient.pk, "l": link, "m": "GET", "u": ua, "i": ip, "t": f"{start + i * 0.5:.3f}"}
+        entries.append({key: str(value) for key, value in fields.items()})
+    return entries
+
+
+def drain_against_history(histories, rounds):
+    """Median drain time of NEW_EVENTS new events per history size, and each
+    size's ratio to the smallest."""
+    os.environ.update(ENV)
+    setup_database()
+    from django.db import connection
+    from django.utils import timezone
+
+    from engagement import recording, services
+    from engagement.models import EngagementSettings, Event, Link, Origin
+    from projects.models import Project
+
+    client = recording.redis()
+    client.delete(recording.STREAM)
+    project = Project.objects.create(name="Bench drain")
+    EngagementSettings.objects.create(project=project, tracking_enabled=True)
+    letter = "<html><body>" + "".join(f"<a href='https://shop.test/p{i}'>p{i}</a>" for i in range(5)) + "</body></html>"
+    tracked = services.message_track(
+        project_id=project.pk,
+        origin=Origin.API,
+        html=letter,
+        recipients=[f"h{n}@client.test" for n in histories],
+    )
+    links = list(Link.objects.filter(message=tracked.message).order_by("position"))
+    now = timezone.now()
+    recipients = [copy.recipient for copy in tracked.copies]
+    for recipient, count in zip(recipients, histories, strict=True):
+        prior_events(recipient, links, count, now)
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE engagement_event")
+    times = {n: [] for n in histories}
+    clock = now.timestamp() - 86400  # the new events: a day ago onwards, after every earlier one
+    for round_number in range(rounds + 1):  # the first round warms up (network lists, caches): not counted
+        for recipient, count in zip(recipients, histories, strict=True):
+            for fields in new_entries(recipient, links, clock):
+                client.xadd(recording.STREAM, fields)
+            clock += NEW_EVENTS * 0.5 + 60
+            started = time.perf_counter()
+            drained = recording.drain(consumer="bench")
+            assert drained == NEW_EVENTS, drained
+            if round_number:
+                times[count].append(time.perf_counter() - started)
+    base = statistics.median(times[histories[0]])
+    print(f"drain of {NEW_EVENTS} new events for one recipient, {rounds} rounds after a warm-up (median)")
+    for count in histories:
+        median = statistics.median(times[count])
+        stored = Event.objects.filter(recipient__email=f"h{count}@client.test").count()
+        print(
+            f"  {count:6d} earlier events: {median * 1000:7.1f} ms  = {median / base:.2f} x the {histories[0]}-event "
+            f"recipient (runs: " + ", ".join(f"{t * 1000:.0f}" for t in times[count]) + f" ms; {stored} events now)"
+        )
 
 
 if __name__ == "__main__":

@@ -10,14 +10,27 @@ A batch is stored in one transaction: each event judged alone
 Earlier events are relabelled, never deleted. Then each recipient's state is
 settled: a person's open makes it "opened by a person"; a person's click or a
 reply without such an open adds an inferred open; the state only moves up.
+
+A drain costs the same for a recipient opened thousands of times as for one
+opened once: it reads the new events, and of the earlier ones only those the
+rules look at (the clicks and hidden-link hits within the burst and honeypot
+windows of the new clicks, by the recipient-and-time index). What the whole
+history says is kept on the recipient row and moved on by each batch: the
+state, the first and last opens by a person, the first reply. The row holds
+all that is needed because opens and replies are never relabelled (only clicks
+are, and only downwards to a scanner's), the state only moves up, and an
+inferred open exists exactly when the state is "inferred" or was before a
+person's open.
 """
 
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from functools import reduce
+from operator import or_
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Max, Min
+from django.db.models import Q
 from django.utils import timezone
 
 from tracker.geo import truncate_ip
@@ -109,31 +122,39 @@ def store(entries: list[tuple[str | None, dict]]) -> list[int]:
                 )
             )
         created = Event.objects.bulk_create(rows)
-        touched = {row.recipient_id for row in created}
-        clicked = {row.recipient_id for row in created if row.kind in (EventKind.CLICK, EventKind.HONEYPOT)}
-        if clicked:
-            earliest = min(row.at for row in created)
-            _mark_honeypot_neighbours(clicked, earliest)
-            _mark_bursts(clicked, earliest)
-        inferred = settle(touched)
+        # Per recipient, the earliest new click or hidden-link hit: earlier
+        # events further back than a window cannot be marked by the new ones.
+        earliest = {}
+        for row in created:
+            if row.kind in (EventKind.CLICK, EventKind.HONEYPOT):
+                earliest[row.recipient_id] = min(row.at, earliest.get(row.recipient_id, row.at))
+        if earliest:
+            _mark_honeypot_neighbours(earliest)
+            _mark_bursts(earliest)
+        inferred = settle([row.pk for row in created])
         new_ids = [row.pk for row in created] + inferred
         announce.emit(new_ids)
     return new_ids
 
 
-def _mark_honeypot_neighbours(recipient_ids: set[int], earliest: datetime) -> None:
+def _since(earliest: dict[int, datetime], window: timedelta) -> Q:
+    """Each recipient's events from a window before their earliest new one."""
+    return reduce(or_, (Q(recipient_id=pk, at__gte=at - window) for pk, at in earliest.items()))
+
+
+def _mark_honeypot_neighbours(earliest: dict[int, datetime]) -> None:
     window = timedelta(seconds=settings.ENGAGEMENT_HONEYPOT_SECONDS)
-    hits = Event.objects.filter(recipient_id__in=recipient_ids, kind=EventKind.HONEYPOT, at__gte=earliest - window)
+    hits = Event.objects.filter(_since(earliest, window), kind=EventKind.HONEYPOT)
     for recipient_id, at in hits.values_list("recipient_id", "at"):
         Event.objects.filter(
             recipient_id=recipient_id, kind=EventKind.CLICK, at__gte=at - window, at__lte=at + window
         ).exclude(verdict=Verdict.SCANNER).update(verdict=Verdict.SCANNER, reason="near a followed hidden link")
 
 
-def _mark_bursts(recipient_ids: set[int], earliest: datetime) -> None:
+def _mark_bursts(earliest: dict[int, datetime]) -> None:
     window = timedelta(seconds=settings.ENGAGEMENT_BURST_SECONDS)
     clicks = defaultdict(list)
-    recent = Event.objects.filter(recipient_id__in=recipient_ids, kind=EventKind.CLICK, at__gte=earliest - window)
+    recent = Event.objects.filter(_since(earliest, window), kind=EventKind.CLICK)
     for pk, recipient_id, link_id, at in recent.order_by("at").values_list("pk", "recipient_id", "link_id", "at"):
         clicks[recipient_id].append((at, link_id, pk))
     burst = set()
@@ -150,61 +171,57 @@ def _mark_bursts(recipient_ids: set[int], earliest: datetime) -> None:
         )
 
 
-def settle(recipient_ids) -> list[int]:
-    """Bring each recipient's state up to their events; add the inferred open
-    a person's click or reply implies when no person's open was seen. Returns
-    the ids of the inferred opens made."""
-    if not recipient_ids:
+def settle(event_ids: list[int]) -> list[int]:
+    """Move each recipient's state on by their new events (after the marks):
+    a person's open makes it "opened by a person" and sets the first and last
+    opens; a person's click or a reply makes it "opened (inferred)" and, when
+    neither a person's open nor an inferred open was seen before, adds the
+    inferred open just before the earliest of them; any other open makes it
+    "opened by a machine". The state only moves up. Reads the new events and
+    the recipients' rows (locked, so concurrent drains move them on in turn),
+    never the earlier events. Returns the ids of the inferred opens made."""
+    if not event_ids:
         return []
-    summary = defaultdict(dict)
-    rows = (
-        Event.objects.filter(recipient_id__in=recipient_ids)
-        .values("recipient_id", "kind", "verdict", "inferred")
-        .annotate(first=Min("at"), last=Max("at"), n=Count("id"))
-        .order_by()
-    )
-    for row in rows:
-        summary[row["recipient_id"]][(row["kind"], row["verdict"], row["inferred"])] = row
-    recipients = MessageRecipient.objects.in_bulk(list(recipient_ids))
+    new = defaultdict(list)
+    rows = Event.objects.filter(pk__in=event_ids).values_list("recipient_id", "kind", "verdict", "inferred", "at")
+    for recipient_id, kind, verdict, inferred, at in rows:
+        new[recipient_id].append((kind, verdict, inferred, at))
+    recipients = MessageRecipient.objects.select_for_update(no_key=True).filter(pk__in=list(new)).order_by("pk")
     inferred_opens, changed = [], []
-    for recipient_id, recipient in recipients.items():
-        groups = summary.get(recipient_id, {})
-        person_opens = [r for (k, v, i), r in groups.items() if k == EventKind.OPEN and v in PERSON_VERDICTS and not i]
-        has_inferred = any(k == EventKind.OPEN and i for (k, _v, i) in groups)
+    for recipient in recipients:
+        events = new[recipient.pk]
+        person_opens = [at for k, v, i, at in events if k == EventKind.OPEN and v in PERSON_VERDICTS and not i]
         person_acts = [
-            r
-            for (k, v, _i), r in groups.items()
-            if (k == EventKind.CLICK and v in PERSON_VERDICTS) or k == EventKind.REPLY
+            at for k, v, _i, at in events if (k == EventKind.CLICK and v in PERSON_VERDICTS) or k == EventKind.REPLY
         ]
-        any_open = any(k == EventKind.OPEN for (k, _v, _i) in groups)
-        replies = [r for (k, _v, _i), r in groups.items() if k == EventKind.REPLY]
+        replies = [at for k, _v, _i, at in events if k == EventKind.REPLY]
+        before = OpenState(recipient.open_state)
         state = OpenState.NONE
         if person_opens:
             state = OpenState.PERSON
         elif person_acts:
             state = OpenState.INFERRED
-            if not has_inferred:
-                first = min(r["first"] for r in person_acts)
+            if before in (OpenState.NONE, OpenState.MACHINE):  # no person's open, no inferred one yet
                 inferred_opens.append(
                     Event(
                         message_id=recipient.message_id,
-                        recipient_id=recipient_id,
+                        recipient_id=recipient.pk,
                         kind=EventKind.OPEN,
                         verdict=Verdict.HUMAN,
                         inferred=True,
                         reason="inferred from a click or reply",
-                        at=first - INFERRED_LEAD,
+                        at=min(person_acts) - INFERRED_LEAD,
                     )
                 )
-        elif any_open:
+        elif any(k == EventKind.OPEN for k, _v, _i, _at in events):
             state = OpenState.MACHINE
-        if STATE_RANK[state] > STATE_RANK[OpenState(recipient.open_state)]:
+        if STATE_RANK[state] > STATE_RANK[before]:
             recipient.open_state = state
         if person_opens:
-            recipient.first_opened_at = min(r["first"] for r in person_opens)
-            recipient.last_opened_at = max(r["last"] for r in person_opens)
+            recipient.first_opened_at = min(filter(None, [recipient.first_opened_at, *person_opens]))
+            recipient.last_opened_at = max(filter(None, [recipient.last_opened_at, *person_opens]))
         if replies:
-            recipient.replied_at = min(r["first"] for r in replies)
+            recipient.replied_at = min(filter(None, [recipient.replied_at, *replies]))
         changed.append(recipient)
     made = Event.objects.bulk_create(inferred_opens)
     MessageRecipient.objects.bulk_update(
@@ -228,6 +245,6 @@ def reply_record(*, recipient: MessageRecipient, letter_id: int | None, at: date
             at=at,
             recorded_at=timezone.now(),
         )
-        inferred = settle({recipient.pk})
+        inferred = settle([event.pk])
         announce.emit([event.pk, *inferred])
     return event
