@@ -1,0 +1,145 @@
+"""The attribution simulator (issue 21): real services in virtual time,
+verdicts against ground truth, and pool sizes that follow from it."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from attribution.models import MatchKind
+from simulation.runner import Simulation, requests_of
+from simulation.sandbox import PoolShape
+from simulation.scenario import Plan, PlannedLetter, PlannedVisit, Scenario, plan
+from simulation.services import simulate_sizes, smallest_reaching
+from simulation.verdicts import CORRECT, UNKNOWN, WRONG
+from substitution.models import Lease, Pool
+from tracker.models import Visitor
+
+pytestmark = pytest.mark.django_db
+
+START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+PAID = "?utm_source=yandex&utm_medium=cpc&utm_campaign=brand"
+
+
+def test_a_tiny_scenario_gives_the_hand_computed_verdicts():
+    """One address, a hold of 10 minutes, "show original":
+    A lands at 0:00 and takes the address (active until 0:05, held until
+    0:15) and writes at 0:02 → correct, live lease. B lands at 0:01 and again
+    at 0:03 while A holds it: exhausted twice, shown the original; B's letter
+    at 0:02 → unknown (pool exhausted). C lands at 0:20 (A's hold ran out at
+    0:15) and takes the same address until 0:32; A writes again at 0:30 to
+    the address A saw → credited to C: wrong visitor and wrong source."""
+    visits = [
+        [PlannedVisit(start=0, end=5, query=PAID, referrer="")],
+        [PlannedVisit(start=1, end=3, query="", referrer="")],
+        [PlannedVisit(start=20, end=22, query="", referrer="https://www.google.com/")],
+    ]
+    letters = [
+        PlannedLetter(visitor=0, visit=0, seen_visit=0, written=2, arrives=2.5, during=True),
+        PlannedLetter(visitor=1, visit=0, seen_visit=0, written=2, arrives=2.6, during=True),
+        PlannedLetter(visitor=0, visit=0, seen_visit=0, written=30, arrives=30.5, during=False),
+    ]
+    tiny = Plan(Scenario(days=1), visits, letters)
+    shape = PoolShape(size=1, hold_minutes=10, exhausted_policy=Pool.ExhaustedPolicy.ORIGINAL)
+
+    verdicts = Simulation(tiny, shape, START).run()
+
+    assert [(d.letter, d.visitor, d.credited, d.verdict, d.source_ok, d.match_kind) for d in verdicts.details] == [
+        (0, 0, 0, CORRECT, True, MatchKind.LIVE_LEASE),
+        (1, 1, None, UNKNOWN, False, MatchKind.EXHAUSTED),
+        (2, 0, 2, WRONG, False, MatchKind.LIVE_LEASE),
+    ]
+    assert (verdicts.letters, verdicts.correct_visitor, verdicts.correct_source) == (3, 1, 1)
+    assert (verdicts.wrong_visitor, verdicts.wrong_source, verdicts.unknown) == (1, 1, 1)
+    assert verdicts.exhaustions == 2
+    # Requests: A at 0:00 and 0:05, B at 0:01 and 0:03, C at 0:20 and 0:22.
+    assert verdicts.requests == 6
+
+
+def test_the_simulation_leaves_nothing_behind():
+    tiny = Plan(Scenario(days=1), [[PlannedVisit(start=0, end=2, query="", referrer="")]], [])
+    Simulation(tiny, PoolShape(size=2), START).run()
+    assert not Visitor.objects.exists()
+    assert not Lease.objects.exists()
+    assert not Pool.objects.exists()
+
+
+def test_heartbeats_are_sent_often_enough_to_keep_every_decision():
+    """A 40-minute visit with a 10-minute hold: no gap between the requests
+    sent reaches the hold, and the visit's last activity is sent."""
+    visit = PlannedVisit(start=0, end=40, query="", referrer="", page_views=[1, 2, 13.5])
+    sent = requests_of(Plan(Scenario(days=1), [[visit]], []), step=5)
+    times = [r[0] for r in sent]
+    assert times[0] == 0 and times[-1] == 40
+    assert max(b - a for a, b in zip(times, times[1:], strict=False)) <= 5
+    assert [r[3] for r in sent][0] == "land"
+
+
+def test_show_original_never_credits_a_wrong_source_however_small_the_pool():
+    """A pool of one address under heavy traffic, every letter written during
+    the visit: exhausted visitors see the original and their letters are
+    unknown, never another visitor's."""
+    scenario = Scenario(
+        days=0.1,
+        visitors_per_hour=60,
+        return_share=0,
+        write_share=0.4,
+        write_during=1,
+        write_hours=0,
+        write_days=0,
+    )
+    traffic = plan(scenario, seed=3)
+    shape = PoolShape(size=1, hold_minutes=30, exhausted_policy=Pool.ExhaustedPolicy.ORIGINAL)
+
+    verdicts = Simulation(traffic, shape, START).run()
+
+    assert verdicts.letters >= 10
+    assert verdicts.exhaustions > 0
+    assert verdicts.unknown > 0
+    assert verdicts.wrong_source == 0
+    assert verdicts.wrong_visitor == 0
+
+
+def test_take_over_reports_the_letters_it_credits_wrongly():
+    scenario = Scenario(
+        days=0.1,
+        visitors_per_hour=60,
+        return_share=0,
+        write_share=0.4,
+        write_during=1,
+        write_hours=0,
+        write_days=0,
+    )
+    traffic = plan(scenario, seed=3)
+    shape = PoolShape(size=1, hold_minutes=30, exhausted_policy=Pool.ExhaustedPolicy.TAKE_OVER)
+
+    verdicts = Simulation(traffic, shape, START).run()
+
+    assert verdicts.taken_over > 0
+    assert verdicts.wrong_visitor > 0
+    assert verdicts.wrong_visitor + verdicts.correct_visitor + verdicts.unknown == verdicts.letters
+
+
+def test_the_recommended_size_reaches_the_target_on_traffic_it_was_not_chosen_on():
+    scenario = Scenario(
+        days=0.3,
+        visitors_per_hour=15,
+        write_share=0.5,
+        write_during=0.6,
+        write_hours=0.4,
+        write_days=0,
+        hours_mean=1,
+        return_share=0.2,
+        return_median_hours=1,
+    )
+    shape = PoolShape(size=1, hold_minutes=15)
+    points = simulate_sizes(plan(scenario, seed=1), shape, [1, 4, 12, 40], [15], START)
+    accuracy = {p.size: p.verdicts.visitor_accuracy for p in points}
+    assert accuracy[1] < 0.995  # the range tried spans the target
+    recommended = smallest_reaching(points, 0.995)
+    assert recommended is not None
+
+    fresh = plan(scenario, seed=2)
+    verdicts = Simulation(fresh, PoolShape(size=recommended, hold_minutes=15), START).run()
+
+    assert verdicts.letters >= 20
+    assert verdicts.visitor_accuracy >= 0.995
