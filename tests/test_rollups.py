@@ -1,0 +1,232 @@
+"""Report days (costs.rollups): kept in step with the leads and sessions as
+they are created, changed, erased and deleted, they always equal the days
+counted from scratch from the raw rows; days are the project's (a lead just
+after local midnight is the next day's); the report read from them equals the
+report read from the rows, for every grouping."""
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from attribution import privacy
+from attribution.leads import lead_update
+from attribution.models import Lead
+from costs import rollups
+from costs.endtoend import GROUPINGS, end_to_end
+from costs.models import Cost, ReportDay, RollupState, SessionDay
+from costs.tasks import rebuild_report_days
+from mailbox_sync.models import Reply
+from projects.models import Project
+from tests.factories import make_setup
+from tests.test_journal_support import make_lead, member, visit_and_write
+from tracker.models import Channel, Session, Visitor
+
+pytestmark = pytest.mark.django_db
+
+MOSCOW = "Europe/Moscow"  # UTC+3: 21:00 UTC is the next day's midnight
+BEFORE_MIDNIGHT = datetime(2025, 7, 1, 20, 59, tzinfo=UTC)  # 1 July, 23:59 in Moscow
+AFTER_MIDNIGHT = datetime(2025, 7, 1, 21, 1, tzinfo=UTC)  # 2 July, 00:01 in Moscow
+PAID = {"channel": Channel.PAID, "source": "Yandex", "medium": "cpc", "campaign": "Autumn", "keyword": "bricks"}
+
+
+def snapshot(project) -> dict:
+    """Every report day and sessions day of the project, as comparable tuples."""
+    keys = ["grouping", "day", "channel", "source", "medium", "campaign", "keyword", "ref"]
+    leads = ReportDay.objects.filter(project=project).values_list(*keys, "leads", "first_contacts", "deals", "amount")
+    sessions = SessionDay.objects.filter(project=project, sessions__gt=0).values_list(*keys, "sessions")
+    return {"leads": sorted(leads), "sessions": sorted(sessions)}
+
+
+def assert_days_as_rebuilt(project) -> dict:
+    kept = snapshot(project)
+    rollups.rebuild(project)
+    rebuilt = snapshot(project)
+    assert kept == rebuilt
+    return rebuilt
+
+
+def visit(setup, at, vid, **fields):
+    person = Visitor.objects.create(site=setup.site, vid=vid, created_at=at, last_seen_at=at)
+    return Session.objects.create(visitor=person, started_at=at, last_seen_at=at, **fields)
+
+
+def day_figures(project, day, grouping="channel") -> dict:
+    rows = ReportDay.objects.filter(project=project, day=day, grouping=grouping)
+    return {row.channel or row.source or row.ref: (row.leads, row.deals, row.amount) for row in rows}
+
+
+@pytest.fixture
+def shop():
+    setup = make_setup()
+    Project.objects.filter(pk=setup.project.pk).update(time_zone=MOSCOW)
+    setup.project.refresh_from_db()
+    rollups.rebuild(setup.project)  # the time zone changed behind the signals' back
+    return setup
+
+
+def test_days_follow_creates_changes_erasure_and_deletions_and_equal_a_rebuild(shop):
+    project = shop.project
+    early = make_lead(project, at=BEFORE_MIDNIGHT, sender_email="a@client.test", **PAID)
+    late = make_lead(project, at=AFTER_MIDNIGHT, sender_email="b@client.test", **PAID)
+    visit(shop, BEFORE_MIDNIGHT, "v1", channel=Channel.PAID, source="Yandex", utm_medium="cpc")
+    visit(shop, AFTER_MIDNIGHT, "v2", channel=Channel.PAID, source="Yandex", utm_medium="cpc")
+    # A lead made by the real pipeline: letters stored, attributed in bulk, emitted.
+    piped = visit_and_write(shop, AFTER_MIDNIGHT, "v3", sender="c@client.test", channel=Channel.ORGANIC)
+    assert piped is not None
+    assert day_figures(project, date(2025, 7, 1)) == {Channel.PAID: (1, 0, Decimal("0.00"))}
+    assert day_figures(project, date(2025, 7, 2)) == {
+        Channel.PAID: (1, 0, Decimal("0.00")),
+        Channel.ORGANIC: (1, 0, Decimal("0.00")),
+    }
+    assert_days_as_rebuilt(project)
+
+    lead_update(lead=late, status=Lead.Status.WON, deal_amount="1500.50")
+    lead_update(lead=early, comment="called back")
+    assert day_figures(project, date(2025, 7, 2))[Channel.PAID] == (1, 1, Decimal("1500.50"))
+    assert_days_as_rebuilt(project)
+
+    late.refresh_from_db()
+    late.channel, late.source = Channel.REFERRAL, "partner.test"  # an admin moves it to another group
+    late.save()
+    assert day_figures(project, date(2025, 7, 2)) == {
+        Channel.REFERRAL: (1, 1, Decimal("1500.50")),
+        Channel.ORGANIC: (1, 0, Decimal("0.00")),
+    }
+    assert_days_as_rebuilt(project)
+
+    privacy.erase_person(project.pk, "b@client.test")
+    late.refresh_from_db()
+    assert late.sender_email == ""
+    assert_days_as_rebuilt(project)
+
+    early.delete()
+    Session.objects.filter(visitor__vid="v2").delete()
+    assert day_figures(project, date(2025, 7, 1)) == {}
+    kept = assert_days_as_rebuilt(project)
+    assert [row[-1] for row in kept["sessions"] if row[0] == "channel"] == [1, 1]  # v1 on 1 July, v3 on 2 July
+
+
+def test_sessions_inserted_without_the_orm_are_counted_too(shop):
+    """Collect inserts a new visitor's session in plain SQL; the table's triggers count it."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the triggers are PostgreSQL's")
+    person = Visitor.objects.create(site=shop.site, vid="raw", created_at=AFTER_MIDNIGHT, last_seen_at=AFTER_MIDNIGHT)
+    Session.objects.bulk_create(  # no signals
+        [
+            Session(visitor=person, started_at=at, last_seen_at=at, channel=Channel.SOCIAL, source="vk.com")
+            for at in (BEFORE_MIDNIGHT, AFTER_MIDNIGHT, AFTER_MIDNIGHT)
+        ]
+    )
+    counted = SessionDay.objects.filter(project=shop.project, grouping="source", source="vk.com")
+    assert sorted(counted.values_list("day", "sessions")) == [(date(2025, 7, 1), 1), (date(2025, 7, 2), 2)]
+    assert_days_as_rebuilt(shop.project)
+    Session.objects.filter(visitor=person).delete()
+    assert set(counted.values_list("sessions", flat=True)) == {0}
+
+
+def shop_with_everything(setup):
+    """Leads, sessions, costs and replies over two local days, in several groups."""
+    project = setup.project
+    for n, at in enumerate([BEFORE_MIDNIGHT, AFTER_MIDNIGHT, AFTER_MIDNIGHT + timedelta(hours=5)]):
+        visit(setup, at, f"p{n}", channel=Channel.PAID, source="yandex", utm_medium="CPC", utm_campaign="Autumn")
+        visit(setup, at, f"o{n}", channel=Channel.ORGANIC, source="google", keyword="bricks")
+    leads = [
+        make_lead(project, at=BEFORE_MIDNIGHT, site=setup.site, **PAID),
+        make_lead(project, at=AFTER_MIDNIGHT, site=setup.site, status=Lead.Status.WON, deal_amount=700, **PAID),
+        make_lead(project, at=AFTER_MIDNIGHT, channel=Channel.ORGANIC, source="google", keyword="Bricks"),
+        make_lead(project, at=AFTER_MIDNIGHT, channel=Channel.DIRECT, first_contact=False),
+    ]
+    leads.append(visit_and_write(setup, AFTER_MIDNIGHT, "w", sender="d@client.test", channel=Channel.DIRECT))
+    Reply.objects.create(
+        mailbox=setup.mailbox,
+        folder="Sent",
+        uidvalidity=1,
+        uid=1,
+        dedupe_key="r1",
+        sent_at=leads[-1].created_at + timedelta(minutes=40),
+        lead=leads[-1],
+    )
+    Cost.objects.create(project=project, day=date(2025, 7, 2), source="yandex", medium="cpc", amount=300)
+    Cost.objects.create(project=project, day=date(2025, 7, 1), source="vk", medium="cpc", amount=100)
+    return leads
+
+
+def as_compared(report) -> tuple:
+    rows = [
+        (r.key, r.labels, r.sessions, r.leads, r.first_contacts, r.deals, r.amount, r.cost, r.extra)
+        for r in report.rows
+    ]
+    t = report.total
+    return rows, (t.sessions, t.leads, t.first_contacts, t.deals, t.amount, t.cost, t.extra), report.more_rows
+
+
+@pytest.mark.parametrize("grouping", list(GROUPINGS))
+def test_the_report_from_days_equals_the_report_from_rows(shop, grouping):
+    shop_with_everything(shop)
+    project = shop.project
+    first, last = date(2025, 7, 1), date(2025, 7, 2)
+    start, end = rollups.day_bounds(MOSCOW, first)[0], rollups.day_bounds(MOSCOW, last)[1]
+    assert rollups.ready(project)
+    from_days = end_to_end(project=project, leads=None, date_from=first, date_to=last, grouping=grouping)
+    leads = Lead.objects.filter(project=project, created_at__gte=start, created_at__lt=end)
+    from_rows = end_to_end(project=project, leads=leads, date_from=first, date_to=last, grouping=grouping)
+    assert as_compared(from_days) == as_compared(from_rows)
+    assert from_days.total.leads == 5 and from_days.total.sessions == 7  # the pipeline lead has a visit too
+
+
+def test_the_report_page_reads_days_when_unfiltered_and_agrees_with_a_filtered_one(client, shop):
+    shop_with_everything(shop)
+    client.force_login(member("mark", shop.project))
+    period = {"project": shop.project.pk, "date_from": "2025-07-01", "date_to": "2025-07-02", "format": "csv"}
+    whole = b"".join(client.get("/journal/reports/", period))
+    # A filter that keeps every lead makes the report read the leads themselves.
+    filtered = b"".join(client.get("/journal/reports/", {**period, "contact": ""}))
+    assert whole == filtered
+    ReportDay.objects.filter(project=shop.project).delete()  # days gone: the page shows what the days say
+    assert b"".join(client.get("/journal/reports/", period)) != whole
+
+
+def test_a_new_time_zone_reads_the_rows_until_its_days_are_counted_again(shop):
+    shop_with_everything(shop)
+    project = shop.project
+    project.time_zone = "America/New_York"
+    project.save()  # the listener asks for a rebuild after commit
+    assert not rollups.ready(project)
+    first, last = date(2025, 7, 1), date(2025, 7, 2)
+    from_rows = end_to_end(project=project, leads=None, date_from=first, date_to=last, grouping="channel")
+    rebuild_report_days(project.pk)  # what the queued task does
+    assert RollupState.objects.get(project=project).time_zone == "America/New_York"
+    from_days = end_to_end(project=project, leads=None, date_from=first, date_to=last, grouping="channel")
+    assert as_compared(from_days) == as_compared(from_rows)
+    assert set(ReportDay.objects.filter(project=project, grouping="channel").values_list("day", flat=True)) == {
+        date(2025, 7, 1)
+    }
+
+
+def test_the_command_rebuilds_a_range_and_refuses_an_unknown_project(shop, capsys):
+    shop_with_everything(shop)
+    project = shop.project
+    ReportDay.objects.filter(project=project, day=date(2025, 7, 2)).update(leads=99)
+    SessionDay.objects.filter(project=project, day=date(2025, 7, 1)).delete()
+    call_command("rebuild_report_days", "--project", str(project.pk), "--from", "2025-07-01", "--to", "2025-07-02")
+    assert "report days" in capsys.readouterr().out
+    assert_days_as_rebuilt(project)
+    with pytest.raises(Exception, match="No project"):
+        call_command("rebuild_report_days", "--project", "999999")
+
+
+def test_deleting_a_site_counts_the_days_again_after_commit(shop, django_capture_on_commit_callbacks, settings):
+    """The site's leads lose their site (set to none): the site grouping's days follow."""
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    leads = shop_with_everything(shop)
+    other = shop.site.__class__.objects.create(project=shop.project, name="Other", original_email="o@shop.test")
+    Lead.objects.filter(pk=leads[0].pk).update(site=other)
+    rollups.recount_leads([leads[0].pk])
+    with django_capture_on_commit_callbacks(execute=True):
+        other.delete()
+    site_days = ReportDay.objects.filter(project=shop.project, grouping="site")
+    assert other.pk not in set(site_days.values_list("ref", flat=True))
+    assert_days_as_rebuilt(shop.project)
