@@ -1,10 +1,11 @@
-"""The guard of outbound connections (webhooks, the relay's upstream): an
-internal address is refused however it is written, IPv4 hidden in IPv6
-(mapped, compatible, NAT64, 6to4, Teredo) included; a public one passes."""
+"""The guard of outbound connections (webhooks, the relay's upstream,
+mailboxes' IMAP servers: one rule, lib.http.refusal): an internal address is
+refused however it is written, IPv4 hidden in IPv6 (mapped, compatible,
+NAT64, 6to4, Teredo) included; a public one passes."""
 
 import pytest
 
-from integrations.http import refusal
+from lib.http import refusal
 
 
 @pytest.mark.parametrize(
@@ -41,3 +42,11 @@ def test_the_installation_setting_lets_private_hosts_through_but_never_a_non_uni
     assert refusal("64:ff9b::a00:1", allow_private=True) == ""
     assert refusal("0.0.0.0", allow_private=True)
     assert refusal("224.0.0.1", allow_private=True)
+
+
+def test_webhooks_and_the_relay_apply_the_same_rule():
+    from integrations import http as webhook_http
+    from relay import upstream
+
+    assert webhook_http.refusal is refusal
+    assert upstream.http.refusal is refusal
