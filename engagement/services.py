@@ -20,15 +20,22 @@ class EngagementError(Exception):
         self.status, self.message, self.code = status, message, code
 
 
+# Why a recipient's copy is not tracked: on the project's opt-out list, or no HTML to track.
+OPTED_OUT = "opted_out"
+NO_HTML = "no_html"
+
+
 @dataclass
 class RecipientCopy:
-    """One recipient's HTML; `recipient` is None when they are not tracked."""
+    """One recipient's HTML; `recipient` is None when they are not tracked,
+    and `untracked_reason` then says why."""
 
     email: str
     html: str
     recipient: MessageRecipient | None = None
     pixel_url: str | None = None
     links: list[tuple[str, str]] = field(default_factory=list)  # (URL, tracked URL)
+    untracked_reason: str | None = None
 
 
 @dataclass
@@ -78,9 +85,12 @@ def message_track(
     now: datetime | None = None,
 ) -> Tracked:
     """Register a message and give each recipient their copy. Recipients on the
-    project's opt-out list get the HTML unchanged and are not stored; with no
-    HTML, or no recipient left to track, nothing is stored. Tracking must be
-    switched on for the project (checked here)."""
+    project's opt-out list get the HTML unchanged (no pixel, no tracked link)
+    and are not stored: nothing about them is kept. The message itself is
+    stored even when every recipient opted out, so the caller always gets its
+    id (a message with no tracked recipient, its figures all zero); with no
+    HTML nothing is stored. Tracking must be switched on for the project
+    (checked here)."""
     if len(html.encode("utf-8", "surrogatepass")) > settings.ENGAGEMENT_MAX_HTML_BYTES:
         raise EngagementError(413, f"The HTML is over {settings.ENGAGEMENT_MAX_HTML_BYTES} bytes.", "too_large")
     if not engagement_settings(project_id).tracking_enabled:
@@ -93,8 +103,9 @@ def message_track(
             emails.append(key)
     excluded = opted_out(project_id, emails)
     tracked = [email for email in emails if email not in excluded]
-    if not html or not tracked:
-        return Tracked(None, [RecipientCopy(email, html) for email in emails])
+    if not html:
+        reasons = {email: OPTED_OUT if email in excluded else NO_HTML for email in emails}
+        return Tracked(None, [RecipientCopy(email, html, untracked_reason=reasons[email]) for email in emails])
     template = rewriting.prepare(html)
     message, links, rows = register(
         project_id=project_id,
@@ -116,7 +127,7 @@ def message_track(
     for email in emails:
         row = by_email.get(email)
         if row is None:
-            copies.append(RecipientCopy(email, html))
+            copies.append(RecipientCopy(email, html, untracked_reason=OPTED_OUT))
             continue
         body, link_urls, pixel = render_copy(template, row.pk, links)
         copies.append(

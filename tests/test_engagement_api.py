@@ -74,10 +74,51 @@ def test_an_opted_out_recipient_gets_the_html_unchanged(client):
     assert body["recipients"][1] == {
         "email": "boris@client.test",
         "tracked": False,
+        "reason": "opted_out",
         "html": LETTER,
         "pixel_url": None,
         "links": [],
     }
+
+
+def test_with_one_recipient_opted_out_the_other_is_tracked_and_nothing_of_the_first_is_kept(client):
+    project, key = make_project()
+    OptOut.objects.create(project=project, email="boris@client.test")
+    response = post(client, key, {"html": LETTER, "recipients": ["anna@client.test", "Boris@Client.test"]})
+    assert response.status_code == 201, response.content
+    body = response.json()
+    anna, boris = body["recipients"]
+    assert anna["tracked"] is True and anna["reason"] is None and anna["pixel_url"] in anna["html"]
+    assert boris["tracked"] is False and boris["reason"] == "opted_out"
+    assert boris["html"] == LETTER and "/t/o/" not in boris["html"] and "/t/c/" not in boris["html"]
+    message = Message.objects.get(pk=body["id"], project=project)
+    assert list(message.recipients.values_list("email", flat=True)) == ["anna@client.test"]
+
+
+def test_when_every_recipient_opted_out_the_message_is_still_stored_with_its_id(client):
+    project, key = make_project()
+    OptOut.objects.create(project=project, email="anna@client.test")
+    OptOut.objects.create(project=project, email="boris@client.test")
+    response = post(
+        client,
+        key,
+        {"subject": "Offer", "html": LETTER, "recipients": ["anna@client.test", "boris@client.test"], "campaign": "c"},
+    )
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert isinstance(body["id"], int)
+    assert [
+        (r["email"], r["tracked"], r["reason"], r["html"], r["pixel_url"], r["links"]) for r in body["recipients"]
+    ] == [
+        ("anna@client.test", False, "opted_out", LETTER, None, []),
+        ("boris@client.test", False, "opted_out", LETTER, None, []),
+    ]
+    message = Message.objects.get(pk=body["id"], project=project)
+    assert message.subject == "Offer" and message.campaign == "c" and not message.recipients.exists()
+    detail = client.get(f"/api/v1/messages/{body['id']}", **bearer(key))
+    assert detail.status_code == 200
+    assert detail.json()["recipients"] == [] and detail.json()["totals"]["recipients"] == 0
+    assert [m["id"] for m in client.get("/api/v1/messages?campaign=c", **bearer(key)).json()["results"]] == [body["id"]]
     assert body["text"] is None
 
 
@@ -222,6 +263,31 @@ def test_real_answers_fit_the_schema(client):
     finally:
         signals.request_started.connect(close_old_connections)
         signals.request_finished.connect(close_old_connections)
+
+
+def test_answers_with_opted_out_recipients_fit_the_schema(client):
+    project, key = make_project()
+    OptOut.objects.create(project=project, email="out@client.test")
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    try:
+        headers = bearer_header(key)
+        for recipients in (["out@client.test"], ["out@client.test", "in@client.test"]):
+            made = api_schema["/api/v1/messages"]["POST"].Case(
+                body={"html": LETTER, "recipients": recipients}, media_type="application/json"
+            )
+            answer = made.call_and_validate(headers=headers)
+            assert answer.status_code == 201 and answer.json()["recipients"][0]["reason"] == "opted_out"
+    finally:
+        signals.request_started.connect(close_old_connections)
+        signals.request_finished.connect(close_old_connections)
+    schema = client.get("/api/schema/?format=json").json()
+    examples = schema["paths"]["/api/v1/messages"]["post"]["responses"]["201"]["content"]["application/json"][
+        "examples"
+    ]
+    assert any(
+        r["reason"] == "opted_out" and not r["tracked"] for e in examples.values() for r in e["value"]["recipients"]
+    )
 
 
 def _validate_against_schema(key, message_id):

@@ -5,6 +5,7 @@ from drf_spectacular.utils import OpenApiExample, extend_schema_serializer
 from rest_framework import serializers
 
 from engagement.models import EventKind, Origin, Verdict
+from engagement.services import OPTED_OUT
 
 from .serializers import TextField
 
@@ -51,7 +52,16 @@ class LinkSerializer(serializers.Serializer):
 
 class RecipientCopySerializer(serializers.Serializer):
     email = serializers.CharField()
-    tracked = serializers.BooleanField(help_text="False: on the project's opt-out list; the HTML is unchanged")
+    tracked = serializers.BooleanField(
+        help_text="False: the HTML is returned unchanged (no pixel, no tracked link), ready to send as it is; "
+        "`reason` says why"
+    )
+    reason = serializers.ChoiceField(
+        choices=[(OPTED_OUT, OPTED_OUT)],
+        allow_null=True,
+        help_text="Why the copy is not tracked: `opted_out`, the recipient is on the project's opt-out list "
+        "(nothing about them is stored). Null for a tracked copy.",
+    )
     html = serializers.CharField(help_text="The HTML to send to this recipient")
     pixel_url = serializers.CharField(allow_null=True)
     links = LinkSerializer(many=True)
@@ -63,7 +73,9 @@ class TextPartSerializer(serializers.Serializer):
 
 
 class MessageCreatedSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
+    id = serializers.IntegerField(
+        help_text="The message, stored even when every recipient opted out (then with no tracked recipient)"
+    )
     recipients = RecipientCopySerializer(many=True)
     text = TextPartSerializer(allow_null=True, help_text="Present when a plain-text part was given")
 

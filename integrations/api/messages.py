@@ -30,6 +30,7 @@ CREATED_EXAMPLE = OpenApiExample(
             {
                 "email": "anna@client.example",
                 "tracked": True,
+                "reason": None,
                 "html": '<html><body><p>Hello! Here is <a href="https://track.example/t/c/EgEBuVx3…">the price '
                 'list</a>.</p><img src="https://track.example/t/o/EQGR2…gif" width="1" height="1" alt="" />'
                 "</body></html>",
@@ -38,6 +39,29 @@ CREATED_EXAMPLE = OpenApiExample(
             }
         ],
         "text": {"tracked": False, "note": s.PLAIN_TEXT_NOTE},
+    },
+    response_only=True,
+)
+OPTED_OUT_HTML = (
+    '<html><body><p>Hello! Here is <a href="https://shop.example/price">the price list</a>.</p></body></html>'
+)
+ALL_OPTED_OUT_EXAMPLE = OpenApiExample(
+    "Every recipient opted out",
+    description="The message is stored (its id works with `GET /api/v1/messages/{id}`, with no recipients and "
+    "zero figures); each recipient gets the HTML as it was sent in, to send untracked.",
+    value={
+        "id": 18,
+        "recipients": [
+            {
+                "email": "boris@client.example",
+                "tracked": False,
+                "reason": "opted_out",
+                "html": OPTED_OUT_HTML,
+                "pixel_url": None,
+                "links": [],
+            }
+        ],
+        "text": None,
     },
     response_only=True,
 )
@@ -137,11 +161,13 @@ class MessageListView(ApiView):
         description="Registers the message and answers one copy of the HTML per recipient, each with its own "
         "pixel and every http(s) link rewritten to a signed redirect. Left alone: mailto:, tel:, anchors, links "
         "marked `data-emailtrack-skip` (unsubscribe), links in `<style>` and comments (Outlook's conditional "
-        "comments too). Recipients on the project's opt-out list get the HTML unchanged. "
+        "comments too). Recipients on the project's opt-out list get the HTML unchanged, with `tracked: false` and "
+        "`reason: opted_out`, and nothing about them is stored; the message is stored all the same, so the answer "
+        "always carries its `id`, even when every recipient opted out. "
         f"HTML over {settings.ENGAGEMENT_MAX_HTML_BYTES} bytes: 413. Tracking switched off: 409.",
         request=s.MessageCreateSerializer,
         responses={
-            201: OpenApiResponse(s.MessageCreatedSerializer, examples=[CREATED_EXAMPLE]),
+            201: OpenApiResponse(s.MessageCreatedSerializer, examples=[CREATED_EXAMPLE, ALL_OPTED_OUT_EXAMPLE]),
             **_errors(400, 401, 403, 429),
             404: OpenApiResponse(ErrorSerializer, description="The `lead` is not one of this project's leads."),
             409: OpenApiResponse(ErrorSerializer, description="Tracking is off for the project (`tracking_off`)."),
@@ -174,11 +200,12 @@ class MessageListView(ApiView):
                 raise TrackingOff() from None
             raise exceptions.ValidationError({"html": [error.message]}) from None
         answer = {
-            "id": tracked.message.pk if tracked.message else None,
+            "id": tracked.message.pk,
             "recipients": [
                 {
                     "email": copy.email,
                     "tracked": copy.recipient is not None,
+                    "reason": copy.untracked_reason,
                     "html": copy.html,
                     "pixel_url": copy.pixel_url,
                     "links": [{"url": url, "tracked_url": tracked_url} for url, tracked_url in copy.links],
