@@ -128,6 +128,10 @@ class MailboxForm(forms.ModelForm):
             if not data.get("port"):
                 self.add_error("port", _("Enter the port (usually 993 for TLS, 143 for STARTTLS)."))
         data["host"] = services.normalise_host(data.get("host") or "")
+        if preset is None and data["host"] and data.get("port"):
+            refused = services.host_refusal(data["host"], data["port"])
+            if refused:
+                self.add_error("host", refused)
         if not self.instance.pk and not data.get("password") and not oauth2:
             self.add_error("password", _("A new mailbox needs its password."))
         if TEST_CONNECTION in self.data and not self.errors:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from lib import crypto
 
-from . import imap
+from . import hosts, imap
 from .models import Mailbox
 from .store import (
     Incoming,
@@ -31,6 +31,7 @@ __all__ = [
     "attribute_pending",
     "attribute_stored",
     "check_connection",
+    "host_refusal",
     "claim",
     "due_mailbox_ids",
     "ingest_letter",
@@ -60,6 +61,19 @@ def normalise_username(username: str) -> str:
 
 def normalise_host(host: str) -> str:
     return host.strip().lower().rstrip(".")
+
+
+def host_refusal(host: str, port: int) -> str:
+    """Why a mailbox may not use this server ("" if it may, or if the name
+    does not resolve now: that is the connection's to report). Every
+    connection checks again; this tells the account manager on saving."""
+    try:
+        hosts.pinned_addresses(host, port)
+    except hosts.HostRefused as error:
+        return str(error)
+    except OSError:
+        return ""
+    return ""
 
 
 @dataclass

@@ -23,7 +23,7 @@ from mailbox_sync.hosts import refused_message
 from mailbox_sync.imap import Failure
 from mailbox_sync.models import Letter, Mailbox
 from mailbox_sync.services import check_connection, sync_mailbox
-from tests.factories import letter_bytes
+from tests.factories import letter_bytes, make_setup
 from tests.test_mailbox_sync_connect import Blackhole, closed_port, now_s, refreshed
 
 INTERNAL_HOSTS = [
@@ -254,3 +254,27 @@ def test_checked_addresses_refuses_a_name_with_any_internal_address(resolver):
     ]
     with pytest.raises(socket.gaierror):
         http.checked_addresses("no-such-host.invalid", 993, allow_private=False)
+
+
+# --- Admin ----------------------------------------------------------------------------
+
+
+@pytest.mark.imap
+def test_admin_refuses_to_save_or_test_an_internal_server(guarded, admin_client, mail_server):
+    from tests.test_mailbox_sync_admin import ADD, form, messages_of
+
+    project = make_setup().project
+    for port in (mail_server.port, closed_port()):
+        for extra in ({}, {"_test_connection": "1"}):
+            entered = form(project, host="127.0.0.1", port=port, security="none", **extra)
+            response = admin_client.post(ADD, entered)
+            assert response.status_code == 200
+            assert refused_message("127.0.0.1") in response.content.decode()
+            assert not any("Connected" in message for message in messages_of(response))
+    assert not Mailbox.objects.filter(name="Sales inbox").exists()
+    # The "Test connection" action on a saved mailbox says the same.
+    mailbox = make_setup(name="Saved").mailbox
+    response = admin_client.post(
+        "/admin/mailbox_sync/mailbox/", {"action": "test_connection", "_selected_action": [mailbox.pk]}, follow=True
+    )
+    assert f"{mailbox.name}: {refused_message('127.0.0.1')}" in messages_of(response)
