@@ -34,18 +34,18 @@ from django.db.backends.postgresql.base import ServerBindingCursor
 _COMMENT = re.compile(r"--[^\n]*")
 _PUNCTUATION = re.compile(r" ?([(),=<>]) ?")  # the statement has no string literal with spaces
 # One pool's part of the statement; {i} numbers the pool.
+# One pool's part of the statement; {i} numbers the pool. Parameters are
+# named: "at" (now) and "ip" (the client's IP hash) are sent once for all pools.
 _ALLOCATE = """
 , pool{i} AS (
-    SELECT id, hold_minutes, max_live_leases_per_ip FROM substitution_pool WHERE id = %s
-), capped{i} AS (
-    SELECT CASE WHEN pool{i}.max_live_leases_per_ip > 0 AND %s::text <> '' THEN (
+    SELECT id, hold_minutes, CASE WHEN max_live_leases_per_ip > 0 AND %(ip)s::text <> '' THEN (
         SELECT count(*) FROM substitution_lease
-        WHERE pool_id = pool{i}.id AND released_at IS NULL AND expires_at > %s AND ip_hash = %s
-    ) >= pool{i}.max_live_leases_per_ip ELSE false END AS ip_cap
-    FROM pool{i}
+        WHERE pool_id = %(pool{i})s AND released_at IS NULL AND expires_at > %(at)s AND ip_hash = %(ip)s
+    ) >= max_live_leases_per_ip ELSE false END AS ip_cap
+    FROM substitution_pool WHERE id = %(pool{i})s
 ), candidate{i} AS MATERIALIZED (
     SELECT id, email, last_released_at FROM substitution_address
-    WHERE pool_id = %s AND active AND NOT held AND NOT (SELECT ip_cap FROM capped{i})
+    WHERE pool_id = %(pool{i})s AND active AND NOT held AND NOT (SELECT ip_cap FROM pool{i})
     ORDER BY last_released_at ASC NULLS FIRST, id
     LIMIT 1 FOR UPDATE SKIP LOCKED
 ), address{i} AS MATERIALIZED (
@@ -53,35 +53,36 @@ _ALLOCATE = """
     -- that comes first in LRU order: then nothing is taken here, and the ORM
     -- path releases expired leases (written-behind activity flushed first).
     SELECT candidate{i}.* FROM candidate{i} WHERE NOT coalesce((
-        SELECT expires_at <= %s AND expires_at < candidate{i}.last_released_at FROM substitution_lease
-        WHERE pool_id = %s AND released_at IS NULL ORDER BY expires_at LIMIT 1
+        SELECT expires_at <= %(at)s AND expires_at < candidate{i}.last_released_at FROM substitution_lease
+        WHERE pool_id = %(pool{i})s AND released_at IS NULL ORDER BY expires_at LIMIT 1
     ), false)
 ), held{i} AS (
     UPDATE substitution_address SET held = true FROM address{i} WHERE substitution_address.id = address{i}.id
 ), lease{i} AS (
     INSERT INTO substitution_lease
         (pool_id, address_id, visitor_id, block_id, started_at, last_activity_at, expires_at, end_reason, ip_hash)
-    SELECT pool{i}.id, address{i}.id, new_visitor.id, %s::bigint, start.at, start.at,
-        start.at + make_interval(mins => pool{i}.hold_minutes), '', %s::text
+    SELECT pool{i}.id, address{i}.id, new_visitor.id, %(block{i})s::bigint, start.at, start.at,
+        start.at + make_interval(mins => pool{i}.hold_minutes), '', %(ip)s::text
     FROM pool{i}, address{i}, new_visitor,
         -- A lease never starts before the address's previous lease ended
         -- (clocks of two web processes may differ by a little).
-        LATERAL (SELECT greatest(%s::timestamptz, address{i}.last_released_at) AS at) start
+        LATERAL (SELECT greatest(%(at)s::timestamptz, address{i}.last_released_at) AS at) start
     RETURNING id, expires_at
 )"""
 _ANSWER = (
     "(SELECT email FROM address{i}), (SELECT id FROM lease{i}), (SELECT expires_at FROM lease{i}), "
-    "(SELECT hold_minutes FROM pool{i}), (SELECT ip_cap FROM capped{i})"
+    "(SELECT hold_minutes FROM pool{i}), (SELECT ip_cap FROM pool{i})"
 )
 
 
 @dataclass(frozen=True)
 class NewRows:
     """The tracker's part of the statement: `sql` starts with WITH and defines
-    `new_visitor` and `new_session` (each RETURNING id); `params` fill it."""
+    `new_visitor` and `new_session` (each RETURNING id); `params` fill its
+    named parameters (names starting with "t_", which this module leaves alone)."""
 
     sql: str
-    params: list
+    params: dict
 
 
 @dataclass(frozen=True)
@@ -119,9 +120,10 @@ def first_page_view(
     """Insert the tracker's rows and lease from each of `pools` ((pool id,
     block ids), ...) in one statement: (visitor id, session id, each pool's
     answer), every row committed; None when it conflicted and wrote nothing."""
-    params = list(rows.params)
-    for pool_id, block_ids in pools:
-        params += [pool_id, ip_hash, now, ip_hash, pool_id, now, pool_id, block_ids[0], ip_hash, now]
+    params = {**rows.params, "at": now, "ip": ip_hash}
+    for i, (pool_id, block_ids) in enumerate(pools):
+        params[f"pool{i}"] = pool_id
+        params[f"block{i}"] = block_ids[0]
     try:
         row = _execute(_sql(rows.sql, len(pools)), params)
     except IntegrityError:
@@ -143,7 +145,7 @@ class _PreparedCursor(ServerBindingCursor):
         return super().execute(query, params, prepare=True)
 
 
-def _execute(sql: str, params: list):
+def _execute(sql: str, params: dict):
     # Inside a transaction (a test's, a caller's) a savepoint keeps a conflict
     # from breaking it; otherwise the statement commits on its own, with no
     # BEGIN and COMMIT round trips.
@@ -153,7 +155,7 @@ def _execute(sql: str, params: list):
     return _fetch(sql, params)
 
 
-def _fetch(sql: str, params: list):
+def _fetch(sql: str, params: dict):
     """Run the statement. A reused connection is not health-checked first (a
     SELECT 1 round trip on every first visit); when the server closed it
     meanwhile, the statement fails before it ran and is sent again on a new
@@ -168,7 +170,7 @@ def _fetch(sql: str, params: list):
         return _run(sql, params)
 
 
-def _run(sql: str, params: list):
+def _run(sql: str, params: dict):
     connection.ensure_connection()
     if connection.connection.prepare_threshold is None:
         # Django turns psycopg's prepared statements off (None), which also

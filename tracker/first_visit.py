@@ -1,55 +1,77 @@
-"""A new visitor's rows for the first-visit statement (PostgreSQL): the
-visitor and the session inserted in the same statement as the leases, which
-substitution.first_visit completes (see there why one statement)."""
+"""A new visitor's first page view (PostgreSQL): the visitor and the session
+inserted in the same statement as the leases, which substitution.first_visit
+completes (see there why one statement).
+
+Every new visitor pays for this module, so it builds the rows as plain
+values: no model instance is made for rows the statement inserts, and what
+can be worked out once (columns, defaults, the statement's text) is."""
 
 import json
+import uuid
+from dataclasses import replace
 from datetime import datetime
 from functools import cache
 
 from django.db import connection
 
-from substitution.visits import NewRows
+from substitution.visits import NewRows, SessionFacts, VisitRequest
 
 from .models import Session, Visitor
+from .sessions import first_session, session_key_of, visit_of
+
+# The statement's parameters are named: one name used twice is sent once.
+# The tracker's names start with "t_"; substitution.first_visit uses others.
+_VISITOR_PARAMS = {"site_id": "t_site", "vid": "t_vid", "created_at": "t_at", "last_seen_at": "t_at"}
 
 
+@cache
 def supported() -> bool:
     return connection.vendor == "postgresql"
 
 
-@cache
 def _fields(model) -> tuple:
     return tuple(field for field in model._meta.concrete_fields if not field.primary_key)
 
 
 def _columns(model) -> str:
     # Plain names unquoted: the statement's text stays short (see substitution.first_visit).
-    return ",".join(c if c.isidentifier() and c.islower() else connection.ops.quote_name(c) for c in _names(model))
+    return ",".join(
+        c if c.isidentifier() and c.islower() else connection.ops.quote_name(c)
+        for c in (field.column for field in _fields(model))
+    )
 
 
-def _names(model) -> list[str]:
-    return [field.column for field in _fields(model)]
+@cache
+def _session_defaults() -> dict:
+    """Each session column's default (what the model would store when not
+    given), but the visitor's, which the statement puts in."""
+    return {
+        field.column: field.get_prep_value(field.get_default())
+        for field in _fields(Session)
+        if field.column != "visitor_id"
+    }
 
 
-def _row(instance) -> str:
-    """The instance's fields as one JSON object: one parameter for a whole
-    row, read back by jsonb_populate_record (dozens of parameters cost more
-    to send one by one)."""
-    row = {}
-    for field in _fields(type(instance)):
-        value = field.get_prep_value(getattr(instance, field.attname))
-        row[field.column] = value.isoformat() if isinstance(value, datetime) else value
-    return json.dumps(row)
+def _json_value(value):
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not a column value")
 
 
 @cache
 def _sql() -> str:
     """The inserts' text, the same on every call so the statement is planned once per connection."""
+    unknown = {field.column for field in _fields(Visitor)} - set(_VISITOR_PARAMS)
+    if unknown:
+        raise RuntimeError(f"The first-visit statement does not fill visitor columns {sorted(unknown)}")
     table = Session._meta.db_table
-    visitor_values = ",".join("%s" for _field in _fields(Visitor))
-    # The session's row with its visitor's new id put in.
+    visitor_values = ",".join(f"%({_VISITOR_PARAMS[field.column]})s" for field in _fields(Visitor))
+    # The session's row with its visitor's new id put in: one parameter for a
+    # whole row, read back by jsonb_populate_record (dozens of parameters cost
+    # more to send one by one).
     given = (
-        f"jsonb_populate_record(NULL::{table},%s::jsonb||jsonb_build_object('visitor_id',(SELECT id FROM new_visitor)))"
+        f"jsonb_populate_record(NULL::{table},"
+        "%(t_session)s::jsonb||jsonb_build_object('visitor_id',(SELECT id FROM new_visitor)))"
     )
     return (
         f"WITH new_visitor AS (INSERT INTO {Visitor._meta.db_table}({_columns(Visitor)}) "
@@ -59,8 +81,42 @@ def _sql() -> str:
     )
 
 
-def new_rows(visitor: Visitor, session: Session) -> NewRows:
-    """Inserts of an unsaved visitor and its first session, `new_visitor` and `new_session`."""
-    params = [field.get_prep_value(getattr(visitor, field.attname)) for field in _fields(Visitor)]
-    params.append(_row(session))
-    return NewRows(sql=_sql(), params=params)
+def visit_request(
+    visit: VisitRequest,
+    request,
+    source,
+    user_agent: str,
+    *,
+    last_non_direct_days: int,
+    device,
+    ip: str,
+    ip_hash: str,
+) -> VisitRequest:
+    """`visit` as a new visitor's first page view: a new visitor id, the
+    session it starts (what new_session would record for a visitor created
+    now), what the rules read of it, and the inserts of both rows
+    (`new_visitor` and `new_session`) for substitution's statement."""
+    vid = uuid.uuid4().hex
+    session = first_session(
+        request, source, user_agent, visit.now, last_non_direct_days=last_non_direct_days, device=device, ip=ip
+    )
+    row = _session_defaults() | session
+    params = {
+        "t_site": visit.site_id,
+        "t_vid": vid,
+        "t_at": visit.now,
+        "t_session": json.dumps(row, default=_json_value),
+    }
+    return replace(
+        visit,
+        vid=vid,
+        facts=visit_of(session, request.url),
+        session=SessionFacts(
+            id=None,
+            key=session_key_of(session["channel"], session["source"], session["utm_campaign"]),
+            ga=session["ga_client_id"],
+            ym=session["ym_client_id"],
+        ),
+        ip_hash=ip_hash,
+        new_rows=NewRows(sql=_sql(), params=params),
+    )

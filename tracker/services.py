@@ -29,7 +29,7 @@ from .channels import classify, host_of
 from .devices import inspect_user_agent
 from .domains import domain_of
 from .models import BotHit, Channel, Session, Site, SiteDomain, Visitor
-from .sessions import new_session, record_page_view, session_key_of, visit_of, visit_without_session
+from .sessions import record_page_view, session_key_of, visit_of, visit_without_session
 from .sites import cached_snapshot, site_snapshot
 
 VID_RE = re.compile(r"\A[A-Za-z0-9_-]{8,64}\Z")  # \Z: "$" would let a trailing newline through
@@ -224,30 +224,19 @@ def collect(*, request: CollectRequest, origin: str, user_agent: str, now: datet
             return _answer(request.vid, fast)
 
     if request.vid is None and first_visit.supported():
-        visitor = Visitor(site_id=snapshot.site_id, vid=uuid.uuid4().hex, created_at=now, last_seen_at=now)
-        session = new_session(
-            visitor,
-            None,
+        first_request = first_visit.visit_request(
+            visit,
             request,
             source,
             user_agent,
-            now,
             last_non_direct_days=snapshot.last_non_direct_days,
             device=device,
             ip=ip,
+            ip_hash=ip_hash(ip),
         )
-        first = substitute(
-            replace(
-                visit,
-                vid=visitor.vid,
-                facts=visit_of(session, request.url),
-                session=_facts(session),
-                ip_hash=ip_hash(ip),
-                new_rows=first_visit.new_rows(visitor, session),
-            )
-        )
+        first = substitute(first_request)
         if first is not None:
-            return _answer(visitor.vid, first)
+            return _answer(first_request.vid, first)
 
     with transaction.atomic():
         visitor = _visitor(snapshot.site_id, request.vid, now)

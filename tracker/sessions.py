@@ -17,22 +17,24 @@ from .models import Channel, Session, Visitor
 LAST_URLS_KEPT = 10
 
 
-def visit_of(session: Session, page_url: str) -> Visit:
-    """What the rules' conditions read of a session and the page being viewed."""
+def visit_of(session: Session | dict, page_url: str) -> Visit:
+    """What the rules' conditions read of a session (a model, or a new
+    visitor's session as column values) and the page being viewed."""
+    fields = session if isinstance(session, dict) else vars(session)
     return Visit(
-        utm_source=session.utm_source,
-        utm_medium=session.utm_medium,
-        utm_campaign=session.utm_campaign,
-        utm_term=session.utm_term,
-        utm_content=session.utm_content,
-        referrer_domain=host_of(session.referrer),
-        landing_url=session.landing_url,
+        utm_source=fields["utm_source"],
+        utm_medium=fields["utm_medium"],
+        utm_campaign=fields["utm_campaign"],
+        utm_term=fields["utm_term"],
+        utm_content=fields["utm_content"],
+        referrer_domain=host_of(fields["referrer"]),
+        landing_url=fields["landing_url"],
         page_url=page_url,
-        channel=session.channel,
-        device_type=session.device_type,
-        country=session.country,
-        region=session.region,
-        city=session.city,
+        channel=fields["channel"],
+        device_type=fields["device_type"],
+        country=fields["country"],
+        region=fields["region"],
+        city=fields["city"],
     )
 
 
@@ -101,6 +103,10 @@ def _new_session_details(
                 .first()
             )
     source = last_non_direct(source, earlier, now, last_non_direct_days)
+    return _source_device_place(source, device, ip, returning=previous is not None or visitor.created_at < now)
+
+
+def _source_device_place(source: Source, device: Device, ip: str, *, returning: bool) -> dict:
     place = geo.locate(ip)
     return {
         "channel": source.channel,
@@ -119,7 +125,24 @@ def _new_session_details(
         "region": place.region,
         "city": place.city,
         "ip_truncated": geo.truncate_ip(ip),
-        "returning_visitor": previous is not None or visitor.created_at < now,
+        "returning_visitor": returning,
+    }
+
+
+def _page_view_fields(request, user_agent: str, now: datetime) -> dict:
+    """What a new session records of the page view (or heartbeat) that starts it."""
+    return {
+        "started_at": now,
+        "last_seen_at": now,
+        "landing_url": request.url,
+        "referrer": request.ref,
+        "page_views": 0 if request.heartbeat else 1,
+        "last_urls": [request.url] if request.url else [],
+        "user_agent": user_agent[:500],
+        "screen": request.screen,
+        "lang": request.lang,
+        "ga_client_id": request.ga,
+        "ym_client_id": request.ym,
     }
 
 
@@ -138,19 +161,22 @@ def new_session(
     """A new session starting with this page view (or heartbeat), not saved yet."""
     return Session(
         visitor=visitor,
-        started_at=now,
-        last_seen_at=now,
-        landing_url=request.url,
-        referrer=request.ref,
-        page_views=0 if request.heartbeat else 1,
-        last_urls=[request.url] if request.url else [],
-        user_agent=user_agent[:500],
-        screen=request.screen,
-        lang=request.lang,
-        ga_client_id=request.ga,
-        ym_client_id=request.ym,
+        **_page_view_fields(request, user_agent, now),
         **_new_session_details(last_non_direct_days, visitor, previous, source, device, ip, now),
     )
+
+
+def first_session(
+    request, source: Source, user_agent: str, now: datetime, *, last_non_direct_days: int, device: Device, ip: str = ""
+) -> dict:
+    """A new visitor's first session as column values (all but its visitor):
+    what new_session gives for a visitor created now with no earlier session,
+    without building a model the first-visit statement would only read."""
+    source = last_non_direct(source, None, now, last_non_direct_days)
+    return {
+        **_page_view_fields(request, user_agent, now),
+        **_source_device_place(source, device, ip, returning=False),
+    }
 
 
 def record_page_view(
