@@ -1,6 +1,9 @@
+from dataclasses import replace
+
 from django import forms
 from django.contrib import admin, messages
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
@@ -80,7 +83,10 @@ class PoolAdmin(ScopedAdmin):
         if not obj.pk:
             return _("Shown once the pool is saved.")
         now = timezone.now()
-        overall = render_health(selectors.pool_health(obj, now))
+        health = selectors.pool_health(obj, now)
+        advice = pools.pool_recommendation(obj, health.recommended)
+        health = replace(health, recommended=advice.size, too_small=health.exhaustions > 0 or advice.size > health.size)
+        overall = format_html("{}{}", render_health(health), render_advice(advice))
         blocks = selectors.pool_blocks(obj)
         if len(blocks) < 2:
             return overall
@@ -280,3 +286,84 @@ def render_health(health, overall: bool = True) -> str:
         recommended=health.recommended or "—",
     )
     return format_html("<p>{}</p>{}{}", figures, warning, chart)
+
+
+def render_advice(advice: pools.SizeAdvice) -> str:
+    """Which recommendation is shown and what it rests on, with the simulated curve."""
+    simulated = advice.simulated
+    if advice.basis == pools.SIMULATED:
+        said = gettext(
+            "Recommended size %(size)s: simulated on the sites' own traffic of the last 7 days "
+            "(%(share)s of letters credited to the right visitor, target %(target)s; computed %(when)s)."
+        ) % {
+            "size": advice.size,
+            "share": f"{simulated.accuracy:.1%}" if simulated.accuracy is not None else "—",
+            "target": f"{simulated.target:.1%}",
+            "when": date_format(timezone.localtime(simulated.computed_at), "DATETIME_FORMAT"),
+        }
+    else:
+        reasons = {
+            "not_enough_traffic": gettext("too little traffic in the last 7 days to simulate"),
+            "pending": gettext("the simulation on the sites' own traffic is being computed"),
+            "not_reached": gettext("no size simulated reached the target"),
+            "failed": gettext("the simulation failed"),
+        }
+        reason = reasons.get(simulated.status, "") if simulated is not None else ""
+        said = gettext("Recommended size %(size)s: the peak of the last 7 days with a 25%% margin.") % {
+            "size": advice.size or "—"
+        }
+        if reason:
+            said = format_html("{} ({})", said, reason)
+    chart = ""
+    if simulated is not None and simulated.curve:
+        chart = curve_svg(simulated.curve, simulated.target, simulated.size)
+    return format_html("<p>{}</p>{}", said, chart)
+
+
+def curve_svg(curve, target: float, recommended: int | None, width: int = 320, height: int = 120) -> str:
+    """An inline chart of (size, share of correct visitors) points, sizes on a
+    rank scale (evenly spaced) so a wide range stays readable."""
+    if not curve:
+        return ""
+    low = min(min(share for _size, share in curve), target) - 0.01
+    low = max(0.0, min(low, 0.9))
+
+    def y(share):
+        return round(height - (share - low) / (1 - low) * height, 1)
+
+    step = width / max(len(curve) - 1, 1)
+    xs = [round(i * step, 1) for i in range(len(curve))]
+    line = " ".join(f"{x},{y(share)}" for x, (_size, share) in zip(xs, curve, strict=True))
+    dots = format_html_join(
+        "",
+        '<circle cx="{}" cy="{}" r="3" fill="{}"><title>{}</title></circle>',
+        (
+            (
+                x,
+                y(share),
+                "#417690" if size == recommended else "#79aec8",
+                gettext("%(size)s addresses: %(share)s correct visitors") % {"size": size, "share": f"{share:.1%}"},
+            )
+            for x, (size, share) in zip(xs, curve, strict=True)
+        ),
+    )
+    labels = format_html_join(
+        "",
+        '<text x="{}" y="{}" font-size="10" text-anchor="middle">{}</text>',
+        ((x, height + 14, size) for x, (size, _share) in zip(xs, curve, strict=True)),
+    )
+    return format_html(
+        '<svg width="{}" height="{}" role="img" aria-label="{}" style="overflow:visible;margin:4px 8px">'
+        '<line x1="0" x2="{}" y1="{}" y2="{}" stroke="#ba2121" stroke-dasharray="3"><title>{}</title></line>'
+        '<polyline points="{}" fill="none" stroke="#417690"/>{}{}</svg>',
+        width,
+        height + 16,
+        gettext("Correct visitors against pool size"),
+        width,
+        y(target),
+        y(target),
+        gettext("target %(share)s") % {"share": f"{target:.1%}"},
+        line,
+        dots,
+        labels,
+    )
