@@ -3,7 +3,7 @@ Celery task (`tasks.simulate_pool`) and cached in `PoolSimulation`; `advice`
 offers it to the pool page."""
 
 import logging
-from datetime import timedelta
+from dataclasses import replace
 
 from django.utils import timezone
 
@@ -19,10 +19,17 @@ log = logging.getLogger(__name__)
 SEED = 21
 
 
-def simulate_pool(pool_id: int, target: float = services.DEFAULT_TARGET, seed: int = SEED) -> str:
-    """Learn the pool's sites' last week, simulate it over a range of sizes
-    at the pool's hold and policy, and store the curve and the smallest size
-    reaching `target`. Returns the status stored."""
+def simulate_pool(
+    pool_id: int,
+    *,
+    days: float | None = None,
+    sizes: list[int] | None = None,
+    target: float = services.DEFAULT_TARGET,
+    seed: int = SEED,
+) -> str:
+    """Learn the pool's sites' last week, simulate `days` of it (default: a
+    week) over a range of sizes at the pool's hold and policy, and store the
+    curve and the smallest size reaching `target`. Returns the status stored."""
     pool = Pool.objects.select_related("project").filter(pk=pool_id).first()
     if pool is None:
         return "gone"
@@ -34,9 +41,11 @@ def simulate_pool(pool_id: int, target: float = services.DEFAULT_TARGET, seed: i
         fields.update(status=PoolSimulation.Status.NOT_ENOUGH_TRAFFIC, recommended_size=None, curve=[])
     else:
         try:
+            if days is not None:
+                scenario = replace(scenario, days=days)
             traffic = plan(scenario, seed)
-            sizes = services.default_sizes(scenario, pool.hold_minutes)
-            start = now - timedelta(days=scenario.days + 1)
+            sizes = sizes or services.default_sizes(scenario, pool.hold_minutes)
+            start = services.virtual_start(now, scenario.days, pool.project.time_zone)
             points = services.simulate_sizes(traffic, PoolShape.of(pool), sizes, [pool.hold_minutes], start)
         except Exception as error:  # noqa: BLE001 - recorded on the row, shown on the pool page
             log.exception("The simulation of pool %s failed", pool_id)

@@ -71,6 +71,15 @@ def default_sizes(scenario: Scenario, hold: int) -> list[int]:
     return sorted({max(1, round(concurrent * f)) for f in factors})
 
 
+def virtual_start(now: datetime, days: float, time_zone: str) -> datetime:
+    """Where a simulation's clock starts: a local midnight far enough back
+    that the simulated days end before `now` (the hourly profile is by local
+    hour, minute 0 of the plan is hour 0)."""
+    tz = ZoneInfo(time_zone)
+    day = (now - timedelta(days=days + 1)).astimezone(tz).date()
+    return datetime.combine(day, datetime.min.time(), tzinfo=tz)
+
+
 def parse_sizes(text: str) -> list[int]:
     """ "10,20,40" → [10, 20, 40]; a clear ValueError otherwise."""
     try:

@@ -80,7 +80,7 @@ class Command(BaseCommand):
             def progress(fraction):
                 bar.update(round(fraction * 1000) - bar.n)
 
-            start = now - timezone.timedelta(days=scenario.days + 1)
+            start = services.virtual_start(now, scenario.days, site.project.time_zone)
             points = services.simulate_sizes(traffic, PoolShape.of(pool), sizes, holds, start, progress)
         self._table(points)
         recommended = services.smallest_reaching(points, options["target"], hold=pool.hold_minutes)
