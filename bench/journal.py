@@ -1,6 +1,7 @@
 """The journal's server time with 10,000 and then 1,000,000 leads in one
-project, measured in one run (target, issue 6: the 1,000,000-lead times at
-most 2x the 10,000-lead times).
+project, measured in one run (target, issue 19: the 1,000,000-lead times at
+most 1.5x the 10,000-lead times, for every list filter and for the first
+page of the end-to-end report in each of its groupings).
 
     .venv/bin/python bench/journal.py [--small 10000] [--large 1000000] [--repeat 30]
 
@@ -9,13 +10,18 @@ from request to rendered response, no network. Two throwaway databases are
 filled in one run: `emailtrack_bench_journal_small` gets 10,000 leads, then
 `emailtrack_bench_journal_large` the same 10,000 and then the rest of the
 million (INSERT ... SELECT generate_series; a spread like a busy shop's: two
-years, ten channels, 200 campaigns, repeat customers, tags). Measurement
+years, ten channels, 200 campaigns, repeat customers, tags), with sessions
+and cost rows in proportion (a visitor per lead with three sessions each,
+spread like the leads; a cost row per ten leads). The report's days are
+then counted from those rows by `manage.py rebuild_report_days`, as after
+any bulk load. Measurement
 rounds alternate between the two, so other load on the machine falls on both
 sizes alike; a bare endpoint (/api/v1/ping) is measured too as the baseline.
 """
 
 import argparse
 import importlib
+import io
 import os
 import statistics
 import sys
@@ -107,6 +113,65 @@ WHERE project_id = %(project)s AND id > %(after)s AND abs(hashint4(id::int + 7):
 """
 
 
+# A visitor per lead, three sessions each, spread over the same two years and
+# channels as the leads (so a 30-day report has a thirtieth of them per day).
+INSERT_VISITORS = """
+INSERT INTO tracker_visitor (site_id, vid, created_at, last_seen_at)
+SELECT %(site)s + abs(hashint4(n + 5))::bigint %% 3, 'bench-' || n,
+       now() - make_interval(secs => abs(hashint4(n + 9)::bigint) %% (730 * 86400)), now()
+FROM generate_series(%(first)s, %(last)s) AS n
+"""
+INSERT_SESSIONS = """
+WITH g AS (
+    SELECT v.id AS visitor_id, v.id * 3 + k AS n,
+           abs(hashint4((v.id * 3 + k)::int)::bigint) AS h1,
+           abs(hashint4((v.id * 3 + k)::int + 1000000007)::bigint) AS h2,
+           abs(hashint4((v.id * 3 + k)::int + 2000000011)::bigint) AS h3
+    FROM tracker_visitor v CROSS JOIN generate_series(0, 2) AS k
+    WHERE v.id > %(after)s
+), c AS (
+    SELECT *,
+           (ARRAY['paid','paid','paid','organic','organic','direct','direct','social','referral','email',
+                  'paid_social','display','static','unknown','paid','organic','direct','paid','organic','referral'])
+           [1 + h1 %% 20] AS channel,
+           now() - make_interval(secs => h1 %% (730 * 86400)) AS at
+    FROM g
+)
+INSERT INTO tracker_session (
+    visitor_id, started_at, last_seen_at, returning_visitor, landing_url, referrer,
+    utm_source, utm_medium, utm_campaign, utm_term, utm_content, click_ids, channel, source, keyword,
+    search_engine, source_inherited, page_views, last_urls, device_type, os, os_version, browser,
+    browser_version, user_agent, screen, lang, ga_client_id, ym_client_id, country, region, city
+)
+SELECT
+    visitor_id, at, at + interval '5 minutes', h2 %% 3 = 0, 'https://shop.test/catalog/' || (h1 %% 300), '',
+    '',
+    CASE channel WHEN 'paid' THEN 'cpc' WHEN 'organic' THEN 'organic' WHEN 'email' THEN 'email'
+                 WHEN 'paid_social' THEN 'cpc' WHEN 'display' THEN 'banner' WHEN 'referral' THEN 'referral'
+                 ELSE '' END,
+    CASE WHEN channel IN ('paid','email','paid_social','display') THEN 'camp-' || (h3 %% 200) ELSE '' END,
+    '', '', '{}'::jsonb, channel,
+    CASE channel WHEN 'paid' THEN (ARRAY['google','yandex'])[1 + h2 %% 2]
+                 WHEN 'organic' THEN (ARRAY['google','yandex','bing'])[1 + h2 %% 3]
+                 WHEN 'social' THEN 'vk.com' WHEN 'referral' THEN 'partner' || (h2 %% 50) || '.test'
+                 WHEN 'email' THEN 'newsletter' WHEN 'paid_social' THEN 'vk_ads' WHEN 'display' THEN 'rtb'
+                 WHEN 'static' THEN 'billboard' ELSE '' END,
+    CASE WHEN channel IN ('paid','organic') THEN 'bricks ' || (h3 %% 1000) ELSE '' END,
+    '', false, 1 + h2 %% 5, '[]'::jsonb, (ARRAY['desktop','mobile','mobile','tablet'])[1 + h2 %% 4],
+    '', '', '', '', '', '', 'ru', '', '', 'RU', '', (ARRAY['Moscow','Kazan','Perm','Omsk'])[1 + h3 %% 4]
+FROM c
+"""
+# A cost row per ten leads: day, source, campaign (unique while n < 730 * 400).
+INSERT_COSTS = """
+INSERT INTO costs_cost (project_id, day, source, medium, campaign, amount, origin, updated_at)
+SELECT %(project)s, current_date - (n %% 730), (ARRAY['google','yandex'])[1 + (n / 730 / 200) %% 2], 'cpc',
+       'camp-' || ((n / 730) %% 200), 10 + abs(hashint4(n))::bigint %% 5000, 'api', now()
+FROM generate_series(%(first)s, %(last)s) AS n
+ON CONFLICT DO NOTHING
+"""
+SESSION_TRIGGERS = ("costs_report_day_sessions_added", "costs_report_day_sessions_removed")
+
+
 def pages(project, site, tag) -> dict[str, str]:
     """The pages measured; the same names in both steps. The deep page starts
     after the 1,000th newest lead, and the whole-address search looks for the
@@ -116,6 +181,7 @@ def pages(project, site, tag) -> dict[str, str]:
     from django.utils import timezone
 
     from attribution.models import Lead
+    from costs.endtoend import GROUPINGS
     from journal.selectors import make_cursor
 
     leads = Lead.objects.filter(project_id=project)
@@ -140,6 +206,10 @@ def pages(project, site, tag) -> dict[str, str]:
         "search: a whole sender address": f"{base}&q={quote(sender)}",
         "search: part of an address (rare)": f"{base}&q=client1234%40",
         "search: a subject word": f"{base}&q=wholesale",
+        **{
+            f"report, 30 days, by {grouping}": f"/journal/reports/?project={project}&group={grouping}"
+            for grouping in GROUPINGS
+        },
     }
 
 
@@ -187,7 +257,9 @@ def prepare(database: str):
 
 
 def fill(database: str, project, sites, tags, first: int, last: int) -> int:
-    """Leads `first`..`last` of the series into `database`; returns its lead count."""
+    """Leads `first`..`last` of the series into `database`, with their
+    visitors, sessions and costs; returns its lead count."""
+    from django.core.management import call_command
     from django.db import connection
 
     use(database)
@@ -207,16 +279,40 @@ def fill(database: str, project, sites, tags, first: int, last: int) -> int:
         params = {"first": first, "last": last, "project": project.pk, "site": sites[0].pk}
         cursor.execute(INSERT_LEADS, {**params, "customers": max(last // 2, 1)})
         cursor.execute(INSERT_TAGS, {"tag": tags[0].pk, "project": project.pk, "after": after})
+        # Sessions in bulk: counted into the report's days once, by the rebuild below.
+        cursor.execute("SELECT coalesce(max(id), 0) FROM tracker_visitor")
+        after_visitor = cursor.fetchone()[0]
+        cursor.execute(INSERT_VISITORS, params)
+        for trigger in SESSION_TRIGGERS:
+            cursor.execute(f"ALTER TABLE tracker_session DISABLE TRIGGER {trigger}")
+        cursor.execute(INSERT_SESSIONS, {"after": after_visitor})
+        for trigger in SESSION_TRIGGERS:
+            cursor.execute(f"ALTER TABLE tracker_session ENABLE TRIGGER {trigger}")
+        cursor.execute(INSERT_COSTS, {"project": project.pk, "first": first // 10, "last": last // 10 - 1})
     for migration in indexes:
         migration.create(None, editor)
+    loaded = time.perf_counter()
+    call_command("rebuild_report_days", "--project", str(project.pk), verbosity=0, stdout=io.StringIO())
+    rebuilt = time.perf_counter() - loaded
     with connection.cursor() as cursor:
-        cursor.execute("VACUUM ANALYZE attribution_lead")
-        cursor.execute("VACUUM ANALYZE attribution_lead_tags")
+        for table in ("attribution_lead", "attribution_lead_tags", "tracker_visitor", "tracker_session"):
+            cursor.execute(f"VACUUM ANALYZE {table}")
+        for table in ("costs_cost", "costs_reportday", "costs_sessionday"):
+            cursor.execute(f"VACUUM ANALYZE {table}")
         # Write the inserted pages out now, not during the measurement.
         cursor.execute("CHECKPOINT")
         cursor.execute("SELECT count(*) FROM attribution_lead")
         total = cursor.fetchone()[0]
-    print(f"{database}: {total:,} leads ({time.perf_counter() - started:.1f} s to insert, analyze, checkpoint)")
+        cursor.execute(
+            "SELECT (SELECT count(*) FROM tracker_session), (SELECT count(*) FROM costs_cost),"
+            " (SELECT count(*) FROM costs_reportday) + (SELECT count(*) FROM costs_sessionday)"
+        )
+        sessions, costs, days = cursor.fetchone()
+    print(
+        f"{database}: {total:,} leads, {sessions:,} sessions, {costs:,} cost rows, {days:,} report days"
+        f" ({time.perf_counter() - started:.1f} s to insert, count days, analyze, checkpoint;"
+        f" {rebuilt:.1f} s of it counting the days)"
+    )
     return total
 
 
@@ -272,18 +368,15 @@ def main():
                 samples[database][name].append(time.perf_counter() - started)
                 assert response.status_code == 200
 
-    # For information, no target: a report and an export read every lead of
-    # their period, so they grow with the leads in it (a 1,000,000-lead shop
-    # has a hundred times more leads in a month than a 10,000-lead one).
+    # For information, no target: an export reads every lead of its period,
+    # so it grows with the leads in it (a 1,000,000-lead shop has a hundred
+    # times more leads in a week than a 10,000-lead one).
     info = {}
     for database, (client, project, *_rest) in prepared.items():
         use(database)
         base = f"project={project.pk}"
         info[database] = {}
-        for name, url in (
-            ("report, last 30 days (default)", f"/journal/reports/?{base}"),
-            ("CSV export, last 7 days", f"/journal/export.csv?{base}&date_from={week_ago()}"),
-        ):
+        for name, url in (("CSV export, last 7 days", f"/journal/export.csv?{base}&date_from={week_ago()}"),):
             times, size = [], 0
             for _ in range(5):
                 started = time.perf_counter()
@@ -305,9 +398,13 @@ def main():
         print(f"{name:38s} {small[name] * 1000:9.2f} ms {large[name] * 1000:12.2f} ms   {ratio:5.2f}")
     headline = large["filtered: channel=paid"] / small["filtered: channel=paid"]
     first = large["first page"] / small["first page"]
-    print(f"\nfirst page: {first:.2f}x; filtered page (channel=paid): {headline:.2f}x; worst of all: {worst:.2f}x")
-    print("target: <= 2.00x")
-    print("\nfor information (no target; these read every lead of their period):")
+    reports = [large[name] / small[name] for name in small if name.startswith("report")]
+    print(
+        f"\nfirst page: {first:.2f}x; filtered page (channel=paid): {headline:.2f}x;"
+        f" worst report grouping: {max(reports):.2f}x; worst of all: {worst:.2f}x"
+    )
+    print("target: <= 1.50x")
+    print("\nfor information (no target; this reads every lead of its period):")
     for name, (small_time, small_size) in info[SMALL_DB].items():
         large_time, large_size = info[LARGE_DB][name]
         print(

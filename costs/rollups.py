@@ -19,7 +19,6 @@ made the table, the benchmark). A report reads the days only while
 """
 
 from datetime import date, datetime, time, timedelta
-from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.db import connection, transaction
@@ -31,7 +30,7 @@ from attribution.models import Lead
 from projects.models import Project
 from tracker.models import Session, Site
 
-from .models import DayGroup, ReportDay, RollupState, SessionDay
+from .models import ReportDay, RollupState, SessionDay
 from .response import first_letter_mailbox
 
 # grouping → the report day's key columns and, per source of rows, what fills them
@@ -66,7 +65,6 @@ COUNTED_FIELDS = frozenset(
     | {"channel", "source", "medium", "campaign", "keyword"}
 )
 LOCK_CLASS = 0x0C05  # advisory lock namespace: report days of one project
-BATCH = 5000
 
 
 def day_bounds(time_zone: str, day: date) -> tuple[datetime, datetime]:
@@ -86,38 +84,30 @@ def _lock(project_id: int) -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [LOCK_CLASS, project_id])
 
 
-def _key(values: dict) -> dict:
-    """Key columns from the grouped values: empty text and ref 0 for none."""
-    key = {name: values.get(f"k_{name}") or "" for name in ("channel", "source", "medium", "campaign", "keyword")}
-    key["ref"] = values.get("k_ref") or 0
-    return key
-
-
-def _grouped(queryset: QuerySet, keys: dict, measures: dict, day=None):
+def _grouped_query(queryset: QuerySet, keys: dict, measures: dict, day=None) -> QuerySet:
     names = {f"k_{name}": expression for name, expression in keys.items()}
     if day is not None:
         names["k_day"] = day
-    return queryset.annotate(**names).values(*names).annotate(**measures).order_by().iterator(chunk_size=BATCH)
+    return queryset.annotate(**names).values(*names).annotate(**measures).order_by()
 
 
-def _lead_day(project_id: int, grouping: str, day: date, values: dict) -> ReportDay:
-    return ReportDay(
-        project_id=project_id,
-        day=day,
-        grouping=grouping,
-        leads=values["leads"],
-        first_contacts=values["first_contacts"],
-        deals=values["deals"],
-        amount=values["amount"] or Decimal("0.00"),
-        **_key(values),
-    )
+KEY_DEFAULTS = {"channel": "''", "source": "''", "medium": "''", "campaign": "''", "keyword": "''", "ref": "0"}
 
 
-def _save(model, rows: list, update_fields: list[str]) -> None:
-    for start in range(0, len(rows), BATCH):
-        model.objects.bulk_create(
-            rows[start : start + BATCH], update_conflicts=True, unique_fields=DayGroup.KEY, update_fields=update_fields
-        )
+def _insert_grouped(model, project_id: int, grouping: str, grouped: QuerySet, keys: dict, measures: list) -> int:
+    """INSERT ... SELECT of a grouped query (its rows never leave the database:
+    a rebuild of millions of rows takes seconds, not minutes)."""
+    select, params = grouped.query.sql_with_params()
+    columns = ["project_id", "grouping", "day", *KEY_DEFAULTS, *measures]
+    values = ["%s", "%s", "q.k_day"]
+    values += [
+        f"coalesce(q.k_{name}, {default})" if name in keys else default for name, default in KEY_DEFAULTS.items()
+    ]
+    values += [f"coalesce(q.{name}, 0)" for name in measures]
+    sql = f"INSERT INTO {model._meta.db_table} ({', '.join(columns)}) SELECT {', '.join(values)} FROM ({select}) q"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [project_id, grouping, *params])
+        return cursor.rowcount
 
 
 def recount_lead_days(project_id: int, days) -> None:
@@ -125,18 +115,16 @@ def recount_lead_days(project_id: int, days) -> None:
     time_zone = Project.objects.filter(pk=project_id).values_list("time_zone", flat=True).first()
     if time_zone is None:
         return
+    tz = ZoneInfo(time_zone)
     with transaction.atomic():
         _lock(project_id)
         for day in sorted(set(days)):
             start, end = day_bounds(time_zone, day)
             ReportDay.objects.filter(project_id=project_id, day=day).delete()
             leads = Lead.objects.filter(project_id=project_id, created_at__gte=start, created_at__lt=end)
-            rows = [
-                _lead_day(project_id, grouping, day, values)
-                for grouping, keys in LEAD_KEYS.items()
-                for values in _grouped(leads, keys, LEAD_MEASURES)
-            ]
-            ReportDay.objects.bulk_create(rows, batch_size=BATCH)
+            for grouping, keys in LEAD_KEYS.items():
+                grouped = _grouped_query(leads, keys, LEAD_MEASURES, TruncDate("created_at", tzinfo=tz))
+                _insert_grouped(ReportDay, project_id, grouping, grouped, keys, LEAD_COLUMNS)
 
 
 def recount_leads(lead_ids) -> None:
@@ -173,21 +161,11 @@ def rebuild(project: Project, date_from: date | None = None, date_to: date | Non
         days.delete()
         session_days.delete()
         for grouping, keys in LEAD_KEYS.items():
-            rows = [
-                _lead_day(project.pk, grouping, values["k_day"], values)
-                for values in _grouped(leads, keys, LEAD_MEASURES, TruncDate("created_at", tzinfo=tz))
-            ]
-            _save(ReportDay, rows, LEAD_COLUMNS)
-            written += len(rows)
+            grouped = _grouped_query(leads, keys, LEAD_MEASURES, TruncDate("created_at", tzinfo=tz))
+            written += _insert_grouped(ReportDay, project.pk, grouping, grouped, keys, LEAD_COLUMNS)
         for grouping, keys in SESSION_KEYS.items():
-            rows = [
-                SessionDay(
-                    project_id=project.pk, day=values["k_day"], grouping=grouping, sessions=values["n"], **_key(values)
-                )
-                for values in _grouped(sessions, keys, {"n": Count("id")}, TruncDate("started_at", tzinfo=tz))
-            ]
-            _save(SessionDay, rows, ["sessions"])
-            written += len(rows)
+            grouped = _grouped_query(sessions, keys, {"sessions": Count("id")}, TruncDate("started_at", tzinfo=tz))
+            written += _insert_grouped(SessionDay, project.pk, grouping, grouped, keys, ["sessions"])
         if date_from is None and date_to is None:
             RollupState.objects.update_or_create(project=project, defaults={"time_zone": time_zone})
     return written
