@@ -10,8 +10,13 @@ next sync (`store.attribute_pending`).
 
 `mailbox needs reconnecting`: the provider refused the mailbox's OAuth2
 grant (revoked or expired); the mailbox waits for the account manager to
-connect it again. Listeners (notifications) are called with the mailbox's
-id and the provider's own words, after commit.
+connect it again. Listeners (monitoring, which alerts the project's
+managers at once) are called with the mailbox's id and the provider's own
+words, after commit, once per refusal: a refused grant is not asked again.
+
+`mailbox connected`: the account manager connected the mailbox with OAuth2
+(again): what "needs reconnecting" began is over. Listeners are called with
+the mailbox's id, after commit.
 """
 
 import logging
@@ -22,6 +27,7 @@ log = logging.getLogger(__name__)
 
 _stored_listeners: list = []
 _reconnect_listeners: list = []
+_connected_listeners: list = []
 
 
 def subscribe_letters_stored(listener) -> None:
@@ -34,6 +40,19 @@ def subscribe_reconnect_needed(listener) -> None:
     """`listener(mailbox_id, reason)`: called once each time a mailbox's grant is refused."""
     if listener not in _reconnect_listeners:
         _reconnect_listeners.append(listener)
+
+
+def subscribe_connected(listener) -> None:
+    """`listener(mailbox_id)`: called each time a mailbox is connected with OAuth2."""
+    if listener not in _connected_listeners:
+        _connected_listeners.append(listener)
+
+
+def unsubscribe(listener) -> None:
+    """Stop calling `listener` for any event (tests)."""
+    for listeners in (_stored_listeners, _reconnect_listeners, _connected_listeners):
+        if listener in listeners:
+            listeners.remove(listener)
 
 
 def letters_stored(letter_ids: list[int]) -> None:
@@ -57,5 +76,16 @@ def reconnect_needed(mailbox_id: int, reason: str) -> None:
                 listener(mailbox_id, reason)
             except Exception:  # noqa: BLE001 - one channel must not stop another
                 log.exception("Listener %r failed for mailbox %s needing reconnecting", listener, mailbox_id)
+
+    transaction.on_commit(deliver)
+
+
+def connected(mailbox_id: int) -> None:
+    def deliver():
+        for listener in list(_connected_listeners):
+            try:
+                listener(mailbox_id)
+            except Exception:  # noqa: BLE001 - one listener must not stop another
+                log.exception("Listener %r failed for mailbox %s connected", listener, mailbox_id)
 
     transaction.on_commit(deliver)

@@ -10,7 +10,8 @@ access token for every connection.
 - A grant the provider refuses (`invalid_grant`: revoked, expired) puts the
   mailbox into "reconnect needed" with the provider's words, announces it
   (`events.reconnect_needed`, for the project's managers), and stops there:
-  no retries until the account manager connects the mailbox again. A
+  no retries until the account manager connects the mailbox again
+  (`events.connected`). A
   token endpoint that is down or answers garbage is a passing failure.
 """
 
@@ -65,6 +66,7 @@ def connect(mailbox: Mailbox, client: oauth.Client, tokens: oauth.Tokens, addres
             failure_count=0,
             next_sync_at=None,
         )
+        events.connected(mailbox.pk)
     return grant
 
 

@@ -3,7 +3,8 @@ tables and returns the conditions that hold at `now`, as
 {(kind, subject): (summary, details)}. Thresholds are the product's:
 
 - a mailbox that has not synced for 30 minutes while failing (auth,
-  connection) or waiting to be reconnected;
+  connection), or at once when it waits to be reconnected (its OAuth2
+  grant was refused: no sync will succeed until someone acts);
 - a pool with exhaustions in the last hour, or whose peak over the health
   window is above 90% of its size (with the recommended size);
 - a site domain that sent no visit for 24 hours after visits in the week
@@ -38,14 +39,14 @@ WEBHOOK_WINDOW = timedelta(hours=1)
 
 
 def mailboxes_failing(project_id: int, now: datetime) -> dict:
-    """Failing or waiting to be reconnected, with no successful sync for 30 minutes."""
+    """Failing with no successful sync for 30 minutes, or waiting to be reconnected."""
     found = {}
     boxes = Mailbox.objects.filter(
         project_id=project_id, active=True, state__in=[Mailbox.State.FAILING, Mailbox.State.RECONNECT_NEEDED]
     )
     for box in boxes:
         since = box.last_success_at or box.created_at
-        if now - since < MAILBOX_GRACE:
+        if box.state != Mailbox.State.RECONNECT_NEEDED and now - since < MAILBOX_GRACE:
             continue
         found[(Kind.MAILBOX_FAILING, f"mailbox:{box.pk}")] = (
             _("Mailbox %(name)s <%(address)s> has not synced since %(since)s UTC (%(state)s)")

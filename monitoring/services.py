@@ -12,6 +12,7 @@ from django.utils.translation import gettext as _
 
 from integrations import alerts
 from integrations.tasks import enqueue_alert
+from mailbox_sync.models import Mailbox
 from projects.languages import in_project_language
 from projects.models import Project
 
@@ -76,6 +77,15 @@ def project_health_evaluate(project_id: int, now: datetime | None = None) -> dic
         for condition in ended:
             enqueue_alert(alerts.alert_announce(_alert(condition, alerts.ENDED), now))
     return {"started": [c.pk for c in began], "ended": [c.pk for c in ended]}
+
+
+def mailbox_grant_changed(mailbox_id: int, _reason: str = "") -> None:
+    """mailbox_sync's "needs reconnecting" and "connected": the mailbox's
+    project is evaluated at once, so its managers hear of a refused grant
+    now (not at the next beat), once per spell, and that it is over."""
+    project_id = Mailbox.objects.filter(pk=mailbox_id).values_list("project_id", flat=True).first()
+    if project_id is not None:
+        project_health_evaluate(project_id)
 
 
 def health_evaluate_all(now: datetime | None = None) -> int:

@@ -106,13 +106,17 @@ def test_a_revoked_grant_needs_a_reconnect_says_why_and_holds_up_no_other(oauth_
 def test_a_revoked_grant_is_announced_to_the_managers_once_committed(oauth_mail, provider):
     user, mailbox = connected(oauth_mail, provider)
     heard = []
-    events.subscribe_reconnect_needed(lambda mailbox_id, reason: heard.append((mailbox_id, reason)))
+
+    def listener(mailbox_id, reason):
+        heard.append((mailbox_id, reason))
+
+    events.subscribe_reconnect_needed(listener)
     try:
         provider.revoke_all(user)
         sync_mailbox(mailbox.pk)
         sync_mailbox(mailbox.pk)
     finally:
-        events._reconnect_listeners.clear()
+        events.unsubscribe(listener)  # the app's own listeners (monitoring) stay
     assert heard == [(mailbox.pk, "Local Mail refused: invalid_grant (Token has been expired or revoked.)")]
 
 
