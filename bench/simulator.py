@@ -13,6 +13,7 @@ measured); its per-allocation time is printed too.
 
 import argparse
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -78,7 +79,10 @@ def main():
         sandbox = make_sandbox(PoolShape(size=args.size, hold_minutes=0, max_live_leases_per_ip=0))
         now = timezone.now()
         visitors = Visitor.objects.bulk_create(
-            [Visitor(site=sandbox.site, vid=f"base{i:08d}", created_at=now, last_seen_at=now) for i in range(args.baseline)]
+            [
+                Visitor(site=sandbox.site, vid=f"base{i:08d}", created_at=now, last_seen_at=now)
+                for i in range(args.baseline)
+            ]
         )
         started = time.perf_counter()
         for visitor in visitors:
@@ -89,6 +93,8 @@ def main():
     baseline = each * verdicts.requests
     print(f"bare allocation: {each * 1000:.2f} ms each; x {verdicts.requests} requests = {baseline:.1f} s")
     print(f"ratio simulation / bare allocations: {verdicts.seconds / baseline:.2f}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak memory: {peak:.0f} MB")
 
 
 if __name__ == "__main__":

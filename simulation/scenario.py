@@ -7,6 +7,8 @@ visitors (the curve compares like with like).
 Times are minutes from the start of the simulation (virtual time).
 """
 
+import functools
+import itertools
 import math
 import random
 from dataclasses import dataclass, field
@@ -117,8 +119,7 @@ def _arrivals(scenario: Scenario, rng: random.Random) -> list[float]:
 
 def _visit(scenario: Scenario, start: float, rng: random.Random) -> PlannedVisit:
     length = min(rng.lognormvariate(math.log(scenario.session_median), scenario.session_sigma), scenario.session_max)
-    weights = [c[0] for c in scenario.channels]
-    _weight, query, referrer = rng.choices(scenario.channels, weights=weights)[0]
+    _weight, query, referrer = rng.choices(scenario.channels, cum_weights=_cumulative(scenario.channels))[0]
     visit = PlannedVisit(start=start, end=start + length, query=query, referrer=referrer)
     t = start
     while scenario.page_view_every > 0:
@@ -127,6 +128,11 @@ def _visit(scenario: Scenario, start: float, rng: random.Random) -> PlannedVisit
             break
         visit.page_views.append(t)
     return visit
+
+
+@functools.cache
+def _cumulative(channels: tuple) -> list[float]:
+    return list(itertools.accumulate(c[0] for c in channels))
 
 
 def _written(scenario: Scenario, visit: PlannedVisit, rng: random.Random) -> tuple[float, bool]:

@@ -6,6 +6,7 @@ the site's own last week of traffic (or the default scenario when it has too
 little), through the real services in virtual time; nothing is kept.
 """
 
+from dataclasses import replace
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -58,7 +59,7 @@ class Command(BaseCommand):
             scenario = Scenario(days=options["days"])
         else:
             self.stdout.write(_("Traffic learned from the site's last 7 days of sessions."))
-            scenario = Scenario(**{**learned.__dict__, "days": options["days"]})
+            scenario = replace(learned, days=options["days"])
         try:
             sizes = services.parse_sizes(options["sizes"]) if options["sizes"] else None
         except ValueError as error:
@@ -127,6 +128,7 @@ class Command(BaseCommand):
             _("letters"),
             _("correct visitor"),
             _("correct source"),
+            _("wrong visitor"),
             _("wrong source"),
             _("unknown"),
             _("exhaustions"),
@@ -142,6 +144,7 @@ class Command(BaseCommand):
                     str(v.letters),
                     f"{v.visitor_accuracy:.2%}",
                     f"{v.source_accuracy:.2%}",
+                    str(v.wrong_visitor),
                     str(v.wrong_source),
                     str(v.unknown),
                     str(v.exhaustions),
