@@ -48,6 +48,7 @@ def main():
     django.setup()
     from django.core.management import call_command
     from django.db import transaction
+    from django.test.utils import override_settings
     from django.utils import timezone
 
     call_command("migrate", verbosity=0)
@@ -74,9 +75,10 @@ def main():
         f"in {verdicts.seconds:.1f} s (with the plan {total:.1f} s)"
     )
 
-    # The baseline: bare allocations of new visitors, in a rolled-back transaction too.
-    with transaction.atomic():
-        sandbox = make_sandbox(PoolShape(size=args.size, hold_minutes=0, max_live_leases_per_ip=0))
+    # The baseline: bare allocations (a new visitor takes a free address), in
+    # a rolled-back transaction and without Redis, as the simulation runs.
+    with override_settings(REDIS_URL=""), transaction.atomic():
+        sandbox = make_sandbox(PoolShape(size=args.baseline, hold_minutes=30, max_live_leases_per_ip=0))
         now = timezone.now()
         visitors = Visitor.objects.bulk_create(
             [
