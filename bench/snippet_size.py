@@ -5,9 +5,10 @@
 Renders exactly what GET /s/<site_key>.js serves for a site with three blocks
 ("find in the page" for the site's address and for its own support@
 address, and an id block) on a realistic host, without a database:
-the budget from issue 4 is 1,500 bytes gzip -9 (tests/test_snippet_serving.py
-fails above it). Exits 1 when one of VARIANTS is over budget; the opt-in parts
-(install check, shadow DOM) are printed on top of each.
+the budget (issues 4 and 17) is 1,500 bytes gzip -9 for every one of the 24
+variants printed, the six of VARIANTS each also with the opt-in parts of
+EXTRAS (install check, shadow DOM); tests/test_snippet_serving.py fails above
+it. Exits 1 when one is over budget.
 """
 
 import gzip
@@ -59,8 +60,8 @@ VARIANTS = {
     "consent mode + anti-flicker": {"consent_mode": True, "anti_flicker": True},
     "consent + GPC + anti-flicker": {"consent_mode": True, "honour_gpc": True, "anti_flicker": True},
 }
-# Opt-in parts a site turns on when it needs them (install check, shadow DOM):
-# printed too, over budget or not, with the variants above.
+# Opt-in parts a site turns on when it needs them (install check, shadow DOM),
+# on top of each of the variants above: held to the same budget.
 EXTRAS = {
     "+ install check": {"install_check": True},
     "+ shadow DOM": {"shadow_dom": True},
@@ -96,7 +97,10 @@ def main() -> int:
     for label, (raw, gz, br) in results.items():
         mark = "  over budget" if gz > BUDGET_GZIP else ""
         print(f"  {label:<60} {raw:>6} {gz:>8} {br:>7}{mark}")
-    return 0 if all(results[label][1] <= BUDGET_GZIP for label in VARIANTS) else 1
+    worst = max(results, key=lambda label: results[label][1])
+    over = sum(gz > BUDGET_GZIP for _, gz, _ in results.values())
+    print(f"  worst: {worst} ({results[worst][1]} bytes gzip -9); over budget: {over} of {len(results)}")
+    return 1 if over else 0
 
 
 if __name__ == "__main__":

@@ -3,9 +3,9 @@
     python -m frontend_js.build           # write dist/
     python -m frontend_js.build --check   # exit 1 if dist/ is not what the source builds to
 
-Reproducible and Python-only (calmjs.parse, pinned in requirements-test.txt),
-so serving needs neither Node.js nor the minifier: dist/ is committed and a
-test rebuilds it and compares. One file per combination of optional features:
+Reproducible and Python-only (tdewolff's minifier through its Python wheel,
+pinned in requirements-test.txt), so serving needs neither Node.js nor the
+minifier: dist/ is committed and a test rebuilds it and compares. One file per combination of optional features:
 the lines between `// @if FEATURE` and `// @endif` in the source go only into
 the variants with that feature, so a site is served only the code its
 settings need (and the common case stays inside the size budget).
@@ -23,8 +23,7 @@ DIST = HERE / "dist"
 FEATURES = ("consent", "hide", "report", "shadow")
 # A site's setting in the source: `__name__`, replaced by its JSON value.
 PLACEHOLDER = re.compile(r"\b__([a-z]+)__\b")
-DIRECTIVE = re.compile(r"^\s*// @(if (\w+)|endif)\s*$")
-IDENT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$")
+DIRECTIVE = re.compile(r"^\s*// @(if (\w+)|else|endif)\s*$")
 
 
 class BuildError(Exception):
@@ -41,18 +40,25 @@ def variants() -> list[frozenset]:
 
 
 def preprocess(source: str, features) -> str:
-    """Keep the lines of `// @if FEATURE` regions whose feature is on; regions may nest."""
-    kept, stack = [], []
+    """Keep the lines of `// @if FEATURE` regions whose feature is on (and of
+    their `// @else` part when it is off); regions may nest."""
+    kept, stack, has_else = [], [], []
     for number, line in enumerate(source.splitlines(), 1):
         match = DIRECTIVE.match(line)
         if match and match.group(2):
             if match.group(2) not in FEATURES:
                 raise BuildError(f"line {number}: unknown feature {match.group(2)!r}")
             stack.append(match.group(2) in features)
+            has_else.append(False)
+        elif match and match.group(1) == "else":
+            if not stack or has_else[-1]:
+                raise BuildError(f"line {number}: @else without @if")
+            stack[-1], has_else[-1] = not stack[-1], True
         elif match:
             if not stack:
                 raise BuildError(f"line {number}: @endif without @if")
             stack.pop()
+            has_else.pop()
         elif all(stack):
             kept.append(line)
     if stack:
@@ -60,58 +66,21 @@ def preprocess(source: str, features) -> str:
     return "\n".join(kept) + "\n"
 
 
-def _without_unused_catch_bindings(tokens: list) -> list:
-    """`catch(e){}` → `catch{}` (ES2019): an empty handler needs no binding."""
-    kept, index = [], 0
-    while index < len(tokens):
-        window = [text for _, text in tokens[index : index + 6]]
-        if len(window) == 6 and window[:2] == ["catch", "("] and window[3:] == [")", "{", "}"]:
-            kept += [tokens[index], tokens[index + 4], tokens[index + 5]]
-            index += 6
-        else:
-            kept.append(tokens[index])
-            index += 1
-    return kept
-
-
-def _compact(code: str) -> str:
-    """Re-join the minifier's tokens with no space but where two would merge,
-    write true/false as !0/!1 (calmjs.parse leaves both to us) and drop unused
-    catch bindings."""
-    from calmjs.parse.lexers.es5 import Lexer
-
-    lexer = Lexer()
-    lexer.input(code)
-    tokens = _without_unused_catch_bindings([(token.type, token.value) for token in lexer])
-    out, previous = [], ("", "")
-    for index, (kind, text) in enumerate(tokens):
-        if kind in ("TRUE", "FALSE"):
-            following = tokens[index + 1][1] if index + 1 < len(tokens) else ""
-            if following in (".", "[", "("):
-                raise BuildError(f"{text}{following}: write it another way, !0{following} would change its meaning")
-            text = "!0" if kind == "TRUE" else "!1"
-        last = previous[1][-1:] if previous[1] else ""
-        if last and (
-            (last in IDENT_CHARS and text[0] in IDENT_CHARS)
-            or (previous[0] == "REGEX" and text[0] in IDENT_CHARS)
-            or (last in "+-" and text[0] == last)
-        ):
-            out.append(" ")
-        out.append(text)
-        previous = (kind, text)
-    return "".join(out)
-
-
 def minify(source: str) -> str:
-    from calmjs.parse import es5
-    from calmjs.parse.unparsers.es5 import minify_print
+    """The source minified by tdewolff's minifier (its Python wheel, pinned in
+    requirements-test.txt): it reads what browsers run today, renames the
+    locals, and leaves the __setting__ placeholders alone (they are globals
+    to it)."""
+    import minify as tdewolff  # only the build needs it, not serving
 
-    code = minify_print(es5(source), obfuscate=True, obfuscate_globals=False, drop_semi=True)
-    code = _compact(code)
+    try:
+        code = tdewolff.string("application/javascript", source)
+    except tdewolff.MinifyError as failure:
+        raise BuildError(f"the minifier refused the source: {failure}") from None
     names = PLACEHOLDER.findall(code)
     if not names or len(names) != len(set(names)):
         raise BuildError("the built snippet must hold each of its __setting__ placeholders once")
-    return code + "\n"
+    return code  # (no newline at the end: a byte every page would download)
 
 
 def placeholders(code: str) -> list[str]:

@@ -3,6 +3,7 @@ with those settings rendered in (so the snippet needs no second request)."""
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -99,12 +100,15 @@ def site_config(site: Site, collect_url: str, report_url: str) -> dict:
         entry = {"id": block.pk}
         if selector := block_selector(block):
             entry["sel"] = selector
+        # The block's own original address, else the site's (as the site
+        # writes it: the page shows it back when a lease ends).
         if block.original_email and block.original_email != site.original_email.lower():
-            entry["e"] = block.original_email  # the site's address is the script's default
+            entry["e"] = block.original_email
+        else:
+            entry["e"] = site.original_email
         blocks.append(entry)
     config = {
         "site": site.site_key,
-        "email": site.original_email,
         "blocks": blocks,
         "collect": collect_url,
         "hb": settings.HEARTBEAT_SECONDS,
@@ -126,11 +130,23 @@ class Snippet:
     etag: str
 
 
+IDENTIFIER = re.compile(r"[A-Za-z_$][\w$]*")
+
+
 def js_value(value) -> str:
-    """A setting as a JavaScript literal (JSON), inert if the script is ever
-    inlined into HTML."""
-    text = json.dumps(value, separators=(",", ":"))
+    """A setting as a JavaScript literal: JSON, with the keys that are
+    identifiers left unquoted (every byte is downloaded by every page), inert
+    if the script is ever inlined into HTML."""
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{_js_key(key)}:{js_value(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(js_value(item) for item in value) + "]"
+    text = json.dumps(value)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _js_key(key: str) -> str:
+    return key if IDENTIFIER.fullmatch(key) else js_value(key)
 
 
 def render_snippet(site: Site, collect_url: str, report_url: str) -> Snippet:
