@@ -9,8 +9,8 @@ One event alone (`judge`), in this order, the first that applies:
 - Gmail's prefetch UA (`… Edge/12.246 Mozilla/5.0`) → gmail_prefetch;
 - Yahoo's image proxy (`YahooMailProxy`) → yahoo_proxy;
 - UA exactly `Mozilla/5.0` from Apple's Private Relay egress networks → apple_mpp;
-- from a network of scanners that are probably machines (Proofpoint, Mimecast,
-  Cisco) → scanner, marked probable;
+- from a network of scanners that are probably machines (Proofpoint, Mimecast;
+  Cisco publishes none, so only a loaded list adds it) → scanner, marked probable;
 - from the relay client's own network within the first minutes → self;
 - a UA of a known crawler, or a bare `Mozilla/5.0` from elsewhere → unknown;
 - otherwise → human.
