@@ -22,8 +22,8 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from django.db import connection, transaction
-from django.db.models import Count, F, Q, QuerySet, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import Count, F, Q, QuerySet, Sum, Value
+from django.db.models.functions import Concat, TruncDate, TruncWeek
 from django.utils import timezone
 
 from attribution.models import Lead
@@ -64,6 +64,8 @@ COUNTED_FIELDS = frozenset(
     {"project", "created_at", "first_contact", "status", "deal_amount", "site", "lease"}
     | {"channel", "source", "medium", "campaign", "keyword"}
 )
+WEEK = "/week"  # a grouping's week rows: "channel/week", day: the week's Monday (the sums of its 7 days)
+KEY_COLUMNS = ("channel", "source", "medium", "campaign", "keyword", "ref")
 LOCK_CLASS = 0x0C05  # advisory lock namespace: report days of one project
 
 
@@ -94,20 +96,41 @@ def _grouped_query(queryset: QuerySet, keys: dict, measures: dict, day=None) -> 
 KEY_DEFAULTS = {"channel": "''", "source": "''", "medium": "''", "campaign": "''", "keyword": "''", "ref": "0"}
 
 
-def _insert_grouped(model, project_id: int, grouping: str, grouped: QuerySet, keys: dict, measures: list) -> int:
+def _insert_grouped(model, project_id: int, grouping, grouped: QuerySet, keys: dict, measures: list) -> int:
     """INSERT ... SELECT of a grouped query (its rows never leave the database:
-    a rebuild of millions of rows takes seconds, not minutes)."""
+    a rebuild of millions of rows takes seconds, not minutes). `grouping`
+    None: the query's own `k_grouping`."""
     select, params = grouped.query.sql_with_params()
     columns = ["project_id", "grouping", "day", *KEY_DEFAULTS, *measures]
-    values = ["%s", "%s", "q.k_day"]
+    values = ["%s", "%s" if grouping is not None else "q.k_grouping", "q.k_day"]
     values += [
         f"coalesce(q.k_{name}, {default})" if name in keys else default for name, default in KEY_DEFAULTS.items()
     ]
     values += [f"coalesce(q.{name}, 0)" for name in measures]
     sql = f"INSERT INTO {model._meta.db_table} ({', '.join(columns)}) SELECT {', '.join(values)} FROM ({select}) q"
     with connection.cursor() as cursor:
-        cursor.execute(sql, [project_id, grouping, *params])
+        cursor.execute(sql, [project_id, *([grouping] if grouping is not None else []), *params])
         return cursor.rowcount
+
+
+def monday(day: date) -> date:
+    return day - timedelta(days=day.weekday())
+
+
+def _count_weeks(model, project_id: int, measures: list[str], first: date | None, last: date | None) -> int:
+    """The week rows of the weeks from the one of `first` to the one of
+    `last` (None: every week), summed from their day rows."""
+    weeks = model.objects.filter(project_id=project_id, grouping__endswith=WEEK)
+    days = model.objects.filter(project_id=project_id).exclude(grouping__endswith=WEEK)
+    if first is not None:
+        weeks, days = weeks.filter(day__gte=monday(first)), days.filter(day__gte=monday(first))
+    if last is not None:
+        weeks = weeks.filter(day__lte=monday(last))
+        days = days.filter(day__lt=monday(last) + timedelta(days=7))
+    weeks.delete()
+    keys = {name: F(name) for name in KEY_COLUMNS} | {"grouping": Concat("grouping", Value(WEEK))}
+    grouped = _grouped_query(days, keys, {name: Sum(name) for name in measures}, TruncWeek("day"))
+    return _insert_grouped(model, project_id, None, grouped, keys, measures)
 
 
 def recount_lead_days(project_id: int, days) -> None:
@@ -120,11 +143,13 @@ def recount_lead_days(project_id: int, days) -> None:
         _lock(project_id)
         for day in sorted(set(days)):
             start, end = day_bounds(time_zone, day)
-            ReportDay.objects.filter(project_id=project_id, day=day).delete()
+            ReportDay.objects.filter(project_id=project_id, day=day).exclude(grouping__endswith=WEEK).delete()
             leads = Lead.objects.filter(project_id=project_id, created_at__gte=start, created_at__lt=end)
             for grouping, keys in LEAD_KEYS.items():
                 grouped = _grouped_query(leads, keys, LEAD_MEASURES, TruncDate("created_at", tzinfo=tz))
                 _insert_grouped(ReportDay, project_id, grouping, grouped, keys, LEAD_COLUMNS)
+        for week in sorted({monday(day) for day in days}):
+            _count_weeks(ReportDay, project_id, LEAD_COLUMNS, week, week)
 
 
 def recount_leads(lead_ids) -> None:
@@ -144,7 +169,8 @@ def rebuild(project: Project, date_from: date | None = None, date_to: date | Non
     number of report days written."""
     time_zone = project.time_zone
     tz = ZoneInfo(time_zone)
-    days, session_days = ReportDay.objects.filter(project=project), SessionDay.objects.filter(project=project)
+    days = ReportDay.objects.filter(project=project).exclude(grouping__endswith=WEEK)
+    session_days = SessionDay.objects.filter(project=project).exclude(grouping__endswith=WEEK)
     leads = Lead.objects.filter(project=project)
     sessions = Session.objects.filter(visitor__site__project=project)
     if date_from is not None:
@@ -166,6 +192,8 @@ def rebuild(project: Project, date_from: date | None = None, date_to: date | Non
         for grouping, keys in SESSION_KEYS.items():
             grouped = _grouped_query(sessions, keys, {"sessions": Count("id")}, TruncDate("started_at", tzinfo=tz))
             written += _insert_grouped(SessionDay, project.pk, grouping, grouped, keys, ["sessions"])
+        written += _count_weeks(ReportDay, project.pk, LEAD_COLUMNS, date_from, date_to)
+        written += _count_weeks(SessionDay, project.pk, ["sessions"], date_from, date_to)
         if date_from is None and date_to is None:
             RollupState.objects.update_or_create(project=project, defaults={"time_zone": time_zone})
     return written
@@ -203,8 +231,9 @@ def add_sessions(session: Session, sign: int) -> None:
     values, params = [], []
     for grouping, key in session_keys(session, site_id).items():
         full = {"channel": "", "source": "", "medium": "", "campaign": "", "keyword": "", "ref": 0, **key}
-        values.append("(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
-        params += [project_id, grouping, day, *full.values(), sign]
+        for row_grouping, row_day in ((grouping, day), (grouping + WEEK, monday(day))):
+            values.append("(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
+            params += [project_id, row_grouping, row_day, *full.values(), sign]
     sql = ADD_SESSIONS.format(table=SessionDay._meta.db_table, values=", ".join(values))
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -215,11 +244,36 @@ def ready(project: Project) -> bool:
     return RollupState.objects.filter(project=project, time_zone=project.time_zone).exists()
 
 
+def period(grouping: str, date_from: date, date_to: date) -> Q:
+    """The rows that sum up a period: its whole weeks (Monday to Sunday) from
+    the week rows, the days before and after them from the day rows; so a
+    period reads at most 12 days' and a seventh of its weeks' rows."""
+    first = monday(date_from + timedelta(days=6))  # the first Monday in the period
+    last = monday(date_to + timedelta(days=1)) - timedelta(days=7)  # the Monday of its last whole week
+    if last < first:
+        return Q(grouping=grouping, day__gte=date_from, day__lte=date_to)
+    return (
+        Q(grouping=grouping + WEEK, day__gte=first, day__lte=last)
+        | Q(grouping=grouping, day__gte=date_from, day__lt=first)
+        | Q(grouping=grouping, day__gt=last + timedelta(days=6), day__lte=date_to)
+    )
+
+
 def report_days(project: Project, date_from: date, date_to: date, grouping: str) -> QuerySet[ReportDay]:
-    return ReportDay.objects.filter(project=project, grouping=grouping, day__gte=date_from, day__lte=date_to)
+    """The rows of a period for sums over it (not day by day: see `period`)."""
+    return ReportDay.objects.filter(period(grouping, date_from, date_to), project=project)
 
 
 def session_days(project: Project, date_from: date, date_to: date, grouping: str) -> QuerySet[SessionDay]:
+    return SessionDay.objects.filter(period(grouping, date_from, date_to), project=project)
+
+
+def report_days_daily(project: Project, date_from: date, date_to: date, grouping: str) -> QuerySet[ReportDay]:
+    """The day rows of a period, for figures day by day."""
+    return ReportDay.objects.filter(project=project, grouping=grouping, day__gte=date_from, day__lte=date_to)
+
+
+def session_days_daily(project: Project, date_from: date, date_to: date, grouping: str) -> QuerySet[SessionDay]:
     return SessionDay.objects.filter(project=project, grouping=grouping, day__gte=date_from, day__lte=date_to)
 
 
@@ -230,7 +284,7 @@ def rebuild_every_project() -> int:
 def leads_per_day_and_channel(project: Project, date_from: date, date_to: date) -> list[dict]:
     """[{day, channel, n}] of the days' leads, as the report's chart counts them."""
     rows = (
-        report_days(project, date_from, date_to, "channel")
+        report_days_daily(project, date_from, date_to, "channel")
         .values("day", "channel")
         .annotate(n=Sum("leads"))
         .filter(n__gt=0)

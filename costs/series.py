@@ -36,7 +36,7 @@ def daily_by_source(
     first, after = period_bounds(project.time_zone, start, end)
     if leads is None and rollups.ready(project):
         lead_rows = (
-            rollups.report_days(project, start, end, "source")
+            rollups.report_days_daily(project, start, end, "source")
             .annotate(s=Lower("source"))
             .values("day", "s")
             .annotate(n=Sum("leads"))
@@ -44,7 +44,7 @@ def daily_by_source(
             .order_by()
         )
         session_rows = (
-            rollups.session_days(project, start, end, "source")
+            rollups.session_days_daily(project, start, end, "source")
             .annotate(s=Lower("source"))
             .values("day", "s")
             .annotate(n=Sum("sessions"))

@@ -21,7 +21,8 @@ from tracker.models import Channel
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
-TABLE_ROWS = 500
+TABLE_ROWS = 500  # at most, in a CSV
+PAGE_ROWS = 50  # per page of a table on the page: a page costs the same whatever the shop's size
 
 # Fixed per channel so a colour means the same thing in every report.
 CHANNEL_COLOURS = {
@@ -156,9 +157,18 @@ def draw(days: list[date], per_day: dict[date, dict[str, int]], order: list[str]
     return chart
 
 
-def build_report(leads: QuerySet[Lead] | None, time_zone: str, start: date, end: date, *, project=None) -> Report:
+def page_rows(page: int) -> tuple[int, int]:
+    """The first row and the number of rows of a page of a report's table."""
+    size = min(TABLE_ROWS, PAGE_ROWS)
+    return (max(page, 1) - 1) * size, size
+
+
+def build_report(
+    leads: QuerySet[Lead] | None, time_zone: str, start: date, end: date, *, project=None, page: int = 1
+) -> Report:
     """Counts of `leads` (already filtered to the period and the project);
-    `leads` None: every lead of `project` in the period, from its report days."""
+    `leads` None: every lead of `project` in the period, from its report days.
+    The table holds the `page`th page of its rows, the largest first."""
     tz = ZoneInfo(time_zone)
     days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
     per_day: dict[date, dict[str, int]] = {day: {} for day in days}
@@ -202,8 +212,9 @@ def build_report(leads: QuerySet[Lead] | None, time_zone: str, start: date, end:
         sum((row.amount for row in rows), Decimal("0.00")),
     )
     rows.sort(key=lambda row: (-row.leads, row.source, row.medium, row.campaign))
-    more_rows = max(len(rows) - TABLE_ROWS, 0)
-    rows = rows[:TABLE_ROWS]
+    first, size = page_rows(page)
+    more_rows = max(len(rows) - first - size, 0)
+    rows = rows[first : first + size]
     day_totals = [(day, sum(per_day[day].values())) for day in days]
     chart = draw(days, per_day, order)
     return Report(start, end, days, per_day, day_totals, channels, rows, more_rows, total, chart)
@@ -227,6 +238,7 @@ class FunnelTable:
     more_rows: int
     key_columns: int
     series: list = field(default_factory=list)
+    page: int = 1
 
 
 def _num(value) -> str:
@@ -290,11 +302,18 @@ def funnel_header(fields: tuple[str, ...], currency: str) -> list[str]:
 
 
 def build_funnel(
-    project, leads: QuerySet[Lead] | None, start: date, end: date, grouping: str, site_id: int | None = None
+    project,
+    leads: QuerySet[Lead] | None,
+    start: date,
+    end: date,
+    grouping: str,
+    site_id: int | None = None,
+    page: int | None = 1,
 ) -> FunnelTable:
     """The end-to-end table of `leads` (the project's, filtered to the period;
     with the list's site filter, that site's sessions only; None: every lead
-    of the period, from the report days)."""
+    of the period, from the report days). The `page`th page of its rows, the
+    largest first; None: the first TABLE_ROWS (the CSV)."""
     if grouping not in GROUPINGS:
         grouping = "channel"
     report = end_to_end(
@@ -303,12 +322,14 @@ def build_funnel(
         date_from=start,
         date_to=end,
         grouping=grouping,
-        limit=TABLE_ROWS,
         site_id=site_id,
     )
+    first, size = (0, TABLE_ROWS) if page is None else page_rows(page)
+    more_rows = max(len(report.rows) - first - size, 0)
+    shown = report.rows[first : first + size]
     currency = project_currency(project)
     none = str(_("(none)"))
-    rows = [[label or none for label in row.labels] + funnel_cells(row) for row in report.rows]
+    rows = [[label or none for label in row.labels] + funnel_cells(row) for row in shown]
     total = [str(_("All"))] + [""] * (len(report.fields) - 1) + funnel_cells(report.total)
     return FunnelTable(
         grouping=grouping,
@@ -317,8 +338,9 @@ def build_funnel(
         header=funnel_header(report.fields, currency),
         rows=rows,
         total=total,
-        more_rows=report.more_rows,
+        more_rows=more_rows,
         key_columns=len(report.fields),
+        page=page or 1,
     )
 
 

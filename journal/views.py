@@ -137,6 +137,14 @@ def _report_form(request, project) -> tuple[LeadFilterForm, date, date]:
     return form, start, end
 
 
+def _page_number(request) -> int:
+    """`?page=N` of the report's tables: a number from 1 up; anything else is the first page."""
+    try:
+        return min(max(int(request.GET.get("page", "1")), 1), 1000)
+    except ValueError:
+        return 1
+
+
 @login_required
 @require_GET
 def report(request):
@@ -151,10 +159,18 @@ def report(request):
     )
     if reports.from_report_days(project, form):
         leads = None  # every lead of the period: the report reads its days
+    as_csv = request.GET.get("format") == "csv"
+    page = _page_number(request)
     funnel = reports.build_funnel(
-        project, leads, start, end, request.GET.get("group", ""), site_id=form.values.get("site")
+        project,
+        leads,
+        start,
+        end,
+        request.GET.get("group", ""),
+        site_id=form.values.get("site"),
+        page=None if as_csv else page,
     )
-    if request.GET.get("format") == "csv":
+    if as_csv:
         response = StreamingHttpResponse(funnel_csv_lines(funnel), content_type="text/csv; charset=utf-8")
         name = f"report-{project.pk}-{funnel.grouping}-{start:%Y%m%d}-{end:%Y%m%d}.csv"
         response["Content-Disposition"] = f'attachment; filename="{name}"'
@@ -164,11 +180,12 @@ def report(request):
         "projects": projects,
         "project": project,
         "form": form,
-        "report": reports.build_report(leads, project.time_zone, start, end, project=project),
+        "report": reports.build_report(leads, project.time_zone, start, end, project=project, page=page),
         "funnel": funnel,
         "source_charts": reports.build_source_charts(project, leads, start, end, funnel.currency),
         "list_query": query,
         "funnel_csv_query": f"{query}&group={funnel.grouping}&format=csv",
+        "funnel_query": f"{query}&group={funnel.grouping}",
     }
     return render(request, "journal/report.html", context)
 

@@ -18,6 +18,7 @@ from costs import rollups
 from costs.endtoend import GROUPINGS, end_to_end
 from costs.models import Cost, ReportDay, RollupState, SessionDay
 from costs.tasks import rebuild_report_days
+from journal import reports
 from mailbox_sync.models import Reply
 from projects.models import Project
 from tests.factories import make_setup
@@ -230,3 +231,38 @@ def test_deleting_a_site_counts_the_days_again_after_commit(shop, django_capture
     site_days = ReportDay.objects.filter(project=shop.project, grouping="site")
     assert other.pk not in set(site_days.values_list("ref", flat=True))
     assert_days_as_rebuilt(shop.project)
+
+
+@pytest.mark.parametrize("first,last", [(date(2025, 6, 24), date(2025, 7, 16)), (date(2025, 6, 30), date(2025, 7, 13))])
+def test_a_period_of_whole_weeks_and_odd_days_sums_to_the_rows(shop, first, last):
+    """Whole weeks are read from week rows, the days around them from day rows."""
+    project = shop.project
+    for n in range(30):
+        at = datetime(2025, 6, 20, 12, tzinfo=UTC) + timedelta(days=n)
+        make_lead(
+            project, at=at, channel=Channel.PAID, source="yandex", campaign=f"c{n % 3}", status="won", deal_amount=n
+        )
+        visit(shop, at, f"s{n}", channel=Channel.PAID, source="yandex", utm_campaign=f"c{n % 4}")
+    assert_days_as_rebuilt(project)
+    start, end = rollups.day_bounds(MOSCOW, first)[0], rollups.day_bounds(MOSCOW, last)[1]
+    leads = Lead.objects.filter(project=project, created_at__gte=start, created_at__lt=end)
+    for grouping in ("campaign", "channel"):
+        from_days = end_to_end(project=project, leads=None, date_from=first, date_to=last, grouping=grouping)
+        from_rows = end_to_end(project=project, leads=leads, date_from=first, date_to=last, grouping=grouping)
+        assert as_compared(from_days) == as_compared(from_rows)
+        assert from_days.total.leads == (last - first).days + 1
+
+
+def test_the_report_shows_its_tables_a_page_at_a_time(client, shop, monkeypatch):
+    monkeypatch.setattr(reports, "PAGE_ROWS", 2)
+    for n in range(5):
+        make_lead(shop.project, at=AFTER_MIDNIGHT, channel=Channel.PAID, source="yandex", campaign=f"c{n}")
+    client.force_login(member("mark", shop.project))
+    query = {"project": shop.project.pk, "date_from": "2025-07-01", "date_to": "2025-07-02", "group": "campaign"}
+    pages = [client.get("/journal/reports/", {**query, "page": page}).context["funnel"] for page in (1, 2, 3)]
+    assert [len(page.rows) for page in pages] == [2, 2, 1] and [page.more_rows for page in pages] == [3, 1, 0]
+    assert {row[2] for page in pages for row in page.rows} == {f"c{n}" for n in range(5)}
+    assert 'id="next-rows"' in client.get("/journal/reports/", query).content.decode()
+    csv_rows = b"".join(client.get("/journal/reports/", {**query, "format": "csv"})).decode().strip().splitlines()
+    assert len(csv_rows) == 1 + 5 + 1  # header, every row, total
+    assert client.get("/journal/reports/", {**query, "page": "x"}).status_code == 200

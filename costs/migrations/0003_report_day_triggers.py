@@ -1,7 +1,8 @@
 """Sessions counted into report days by triggers on the session table
 (PostgreSQL): collect inserts a new visitor's session with plain SQL, in
 the same statement as its leases, so no Python code sees that insert. One
-statement-level trigger per insert and delete adds up the statement's rows.
+statement-level trigger per insert and delete adds up the statement's rows,
+into the day's rows and the week's (grouping + "/week", day: its Monday).
 Then every project's report days are counted from the raw rows."""
 
 from django.db import migrations
@@ -11,6 +12,10 @@ GROUPS = """
     JOIN tracker_visitor v ON v.id = s.visitor_id
     JOIN tracker_site t ON t.id = v.site_id
     JOIN projects_project p ON p.id = t.project_id
+    CROSS JOIN LATERAL (VALUES
+        ((s.started_at AT TIME ZONE p.time_zone)::date, ''),
+        (date_trunc('week', s.started_at AT TIME ZONE p.time_zone)::date, '/week')
+    ) AS w(day, suffix)
     CROSS JOIN LATERAL (VALUES
         ('channel', s.channel, '', '', '', '', 0::bigint),
         ('source', '', s.source, s.utm_medium, '', '', 0::bigint),
@@ -22,7 +27,7 @@ GROUPS = """
     GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9
 """
 SELECT = (
-    "SELECT t.project_id, g.grouping, (s.started_at AT TIME ZONE p.time_zone)::date AS day, "
+    "SELECT t.project_id, g.grouping || w.suffix AS grouping, w.day, "
     "g.channel, g.source, g.medium, g.campaign, g.keyword, g.ref, count(*) AS n"
 )
 
