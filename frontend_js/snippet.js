@@ -12,7 +12,8 @@
  * of every customer site (budget: 1,500 bytes gzipped with three blocks, in
  * every variant, bench/snippet_size.py), so it is written for size as much as
  * for the reader: a function's locals are often its unused trailing
- * parameters, and the minifier (tdewolff's, see build.py) does the rest.
+ * parameters, the functions come in the order that compresses best, and the
+ * minifier (tdewolff's, see build.py) does the rest.
  *
  * What it promises the host page:
  * - It never throws: every entry point (start, observer, timers, events,
@@ -59,6 +60,25 @@
           localStorage["emailtrack_" + site] = JSON.stringify(saved);
       } catch { /* storage blocked: the page still works */ }
     },
+    send = heartbeat => {
+      var mine = ++sent;
+      fetch(__collect__, {
+        method: "POST",
+        keepalive: 1,
+        // Keys left undefined are not sent; the server reads them as null
+        // (and a missing "consent" as true, a missing "hb" as false).
+        body: JSON.stringify({
+          site, url: location.href, v: 1, vid: saved.vid, ref: d.referrer, hb: heartbeat,
+          // @if consent
+          consent,
+          // @endif
+          screen: screen.width + "x" + screen.height, lang: navigator.language,
+          ga: cookie(/_ga=\w+\.\w+\.(\d+\.\d+)/), ym: cookie(/_ym_uid=(\d+)/)
+        })
+      }).then(r => r.json()).then(data => mine == sent && got(data)) // an older request answering late never wins
+        // Server down, slow or refusing: the original stays (or a valid cache).
+        .catch(() => known || use([]));
+    },
     // The document (or an open shadow root): watched for changes from now
     // on, and done at once (with the open shadow roots already inside it:
     // neither XPath nor the observer looks into a shadow root by itself).
@@ -72,9 +92,6 @@
       each(root);
       // @endif
     },
-    // @if shadow
-    host = el => el.shadowRoot && watch(el.shadowRoot),
-    // @endif
     // A node, added or changed, or one of those found here. An element (or
     // the document): the texts and attributes below it that hold an "@", which
     // XPath finds natively, so the page is never walked node by node in
@@ -124,11 +141,6 @@
         } else for (found = d.evaluate(".//text()[contains(.,'@')]|.//@*[contains(.,'@')]", n, n, 6), k = found.snapshotLength; k--;) each(found.snapshotItem(k));
       } catch { /* not in a document, gone, or a Trusted Types sink */ }
     },
-    // @if hide
-    unhide = () => {
-      hidden = hidden?.forEach(el => el.style.visibility = "");
-    },
-    // @endif
     // Shows `subs` ([{block, email}]). A block without one goes back to its
     // original if it showed another address; else the page is left as it is.
     use = subs => {
@@ -148,6 +160,9 @@
       unhide();
       // @endif
     },
+    // @if shadow
+    host = el => el.shadowRoot && watch(el.shadowRoot),
+    // @endif
     got = data => {
       use(data.subs); // an error answer ({"error"}) throws here: a failure
       hb = data.hb || hb; // the server says when to beat next
@@ -158,30 +173,14 @@
       // @endif
       store();
     },
-    cookie = re => (
-      // @if consent
-      consent &&
-      // @endif
-      d.cookie.match(re) || [])[1],
-    send = heartbeat => {
-      var mine = ++sent;
-      fetch(__collect__, {
-        method: "POST",
-        keepalive: 1,
-        // Keys left undefined are not sent; the server reads them as null
-        // (and a missing "consent" as true, a missing "hb" as false).
-        body: JSON.stringify({
-          site, url: location.href, v: 1, vid: saved.vid, ref: d.referrer, hb: heartbeat,
-          // @if consent
-          consent,
-          // @endif
-          screen: screen.width + "x" + screen.height, lang: navigator.language,
-          ga: cookie(/_ga=\w+\.\w+\.(\d+\.\d+)/), ym: cookie(/_ym_uid=(\d+)/)
-        })
-      }).then(r => r.json()).then(data => mine == sent && got(data)) // an older request answering late never wins
-        // Server down, slow or refusing: the original stays (or a valid cache).
-        .catch(() => known || use([]));
+    // Every `hb` seconds (as the server last said), and at the lease's expiry
+    // if that comes first.
+    tick = () => setTimeout(() => tick(beat()), Math.min(hb, exp - Date.now() / 1e3 || hb) * 1e3),
+    // @if hide
+    unhide = () => {
+      hidden = hidden?.forEach(el => el.style.visibility = "");
     },
+    // @endif
     // The heartbeat extends the lease while the page is visible. A lease past
     // its expiry without the server's word goes back to the original at once.
     beat = safe((event, missing) => {
@@ -204,9 +203,11 @@
       }
       // @endif
     }),
-    // Every `hb` seconds (as the server last said), and at the lease's expiry
-    // if that comes first.
-    tick = () => setTimeout(() => tick(beat()), Math.min(hb, exp - Date.now() / 1e3 || hb) * 1e3),
+    cookie = re => (
+      // @if consent
+      consent &&
+      // @endif
+      d.cookie.match(re) || [])[1],
     command = (name, arg) => {
       if (name == "ready") {
         callbacks.push(arg = safe(arg));
