@@ -28,10 +28,29 @@ def lead_saved(sender, instance: Lead, created: bool, update_fields=None, **kwar
         rollups.recount_lead_days(project_id, {rollups.local_day(instance.created_at, time_zone)})
 
 
-def letter_changed(sender, instance: Letter, **kwargs) -> None:
-    """A letter joining or leaving a lead may change the mailbox of its first letter."""
+def letter_saved(sender, instance: Letter, **kwargs) -> None:
+    """A letter joining a lead may change the mailbox of its first letter."""
     if instance.lead_id is not None:
         rollups.recount_leads([instance.lead_id])
+
+
+def letter_deleted(sender, instance: Letter, **kwargs) -> None:
+    if instance.lead_id is not None:
+        lead_id = instance.lead_id
+        transaction.on_commit(lambda: rollups.recount_leads([lead_id]))
+
+
+def lead_deleted(sender, instance: Lead, **kwargs) -> None:
+    """After commit: a lead is also deleted with its whole project, whose
+    days must then stay gone (their recount finds no project)."""
+    project_id, created_at = instance.project_id, instance.created_at
+
+    def recount():
+        time_zone = Project.objects.filter(pk=project_id).values_list("time_zone", flat=True).first()
+        if time_zone is not None:
+            rollups.recount_lead_days(project_id, {rollups.local_day(created_at, time_zone)})
+
+    transaction.on_commit(recount)
 
 
 def session_saved(sender, instance: Session, created: bool, **kwargs) -> None:
@@ -67,15 +86,11 @@ def connect() -> None:
     events.subscribe_in_transaction(events.LEAD_CREATED, rollups.recount_leads)
     events.subscribe_in_transaction(events.LEAD_UPDATED, rollups.recount_leads)
     post_save.connect(lead_saved, sender=Lead, dispatch_uid="costs.lead_saved")
-    post_delete.connect(lead_saved_deleted, sender=Lead, dispatch_uid="costs.lead_deleted")
-    post_save.connect(letter_changed, sender=Letter, dispatch_uid="costs.letter_saved")
-    post_delete.connect(letter_changed, sender=Letter, dispatch_uid="costs.letter_deleted")
+    post_delete.connect(lead_deleted, sender=Lead, dispatch_uid="costs.lead_deleted")
+    post_save.connect(letter_saved, sender=Letter, dispatch_uid="costs.letter_saved")
+    post_delete.connect(letter_deleted, sender=Letter, dispatch_uid="costs.letter_deleted")
     post_save.connect(session_saved, sender=Session, dispatch_uid="costs.session_saved")
     post_delete.connect(session_deleted, sender=Session, dispatch_uid="costs.session_deleted")
     post_save.connect(project_saved, sender=Project, dispatch_uid="costs.project_saved")
     for model in (Site, Block, Mailbox):
         post_delete.connect(group_deleted, sender=model, dispatch_uid=f"costs.{model.__name__}_deleted")
-
-
-def lead_saved_deleted(sender, instance: Lead, **kwargs) -> None:
-    lead_saved(sender, instance, created=False)

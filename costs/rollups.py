@@ -219,24 +219,35 @@ DO UPDATE SET sessions = r.sessions + excluded.sessions
 """
 
 
+REMOVE_SESSION = """
+UPDATE {table} SET sessions = sessions - 1
+WHERE project_id = %s AND grouping = %s AND day = %s AND channel = %s AND source = %s AND medium = %s
+  AND campaign = %s AND keyword = %s AND ref = %s
+"""
+
+
 def add_sessions(session: Session, sign: int) -> None:
     """One session more (sign 1) or fewer (-1) in its report days; where the
-    database has no triggers for it (PostgreSQL counts them in triggers)."""
+    database has no triggers for it (PostgreSQL counts them in triggers). A
+    session fewer only changes rows that exist (its project may be going)."""
     site_id = session.visitor.site_id
     row = Site.objects.filter(pk=site_id).values_list("project_id", "project__time_zone").first()
     if row is None:
         return
     project_id, time_zone = row
     day = local_day(session.started_at, time_zone)
-    values, params = [], []
+    rows = []
     for grouping, key in session_keys(session, site_id).items():
         full = {"channel": "", "source": "", "medium": "", "campaign": "", "keyword": "", "ref": 0, **key}
         for row_grouping, row_day in ((grouping, day), (grouping + WEEK, monday(day))):
-            values.append("(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
-            params += [project_id, row_grouping, row_day, *full.values(), sign]
-    sql = ADD_SESSIONS.format(table=SessionDay._meta.db_table, values=", ".join(values))
+            rows.append([project_id, row_grouping, row_day, *full.values()])
+    table = SessionDay._meta.db_table
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        if sign < 0:
+            cursor.executemany(REMOVE_SESSION.format(table=table), rows)
+            return
+        values = ", ".join("(%s, %s, %s, %s, %s, %s, %s, %s, %s, 1)" for _row in rows)
+        cursor.execute(ADD_SESSIONS.format(table=table, values=values), [value for row in rows for value in row])
 
 
 def ready(project: Project) -> bool:

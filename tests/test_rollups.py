@@ -68,7 +68,9 @@ def shop():
     return setup
 
 
-def test_days_follow_creates_changes_erasure_and_deletions_and_equal_a_rebuild(shop):
+def test_days_follow_creates_changes_erasure_and_deletions_and_equal_a_rebuild(
+    shop, django_capture_on_commit_callbacks
+):
     project = shop.project
     early = make_lead(project, at=BEFORE_MIDNIGHT, sender_email="a@client.test", **PAID)
     late = make_lead(project, at=AFTER_MIDNIGHT, sender_email="b@client.test", **PAID)
@@ -103,7 +105,8 @@ def test_days_follow_creates_changes_erasure_and_deletions_and_equal_a_rebuild(s
     assert late.sender_email == ""
     assert_days_as_rebuilt(project)
 
-    early.delete()
+    with django_capture_on_commit_callbacks(execute=True):
+        early.delete()
     Session.objects.filter(visitor__vid="v2").delete()
     assert day_figures(project, date(2025, 7, 1)) == {}
     kept = assert_days_as_rebuilt(project)
