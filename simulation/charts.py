@@ -66,7 +66,7 @@ def write_png(points: list[Point], path: Path, target: float, recommended: int |
     if recommended:
         axes.axvline(recommended, color="#417690", linestyle=":", label=gettext("recommended size"))
     axes.set_xlabel(gettext("pool size (addresses)"))
-    axes.set_ylabel(gettext("letters credited correctly, %"))
+    axes.set_ylabel(gettext("letters credited correctly, per cent"))
     axes.set_title(title)
     if len({p.size for p in points}) > 2 and max(p.size for p in points) > 20 * min(p.size for p in points):
         axes.set_xscale("log")

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.db.models import F
+from django.utils.translation import gettext
 
 from substitution.models import Pool, Rule
 from tracker.models import Session, Site
@@ -85,9 +86,9 @@ def parse_sizes(text: str) -> list[int]:
     try:
         sizes = sorted({int(part) for part in text.split(",") if part.strip()})
     except ValueError:
-        raise ValueError("Sizes must be whole numbers separated by commas, e.g. 10,20,40.") from None
+        raise ValueError(gettext("Sizes must be whole numbers separated by commas, e.g. 10,20,40.")) from None
     if not sizes or sizes[0] < 1 or sizes[-1] > 100_000:
-        raise ValueError("Sizes must be between 1 and 100000.")
+        raise ValueError(gettext("Sizes must be between 1 and 100000."))
     return sizes
 
 
