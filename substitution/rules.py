@@ -46,6 +46,11 @@ class RulesSnapshot:
     rules: tuple[RuleView, ...]
     blocks: tuple  # (id, kind, selector) of every block an active rule covers
     fingerprint: str
+    # Worked out once from the rules: whether a condition reads the visit's
+    # local time (a schedule), and, when no rule has a condition, the
+    # decision itself (without and with a visitor), the same for every visit.
+    reads_time: bool = True
+    fixed: tuple | None = None
 
 
 _cache: dict[int, tuple[float, RulesSnapshot]] = {}
@@ -80,7 +85,15 @@ def load_snapshot(site_id: int) -> RulesSnapshot:
     time_zone = Project.objects.filter(sites__id=site_id).values_list("time_zone", flat=True).first() or "UTC"
     body = (site_id, time_zone, tuple(views), tuple(blocks[k] for k in sorted(blocks)))
     fingerprint = hashlib.sha256(repr(body).encode()).hexdigest()[:16]
-    return RulesSnapshot(*body, fingerprint=fingerprint)
+    snapshot = RulesSnapshot(
+        *body,
+        fingerprint=fingerprint,
+        reads_time=any(condition[0] == "schedule" for view in views for condition in view.conditions),
+    )
+    if any(view.conditions for view in views):
+        return snapshot
+    fixed = tuple(_decide(snapshot, Visit(), with_visitor=with_visitor) for with_visitor in (False, True))
+    return replace(snapshot, fixed=fixed)
 
 
 def rules_snapshot(site_id: int, *, fresh: bool = False) -> RulesSnapshot:
@@ -116,8 +129,14 @@ class Decision:
 def decide(snapshot: RulesSnapshot, visit: Visit, *, with_visitor: bool, now: datetime) -> Decision:
     """For each block, the first active rule covering it that matches the
     visit; a dynamic rule needs a visitor (no consent: it does not apply)."""
-    if visit.local_time is None:
+    if snapshot.fixed is not None:
+        return snapshot.fixed[with_visitor]
+    if snapshot.reads_time and visit.local_time is None:
         visit = _at(visit, now, snapshot.time_zone)
+    return _decide(snapshot, visit, with_visitor=with_visitor)
+
+
+def _decide(snapshot: RulesSnapshot, visit: Visit, *, with_visitor: bool) -> Decision:
     verdicts: dict[int, bool] = {}
     static, pools = [], {}
     for block_id, _kind, _selector in snapshot.blocks:
