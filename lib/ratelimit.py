@@ -18,8 +18,9 @@ one process, so a lock makes the read and the write one step). A kept
 library (`limits`, django-ratelimit) cannot fold its check into that script.
 
 The time comes from `clock` (Unix seconds), which tests replace. When Redis
-cannot be reached the request is allowed and a warning logged: a limiter
-outage must not take the service down with it.
+cannot be reached, each process counts by the same rule in its own memory
+(`_Local`) until Redis answers again (lib.redis_client.available): a Redis
+outage neither takes the service down nor lifts the limits.
 """
 
 import hashlib
@@ -178,19 +179,50 @@ def _redis():
     return _clients[which]
 
 
+class _Local:
+    """The process's own TATs, while Redis is unreachable: the same rule,
+    counted per process instead of across them."""
+
+    def __init__(self):
+        self.tats: dict[str, tuple[int, float]] = {}  # key -> (TAT, monotonic expiry)
+
+    def get(self, key):
+        found = self.tats.get(key)
+        return found[0] if found and found[1] > time.monotonic() else None
+
+    def set(self, key, tat, timeout):
+        if len(self.tats) > 100_000:  # an outage's worth of keys, bounded
+            now = time.monotonic()
+            self.tats = {k: v for k, v in self.tats.items() if v[1] > now}
+        self.tats[key] = (tat, time.monotonic() + timeout)
+
+
+_local = _Local()
+
+
 def _decide(rule: Rule, who: str, *, dry: bool) -> Verdict:
     count = count_of(rule, who)
     if redis_client.enabled():
-        return _decide_on_redis(rule, count, dry)
+        if redis_client.available():
+            verdict = _decide_on_redis(rule, count, dry)
+            if verdict is not None:
+                return verdict
+        return _decide_in(_local, count, dry)
+    return _decide_in(cache, count, dry)
+
+
+def _decide_in(store, count: Count, dry: bool) -> Verdict:
     with _lock:
-        tat = cache.get(count.key)
+        tat = store.get(count.key)
         verdict, new_tat = step(tat, count.now_ms, count.interval_ms, count.limit)
         if verdict.allowed and not dry:
-            cache.set(count.key, new_tat, timeout=math.ceil((new_tat - count.now_ms) / 1000))
+            store.set(count.key, new_tat, timeout=math.ceil((new_tat - count.now_ms) / 1000))
     return verdict
 
 
-def _decide_on_redis(rule: Rule, count: Count, dry: bool) -> Verdict:
+def _decide_on_redis(rule: Rule, count: Count, dry: bool) -> Verdict | None:
+    """The verdict of Redis; None when it cannot be reached (the caller counts
+    in the process meanwhile)."""
     args = (1, count.key, count.now_ms, count.interval_ms, count.limit, "1" if dry else "0")
     try:
         client = _redis()
@@ -199,7 +231,7 @@ def _decide_on_redis(rule: Rule, count: Count, dry: bool) -> Verdict:
             (reply,) = redis_client.exchange(client, ("EVAL", _SCRIPT, *args))
         if isinstance(reply, Exception):
             raise reply
-    except redis_errors.RedisError:
-        log.warning("Rate limit %s not counted: Redis is unavailable", rule.name, exc_info=True)
-        return Verdict(True, rule.limit, 0)
+    except (redis_errors.ConnectionError, redis_errors.TimeoutError) as error:
+        redis_client.note_outage(error)
+        return None
     return Verdict.of_reply(reply)

@@ -8,6 +8,7 @@ be declared in KEYS: the collect endpoint's keys all carry the hash tag
 """
 
 import logging
+import time
 
 import redis as redis_lib
 from django.conf import settings
@@ -17,12 +18,32 @@ from redis.cluster import RedisCluster
 
 log = logging.getLogger(__name__)
 
+OUTAGE_SECONDS = 5  # after a failed connection, Redis is left alone this long
 HOT = "{et}"  # the collect endpoint's hash tag: its script's keys share one slot
 TIMEOUTS = {"socket_timeout": 2, "socket_connect_timeout": 2}
 
 
 def enabled() -> bool:
     return bool(getattr(settings, "REDIS_URL", ""))
+
+
+# Redis down: the callers that can do without it (the collect fast path, its
+# cache writes, the limiter) skip it for OUTAGE_SECONDS after a failure, so
+# that an unreachable server costs one connection timeout per few seconds and
+# process, not one per request; then the next request tries again, and the
+# fast path resumes by itself once Redis answers.
+_down_until = 0.0
+
+
+def available() -> bool:
+    return time.monotonic() >= _down_until
+
+
+def note_outage(error: Exception) -> None:
+    global _down_until
+    if available():
+        log.warning("Redis unreachable (%s): doing without it for %s s", error, OUTAGE_SECONDS)
+    _down_until = time.monotonic() + OUTAGE_SECONDS
 
 
 def is_cluster() -> bool:
@@ -96,11 +117,13 @@ def send_without_reply(client, *command) -> None:
     """Send one command whose answer nobody waits for (CLIENT REPLY SKIP):
     a cache write that costs a request no round trip. A failure is logged,
     never raised: the cache only saves work, the database has the truth."""
+    if not available():
+        return
     try:
         pool = _pool(client, [command])
         connection = pool.get_connection()
-    except Exception:  # noqa: BLE001 - Redis unreachable: the next request takes the slow path
-        log.warning("Redis unreachable: a cache write was skipped", exc_info=True)
+    except Exception as error:  # noqa: BLE001 - Redis unreachable: the next request takes the slow path
+        note_outage(error)
         return
     try:
         connection.send_packed_command(connection.pack_commands([("CLIENT", "REPLY", "SKIP"), command]))

@@ -141,8 +141,9 @@ class Returning:
 
 
 def fast_page_view(*, key: str, fingerprint: str, now: float, returning: Returning):
-    """("miss", None) when the slow path must answer; ("hit", (subs,
-    hold_minutes)) otherwise. Over the rate limit: raises ratelimit.Limited."""
+    """("miss", None) when the slow path must answer (Redis unreachable
+    included); ("hit", (subs, hold_minutes)) otherwise. Over the rate limit:
+    raises ratelimit.Limited."""
     keys = [key, *_FAST_KEYS]
     args = [
         repr(now),
@@ -159,9 +160,17 @@ def fast_page_view(*, key: str, fingerprint: str, now: float, returning: Returni
     if rate is not None:
         keys.append(rate.key)
         args += [rate.now_ms, rate.interval_ms, rate.limit]
-    (result,) = exchange(("EVALSHA", _FAST_SHA, len(keys), *keys, *args))
-    if isinstance(result, redis_errors.NoScriptError):  # Redis restarted: send the script itself
-        (result,) = exchange(("EVAL", _FAST, len(keys), *keys, *args))
+    if not redis_client.available():
+        return "miss", None
+    try:
+        (result,) = exchange(("EVALSHA", _FAST_SHA, len(keys), *keys, *args))
+        if isinstance(result, redis_errors.NoScriptError):  # Redis restarted: send the script itself
+            (result,) = exchange(("EVAL", _FAST, len(keys), *keys, *args))
+    except (redis_errors.ConnectionError, redis_errors.TimeoutError) as error:
+        # Redis down: the database answers (written through, limited by the
+        # limiter's own fallback) until it is back.
+        redis_client.note_outage(error)
+        return "miss", None
     if isinstance(result, Exception):
         raise result
     if result[0] == -1:

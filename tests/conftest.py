@@ -14,6 +14,8 @@ import pytest
 from django.core.cache import cache
 from imapclient import IMAPClient
 
+from lib import redis_client
+
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -52,6 +54,7 @@ def compiled_catalogue():
 @pytest.fixture(autouse=True)
 def _clean_cache():
     cache.clear()
+    redis_client._down_until = 0.0  # no Redis outage carried over from another test
     yield
 
 

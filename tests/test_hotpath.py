@@ -12,7 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from lib import ratelimit
+from lib import ratelimit, redis_client
 from substitution import activity, services
 from substitution.models import Lease, Pool, RuleCondition, StaticAddress
 from substitution.rules import forget_snapshots
@@ -181,12 +181,18 @@ def test_a_cache_write_to_an_unreachable_redis_is_skipped_without_an_error(caplo
     reachable = activity._client
     activity._client = redis_lib.Redis(port=free_port(), socket_connect_timeout=1)
     try:
-        with caplog.at_level(logging.WARNING, logger=activity.log.name):
+        with caplog.at_level(logging.WARNING):
             assert activity.send_without_reply("SET", "et:test:key", "value") is None  # returned, raised nothing
+            # Redis is left alone for a few seconds: the next write does not try.
+            assert activity.send_without_reply("SET", "et:test:key", "skipped") is None
     finally:
         activity._client = reachable
-    assert [record.getMessage() for record in caplog.records] == ["Redis unreachable: a cache write was skipped"]
-    # Redis back: the next write lands.
+    assert len(caplog.records) == 1, [record.getMessage() for record in caplog.records]
+    assert caplog.records[0].getMessage().startswith("Redis unreachable")
+    assert not redis_client.available()
+    assert activity.redis().get("et:test:key") is None
+    # Redis back, the pause over: the next write lands.
+    redis_client._down_until = 0.0
     activity.send_without_reply("SET", "et:test:key", "again")
     assert activity.redis().get("et:test:key") == b"again"
 

@@ -12,7 +12,7 @@ from django.core.cache import cache
 from django.test import Client
 
 from integrations.keys import api_key_create
-from lib import ratelimit
+from lib import ratelimit, redis_client
 from projects.logins import FAILURES_PER_USERNAME, TOO_MANY
 from substitution import activity
 from tests.factories import make_setup
@@ -136,11 +136,19 @@ def test_the_lua_and_the_python_give_the_same_verdicts(settings, fresh_redis, cl
     assert {allowed for allowed, _, _ in on_redis} == {True, False}  # both answers were exercised
 
 
-def test_an_unreachable_redis_lets_requests_through_with_a_warning(settings, clock, caplog):
+def test_an_unreachable_redis_keeps_the_limit_in_the_process_and_is_tried_again(settings, clock, caplog):
+    reachable = settings.REDIS_URL
     settings.REDIS_URL = "redis://127.0.0.1:9/0"  # the discard port: nothing listens
-    rule = ratelimit.Rule("test", 1, 60)
-    assert all(ratelimit.hit(rule, "a").allowed for _ in range(3))
-    assert "Rate limit test not counted: Redis is unavailable" in caplog.text
+    rule = ratelimit.Rule("test", 2, 60)
+    verdicts = [ratelimit.hit(rule, "a").allowed for _ in range(3)]
+    assert verdicts == [True, True, False], "the rule still holds, counted in this process"
+    assert ratelimit.hit(rule, "b").allowed
+    assert "Redis unreachable" in caplog.text
+    # Redis answers again once the pause is over: its count, not the process's, decides.
+    redis_client._down_until = 0.0
+    settings.REDIS_URL = reachable
+    assert ratelimit.hit(rule, "a").allowed
+    assert redis_client.available()
 
 
 # The endpoints

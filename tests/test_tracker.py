@@ -363,7 +363,8 @@ def test_the_snippet_carries_the_site_key_collect_url_and_block_ids():
     # The settings are rendered in as literals (frontend_js/services.py).
     assert f'"{setup.site.site_key}"' in text
     assert '"http://testserver/api/v1/collect"' in text
-    assert f'[{{"id":{setup.block.pk}}}]' in text and '"info@shop.test"' in text
+    # Each block with its original address (the site's when the block has none).
+    assert f'[{{id:{setup.block.pk},e:"info@shop.test"}}]' in text
 
 
 @pytest.mark.django_db

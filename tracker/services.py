@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef
+from redis import exceptions as redis_errors
 
 from lib import ratelimit
 from lib.redis_client import HOT
@@ -148,7 +149,11 @@ def _touch_domain(domain_id: int, now: datetime) -> None:
     if now.timestamp() - _domain_touched.get(domain_id, 0) < DOMAIN_TOUCH_SECONDS:
         return
     _domain_touched[domain_id] = now.timestamp()
-    if cache.add(f"domain-seen:{domain_id}", 1, timeout=DOMAIN_TOUCH_SECONDS):
+    try:
+        first = cache.add(f"domain-seen:{domain_id}", 1, timeout=DOMAIN_TOUCH_SECONDS)
+    except (redis_errors.ConnectionError, redis_errors.TimeoutError):
+        first = True  # Redis down: this process's own five minutes still hold
+    if first:
         SiteDomain.objects.filter(pk=domain_id).update(last_seen_at=now)
 
 
