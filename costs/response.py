@@ -44,13 +44,17 @@ class Response:
 
 def figures(times: list[timedelta | None]) -> Response:
     """`times`: each lead's response time, None for a lead with no reply."""
-    answered = [t for t in times if t is not None]
-    result = Response(leads=len(times), answered=len(answered))
+    return answered_figures([t for t in times if t is not None], len(times))
+
+
+def answered_figures(answered: list[timedelta], leads: int) -> Response:
+    """The figures of `leads` leads of which these were answered (in these times)."""
+    result = Response(leads=leads, answered=len(answered))
     if answered:
         result.median_seconds = round(median(t.total_seconds() for t in answered))
-    if times:
-        result.within_hour = round(100 * sum(t <= HOUR for t in answered) / len(times), 1)
-        result.within_day = round(100 * sum(t <= DAY for t in answered) / len(times), 1)
+    if leads:
+        result.within_hour = round(100 * sum(t <= HOUR for t in answered) / leads, 1)
+        result.within_day = round(100 * sum(t <= DAY for t in answered) / leads, 1)
     return result
 
 
@@ -77,10 +81,7 @@ def response_times_grouped(leads: QuerySet[Lead], group: dict, counts: dict | No
         delta = None if replied is None else max(replied - created, timedelta(0))
         times.setdefault(tuple(key), []).append(delta)
     if counts is not None:
-        for key, n in counts.items():
-            answered = times.setdefault(key, [])
-            answered += [None] * (n - len(answered))
-        times = {key: values for key, values in times.items() if values}
+        return {key: answered_figures(times.get(key, []), n) for key, n in counts.items() if n}
     return {key: figures(values) for key, values in times.items()}
 
 

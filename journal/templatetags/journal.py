@@ -4,6 +4,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from django import template
+from django.utils.html import format_html_join
 from django.utils.translation import gettext as _
 
 from ..selectors import LOW_CONFIDENCE, NO_SOURCE
@@ -50,3 +51,25 @@ def duration(value: timedelta | None) -> str:
 @register.filter
 def share(part: int, whole: int) -> str:
     return f"{100 * part / whole:.0f}%" if whole else "—"
+
+
+# A report's charts hold hundreds of shapes: written in one call each, not
+# through the template engine shape by shape (the same markup, a tenth of the time).
+@register.filter
+def svg_bars(segments):
+    """The stacked bars: <rect> with a <title> each."""
+    return format_html_join(
+        "",
+        '<rect x="{}" y="{}" width="{}" height="{}" fill="{}"><title>{}</title></rect>\n',
+        ((bar.x, bar.y, bar.width, bar.height, bar.colour, bar.title) for bar in segments),
+    )
+
+
+@register.filter
+def svg_dots(line):
+    """A line's points: <circle> with a <title> each."""
+    return format_html_join(
+        "",
+        '<circle cx="{}" cy="{}" r="3" fill="{}"><title>{}</title></circle>',
+        ((dot.x, dot.y, line.colour, dot.text) for dot in line.dots),
+    )
