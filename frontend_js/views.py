@@ -7,10 +7,11 @@ from django.utils.cache import get_conditional_response
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
+from lib import ratelimit
 from lib.http import client_ip
 from tracker.endpoint import Reply, cors_headers, error, to_response
 from tracker.models import Site
-from tracker.services import CollectError, rate_limited
+from tracker.services import CollectError
 
 from . import install_check
 from .services import render_snippet
@@ -55,8 +56,10 @@ def report(request):
     if request.method != "POST":
         return to_response(error(405, "Use POST", origin))
     try:
-        if rate_limited(f"report-ip:{client_ip(request)}", install_check.rate_limit_per_minute()):
-            return to_response(error(429, "Too many requests", origin))
+        rule = ratelimit.Rule("report-ip", install_check.rate_limit_per_minute(), 60)
+        verdict = ratelimit.hit(rule, client_ip(request))
+        if not verdict.allowed:
+            return to_response(error(429, "Too many requests", origin, verdict.retry_after))
         if int(request.headers.get("Content-Length") or 0) > install_check.max_body_bytes():
             raise CollectError(413, "Request body too large")
         parsed = install_check.parse_report(request.body)

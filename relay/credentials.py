@@ -8,8 +8,9 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 
 from django.contrib.auth.hashers import check_password, make_password
-from django.core.cache import cache
 from django.utils import timezone
+
+from lib import ratelimit
 
 from . import conf
 from .models import Credential
@@ -51,13 +52,14 @@ def credential_revoke(credential: Credential, now: datetime | None = None) -> No
         credential.save(update_fields=["revoked_at"])
 
 
-def _failures_key(ip: str) -> str:
-    return f"relay:auth-failures:{ip}"
+def _failures() -> ratelimit.Rule:
+    """Failed logins per client address: the one limiter's rule, as sign-ins have."""
+    return ratelimit.Rule("relay-auth-ip", conf.auth_failures_per_ip(), AUTH_FAILURE_WINDOW_SECONDS)
 
 
 def login_blocked(ip: str) -> bool:
     """Too many failed logins from this address lately: refuse without checking."""
-    return (cache.get(_failures_key(ip)) or 0) >= conf.auth_failures_per_ip()
+    return not ratelimit.peek(_failures(), ip).allowed
 
 
 def authenticate(username: str, password: str, *, ip: str, now: datetime | None = None) -> Credential | None:
@@ -65,9 +67,7 @@ def authenticate(username: str, password: str, *, ip: str, now: datetime | None 
     row = Credential.objects.filter(username=username[:64], revoked_at__isnull=True).first()
     valid = check_password(password, row.password_hash if row else _dummy_hash())
     if row is None or not valid:
-        key = _failures_key(ip)
-        cache.add(key, 0, AUTH_FAILURE_WINDOW_SECONDS)
-        cache.incr(key)
+        ratelimit.hit(_failures(), ip)
         return None
     now = now or timezone.now()
     if row.last_used_at is None or row.last_used_at < now - LAST_USED_RESOLUTION:
@@ -99,13 +99,8 @@ def sender_allowed(credential: Credential, address: str) -> bool:
     return address in allowed or domain in allowed
 
 
-def take_recipient(credential: Credential, now: datetime | None = None) -> bool:
-    """Count one recipient against the credential's hourly limit; False when it is reached."""
-    now = now or timezone.now()
+def take_recipient(credential: Credential) -> bool:
+    """Count one recipient against the credential's hourly limit (the one limiter: a burst of the
+    limit, then one every hour / limit); False when it is reached."""
     limit = credential.recipients_per_hour or conf.recipients_per_hour()
-    key = f"relay:rate:{credential.pk}:{now:%Y%m%d%H}"
-    cache.add(key, 0, 3600 + 60)
-    if cache.incr(key) > limit:
-        cache.decr(key)
-        return False
-    return True
+    return ratelimit.hit(ratelimit.Rule("relay-recipients", limit, 3600), str(credential.pk)).allowed

@@ -121,11 +121,6 @@ def collect_rule() -> ratelimit.Rule:
     return ratelimit.Rule("collect-ip", settings.COLLECT_RATE_LIMIT_PER_MINUTE, 60, tag=HOT)
 
 
-def rate_limited(key: str, limit: int) -> bool:
-    """`limit` requests a minute for `key` (lib.ratelimit's rule)."""
-    return not ratelimit.hit(ratelimit.Rule("minute", limit, 60), key).allowed
-
-
 def find_site(site_key: str) -> Site:
     site = Site.objects.filter(site_key=site_key, active=True).prefetch_related("domains").first()
     if site is None:
