@@ -59,6 +59,32 @@ def test_a_new_visitors_page_view_is_one_database_statement():
     assert str(session.ip_truncated) == "198.51.100.0"
 
 
+def test_a_first_visits_rows_are_the_ones_the_orm_path_records_for_the_same_page_view():
+    setup = make_setup()
+    page = {
+        "v": 1,
+        "site": setup.site.site_key,
+        "url": URL + "&gclid=abc123",
+        "ref": "https://news.example.org/autumn",
+        "screen": "1920x1080",
+        "lang": "ru-RU",
+        "ga": "GA1.1.123.456",
+        "ym": "1700000000123",
+        "consent": True,
+    }
+    answers = []
+    for vid in (None, "ormpathvisitor01"):  # no id: the statement; an unknown id: the ORM path
+        request = services.parse_request(json.dumps({**page, "vid": vid}).encode())
+        answers.append(services.collect(request=request, origin="https://shop.test", user_agent=BROWSER, now=T0))
+    columns = [field.attname for field in Session._meta.concrete_fields if field.attname not in ("id", "visitor_id")]
+    first, orm = (Session.objects.filter(visitor__vid=answer["vid"]).values(*columns).get() for answer in answers)
+    assert first == orm
+    assert (first["click_ids"], first["ga_client_id"], first["page_views"]) == ({"gclid": "abc123"}, "GA1.1.123.456", 1)
+    visitors = Visitor.objects.filter(vid__in=[answer["vid"] for answer in answers])
+    assert sorted(visitors.values_list("created_at", "last_seen_at")) == [(T0, T0), (T0, T0)]
+    assert all(Lease.objects.filter(visitor=visitor).count() == 1 for visitor in visitors)
+
+
 def test_first_visits_take_never_used_addresses_then_the_one_released_longest_ago():
     setup = make_setup(pool_size=4)
     first, second, third, fourth = Address.objects.filter(pool=setup.pool).order_by("id")
