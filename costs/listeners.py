@@ -84,7 +84,10 @@ def rebuild_later(project_id: int) -> None:
 
 def connect() -> None:
     events.subscribe_in_transaction(events.LEAD_CREATED, rollups.recount_leads)
-    events.subscribe_in_transaction(events.LEAD_UPDATED, rollups.recount_leads)
+    # Changes people make save the lead (lead_saved, in their transaction); a
+    # letter joining a lead changes a counted figure only if it became the
+    # lead's first letter (its mailbox): counted after commit.
+    events.subscribe_many(events.LEAD_UPDATED, rollups.recount_leads)
     post_save.connect(lead_saved, sender=Lead, dispatch_uid="costs.lead_saved")
     post_delete.connect(lead_deleted, sender=Lead, dispatch_uid="costs.lead_deleted")
     post_save.connect(letter_saved, sender=Letter, dispatch_uid="costs.letter_saved")

@@ -267,4 +267,4 @@ def test_a_batch_costs_the_same_queries_whatever_its_size(setup):
 
     small, large = batch(8, T0), batch(120, T0 + timedelta(days=3))
     assert large == small
-    assert large <= 25
+    assert large <= 28  # 23, and 5 to keep the report's days (costs.rollups) exact in the same transaction
