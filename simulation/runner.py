@@ -32,8 +32,11 @@ always sent, so releases, LRU order and attribution see the same times. With
 "take over" the least recently active lease is the victim, so there every
 minute's beat is sent (`step` = 1).
 
-Everything runs in one transaction (a savepoint per virtual minute) that is
-rolled back at the end: the sandbox and all it wrote disappear.
+One transaction per virtual minute, committed. (One transaction for the
+whole run, rolled back, was tried: while it is open no superseded version of
+the pool's address rows can be pruned, so every allocation's scan for the
+free address released longest ago grew with the run, quadratic in the
+number of visitors.) The sandbox and all it wrote are deleted at the end.
 """
 
 import bisect
@@ -55,7 +58,7 @@ from substitution.models import Lease, Pool, PoolExhaustion
 from substitution.services import release_all_expired
 from tracker.services import CollectRequest, collect
 
-from .sandbox import DOMAIN, PoolShape, make_sandbox
+from .sandbox import DOMAIN, PoolShape, make_sandbox, remove_leftovers, remove_sandbox
 from .scenario import Plan
 from .verdicts import Truth, Verdicts, judge
 
@@ -132,18 +135,21 @@ class Simulation:
 
     def run(self) -> Verdicts:
         started = time.perf_counter()
-        with override_settings(REDIS_URL="", COLLECT_RATE_LIMIT_PER_MINUTE=10**9), transaction.atomic():
-            try:
+        with override_settings(REDIS_URL="", COLLECT_RATE_LIMIT_PER_MINUTE=10**9):
+            remove_leftovers()
+            with transaction.atomic():
                 self.sandbox = make_sandbox(self.shape)
+            try:
                 self._drive()
-                vids = [state.vid for state in self.visitors]
-                verdicts = judge(self.sandbox.site, vids, self.truths, self.letter_ids, self.start)
-                verdicts.exhaustions = PoolExhaustion.objects.filter(pool=self.sandbox.pool).count()
-                verdicts.taken_over = Lease.objects.filter(
-                    pool=self.sandbox.pool, end_reason=Lease.EndReason.TAKEN_OVER
-                ).count()
+                with transaction.atomic():
+                    vids = [state.vid for state in self.visitors]
+                    verdicts = judge(self.sandbox.site, vids, self.truths, self.letter_ids, self.start)
+                    verdicts.exhaustions = PoolExhaustion.objects.filter(pool=self.sandbox.pool).count()
+                    verdicts.taken_over = Lease.objects.filter(
+                        pool=self.sandbox.pool, end_reason=Lease.EndReason.TAKEN_OVER
+                    ).count()
             finally:
-                transaction.set_rollback(True)
+                remove_sandbox(self.sandbox)
         self.seconds = time.perf_counter() - started
         verdicts.requests = self.requests
         verdicts.seconds = self.seconds

@@ -4,12 +4,16 @@ A simulation writes what real traffic writes (visitors, sessions, leases,
 letters, leads), so it never runs on the real site: it gets a project of its
 own with one site, one block, one dynamic rule, the pool (the real pool's
 kind, hold, exhaustion policy and per-IP cap, at the size being measured) and
-a mailbox. It is made inside the caller's transaction, which the simulation
-rolls back at the end: nothing of it is ever committed.
+a mailbox. It is deleted when the run ends; one left by a run that died
+(a worker killed) is deleted by the next run a day later.
 """
 
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
 
 from mailbox_sync.models import Mailbox
 from mailbox_sync.services import mailbox_set_password
@@ -20,6 +24,8 @@ from tracker.models import Site, SiteDomain
 
 DOMAIN = "simulation.invalid"
 ORIGINAL = f"info@{DOMAIN}"
+PROJECT_NAME = "Simulation (scratch, deleted after the run)"
+LEFTOVER_AFTER = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -58,8 +64,8 @@ class Sandbox:
 
 
 def make_sandbox(shape: PoolShape) -> Sandbox:
-    """The scratch setup; call inside a transaction that is rolled back."""
-    project = Project.objects.create(name="Simulation", time_zone=shape.time_zone)
+    """The scratch setup (see the module's docstring)."""
+    project = Project.objects.create(name=PROJECT_NAME, time_zone=shape.time_zone)
     site = Site.objects.create(project=project, name="Simulation", original_email=ORIGINAL)
     SiteDomain.objects.create(site=site, domain=DOMAIN)
     pool = Pool.objects.create(
@@ -81,3 +87,30 @@ def make_sandbox(shape: PoolShape) -> Sandbox:
     mailbox_set_password(mailbox, secrets.token_urlsafe(16))
     mailbox.save()
     return Sandbox(project, site, pool, block, mailbox)
+
+
+def remove_sandbox(sandbox: Sandbox) -> None:
+    """Delete the scratch project and everything the run wrote under it."""
+    _delete_project(sandbox.project.pk)
+
+
+def _delete_project(pk: int) -> None:
+    with transaction.atomic():
+        Rule.objects.filter(project_id=pk).delete()  # a rule protects its pool
+        Project.objects.filter(pk=pk).delete()
+
+
+def remove_leftovers() -> int:
+    """Scratch projects of runs that died more than a day ago (a running
+    simulation's own is younger). Only projects named so whose sites are on
+    the reserved .invalid domain are touched."""
+    old = Project.objects.filter(
+        name=PROJECT_NAME,
+        created_at__lt=timezone.now() - LEFTOVER_AFTER,
+        sites__domains__domain=DOMAIN,
+    ).values_list("pk", flat=True)
+    deleted = 0
+    for pk in list(old.distinct()):
+        _delete_project(pk)
+        deleted += 1
+    return deleted

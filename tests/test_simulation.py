@@ -1,13 +1,15 @@
 """The attribution simulator (issue 21): real services in virtual time,
 verdicts against ground truth, and pool sizes that follow from it."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.utils import timezone
 
 from attribution.models import MatchKind
+from projects.models import Project
 from simulation.runner import Simulation, requests_of
-from simulation.sandbox import PoolShape
+from simulation.sandbox import PoolShape, make_sandbox, remove_leftovers
 from simulation.scenario import Plan, PlannedLetter, PlannedVisit, Scenario, plan
 from simulation.services import simulate_sizes, smallest_reaching
 from simulation.verdicts import CORRECT, UNKNOWN, WRONG
@@ -143,3 +145,14 @@ def test_the_recommended_size_reaches_the_target_on_traffic_it_was_not_chosen_on
 
     assert verdicts.letters >= 40
     assert verdicts.visitor_accuracy >= 0.995
+
+
+def test_a_scratch_project_left_by_a_run_that_died_is_removed_a_day_later():
+    old = make_sandbox(PoolShape(size=1))
+    young = make_sandbox(PoolShape(size=1))
+    Project.objects.filter(pk=old.project.pk).update(created_at=timezone.now() - timedelta(days=2))
+    real = Project.objects.create(name="Simulation (scratch, deleted after the run)")
+
+    assert remove_leftovers() == 1
+
+    assert set(Project.objects.values_list("pk", flat=True)) == {young.project.pk, real.pk}
