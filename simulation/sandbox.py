@@ -83,7 +83,9 @@ def make_sandbox(shape: PoolShape) -> Sandbox:
     rule = Rule.objects.create(project=project, name="Simulation", kind=Rule.Kind.DYNAMIC, pool=pool)
     rule.sites.add(site)
     rule.blocks.add(block)
-    mailbox = Mailbox(project=project, name="Simulation", host=DOMAIN, username=ORIGINAL)
+    # A mailbox is connected only once: each sandbox's own login, so runs can overlap.
+    login = f"run-{secrets.token_hex(8)}@{DOMAIN}"
+    mailbox = Mailbox(project=project, name="Simulation", host=DOMAIN, username=login)
     mailbox_set_password(mailbox, secrets.token_urlsafe(16))
     mailbox.save()
     return Sandbox(project, site, pool, block, mailbox)
