@@ -125,7 +125,7 @@ def service_env(server: OwnPostgres, var_dir: Path) -> dict:
         VAR_DIR=str(var_dir),
         SECRET_KEY="faults-secret-key-faults-secret-key-faults-secret",
         ALLOWED_HOSTS="*",
-        IMAP_ALLOW_PRIVATE_HOSTS="1",
+        IMAP_ALLOWED_PRIVATE_HOSTS="127.0.0.1",  # the test's Dovecot
     )
     env.pop("DEBUG", None)
     return env
