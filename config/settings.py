@@ -381,5 +381,10 @@ CONTENT_SECURITY_POLICY = {
     },
 }
 
+# The sessions collect queued, added into the end-to-end report's days.
+CELERY_BEAT_SCHEDULE["fold-session-deltas"] = {
+    "task": "costs.tasks.fold_session_deltas",
+    "schedule": timedelta(minutes=1),
+}
 # Health conditions (monitoring): opened and closed, and announced once each, every few minutes.
 CELERY_BEAT_SCHEDULE["evaluate-health"] = {"task": "monitoring.tasks.evaluate_health", "schedule": timedelta(minutes=5)}

@@ -115,6 +115,33 @@ class SessionDay(DayGroup):
         return f"{self.day} {self.grouping}: {self.sessions}"
 
 
+class SessionDelta(models.Model):
+    """Sessions added (n > 0) or removed (n < 0) since the last fold, one row
+    per statement and group, written by the session table's triggers
+    (PostgreSQL). Plain inserts: a new visitor never waits on another's
+    sessions day; `costs.rollups.fold_session_deltas` moves them into the
+    days (every minute, and before a report reads them). `project_id` and
+    `site_id` are bare ids: a queue, not a relation (a project deleted
+    meanwhile leaves rows the fold drops)."""
+
+    project_id = models.BigIntegerField(_("project"))
+    day = models.DateField(_("day"))
+    channel = models.CharField(_("channel"), max_length=16, blank=True)
+    source = models.CharField(_("source"), max_length=200, blank=True)
+    medium = models.CharField(_("medium"), max_length=200, blank=True)
+    campaign = models.CharField(_("campaign"), max_length=200, blank=True)
+    keyword = models.CharField(_("keyword"), max_length=200, blank=True)
+    site_id = models.BigIntegerField(_("site"))
+    n = models.IntegerField(_("sessions"))
+
+    class Meta:
+        verbose_name = _("sessions to count")
+        verbose_name_plural = _("sessions to count")
+
+    def __str__(self):
+        return f"{self.day}: {self.n:+d}"
+
+
 class RollupState(models.Model):
     """The time zone a project's report days were counted in: the report
     reads them only while it is still the project's (else the raw rows)."""

@@ -8,10 +8,14 @@ Kept exact, each from its own rows:
   counted again from that day's leads whenever one of them is created,
   changed or deleted (`recount_lead_days`, called by `costs.listeners`),
   under a per-project lock so two recounts never interleave;
-- sessions: on PostgreSQL by triggers on the session table (migration
-  0003), since collect inserts a new visitor's session with plain SQL in
-  the same statement as its leases; elsewhere (SQLite) by `add_sessions`
-  from the session's save and delete signals.
+- sessions: on PostgreSQL by triggers on the session table, since collect
+  inserts a new visitor's session with plain SQL in the same statement as
+  its leases. The triggers only append to a queue (`SessionDelta`, migration
+  0004), so that new visitors never wait on each other's sessions-day rows;
+  `fold_session_deltas` moves the queue into the days every minute and
+  before a report reads them, so what a report reads is exact. Elsewhere
+  (SQLite) `add_sessions` counts them from the session's save and delete
+  signals.
 `rebuild` counts a range again from the raw rows (management command
 `rebuild_report_days`, the Celery task of the same name, the migration that
 made the table, the benchmark). A report reads the days only while
@@ -30,7 +34,7 @@ from attribution.models import Lead
 from projects.models import Project
 from tracker.models import Session, Site
 
-from .models import ReportDay, RollupState, SessionDay
+from .models import ReportDay, RollupState, SessionDay, SessionDelta
 from .response import first_letter_mailbox
 
 # grouping → the report day's key columns and, per source of rows, what fills them
@@ -201,12 +205,15 @@ def rebuild(project: Project, date_from: date | None = None, date_to: date | Non
     session_days = SessionDay.objects.filter(project=project).exclude(grouping__endswith=WEEK)
     leads = Lead.objects.filter(project=project)
     sessions = Session.objects.filter(visitor__site__project=project)
+    deltas = SessionDelta.objects.filter(project_id=project.pk)
     if date_from is not None:
         start = day_bounds(time_zone, date_from)[0]
+        deltas = deltas.filter(day__gte=date_from)
         days, session_days = days.filter(day__gte=date_from), session_days.filter(day__gte=date_from)
         leads, sessions = leads.filter(created_at__gte=start), sessions.filter(started_at__gte=start)
     if date_to is not None:
         end = day_bounds(time_zone, date_to)[1]
+        deltas = deltas.filter(day__lte=date_to)
         days, session_days = days.filter(day__lte=date_to), session_days.filter(day__lte=date_to)
         leads, sessions = leads.filter(created_at__lt=end), sessions.filter(started_at__lt=end)
     written = 0
@@ -214,6 +221,9 @@ def rebuild(project: Project, date_from: date | None = None, date_to: date | Non
         _lock(project.pk)
         days.delete()
         session_days.delete()
+        # The queue's committed sessions are among the rows counted below;
+        # one still uncommitted is neither, and is folded in after.
+        deltas.delete()
         for grouping, keys in LEAD_KEYS.items():
             grouped = _grouped_query(leads, keys, LEAD_MEASURES, TruncDate("created_at", tzinfo=tz))
             written += _insert_grouped(ReportDay, project.pk, grouping, grouped, keys, LEAD_COLUMNS)
@@ -304,6 +314,7 @@ def report_days(project: Project, date_from: date, date_to: date, grouping: str)
 
 
 def session_days(project: Project, date_from: date, date_to: date, grouping: str) -> QuerySet[SessionDay]:
+    fold_session_deltas()
     return SessionDay.objects.filter(period(grouping, date_from, date_to), project=project)
 
 
@@ -313,7 +324,44 @@ def report_days_daily(project: Project, date_from: date, date_to: date, grouping
 
 
 def session_days_daily(project: Project, date_from: date, date_to: date, grouping: str) -> QuerySet[SessionDay]:
+    fold_session_deltas()
     return SessionDay.objects.filter(project=project, grouping=grouping, day__gte=date_from, day__lte=date_to)
+
+
+# The queue's rows, taken and added into their days and weeks in one
+# statement: a delta committed meanwhile stays for the next fold, and two
+# folds never take the same row. Deltas of a project deleted meanwhile go.
+FOLD = f"""
+WITH moved AS (DELETE FROM {SessionDelta._meta.db_table} RETURNING *)
+INSERT INTO {SessionDay._meta.db_table} AS r
+    (project_id, grouping, day, channel, source, medium, campaign, keyword, ref, sessions)
+SELECT m.project_id, g.grouping || w.suffix, w.day, g.channel, g.source, g.medium, g.campaign, g.keyword, g.ref,
+       sum(m.n)
+FROM moved m
+JOIN {Project._meta.db_table} p ON p.id = m.project_id
+CROSS JOIN LATERAL (VALUES (m.day, ''), (date_trunc('week', m.day::timestamp)::date, '{WEEK}')) AS w(day, suffix)
+CROSS JOIN LATERAL (VALUES
+    ('channel', m.channel, '', '', '', '', 0::bigint),
+    ('source', '', m.source, m.medium, '', '', 0::bigint),
+    ('medium', '', '', m.medium, '', '', 0::bigint),
+    ('campaign', '', m.source, m.medium, m.campaign, '', 0::bigint),
+    ('keyword', '', '', '', '', m.keyword, 0::bigint),
+    ('site', '', '', '', '', '', m.site_id)
+) AS g(grouping, channel, source, medium, campaign, keyword, ref)
+GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9
+ON CONFLICT (project_id, grouping, day, channel, source, medium, campaign, keyword, ref)
+DO UPDATE SET sessions = r.sessions + excluded.sessions
+"""
+
+
+def fold_session_deltas() -> int:
+    """Add the queued sessions (`SessionDelta`) into their days; the number
+    of days written. Nothing to do where there are no triggers (SQLite)."""
+    if connection.vendor != "postgresql":
+        return 0
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(FOLD)
+        return cursor.rowcount
 
 
 def rebuild_every_project() -> int:

@@ -16,3 +16,9 @@ def rebuild_report_days(project_id: int, date_from: str | None = None, date_to: 
         rollups.date.fromisoformat(date_from) if date_from else None,
         rollups.date.fromisoformat(date_to) if date_to else None,
     )
+
+
+@shared_task
+def fold_session_deltas() -> int:
+    """Beat: add the sessions collect queued into their report days."""
+    return rollups.fold_session_deltas()
