@@ -22,10 +22,8 @@ from .tasks import rebuild_report_days
 def lead_saved(sender, instance: Lead, created: bool, update_fields=None, **kwargs) -> None:
     if update_fields is not None and not (set(update_fields) & rollups.COUNTED_FIELDS):
         return
-    project_id = instance.project_id
-    time_zone = Project.objects.filter(pk=project_id).values_list("time_zone", flat=True).first()
-    if time_zone is not None:
-        rollups.recount_lead_days(project_id, {rollups.local_day(instance.created_at, time_zone)})
+    # Its day as stored (the instance may hold what the caller passed: a string).
+    rollups.recount_leads([instance.pk])
 
 
 def letter_saved(sender, instance: Letter, **kwargs) -> None:

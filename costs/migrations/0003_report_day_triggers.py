@@ -3,7 +3,7 @@
 the same statement as its leases, so no Python code sees that insert. One
 statement-level trigger per insert and delete adds up the statement's rows,
 into the day's rows and the week's (grouping + "/week", day: its Monday).
-Then every project's report days are counted from the raw rows."""
+Migration 0004 then counts every project's report days from the raw rows."""
 
 from django.db import migrations
 
@@ -77,13 +77,6 @@ def drop(apps, schema_editor):
         schema_editor.execute(DROP)
 
 
-def rebuild_all(apps, schema_editor):
-    # The rebuild reads leads, letters and sessions as the code does today.
-    from costs.rollups import rebuild_every_project
-
-    rebuild_every_project()
-
-
 class Migration(migrations.Migration):
     dependencies = [
         ("costs", "0002_report_days"),
@@ -95,5 +88,4 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.RunPython(create, drop),
-        migrations.RunPython(rebuild_all, migrations.RunPython.noop),
     ]
