@@ -5,10 +5,12 @@ production stack, and whether anything drifts.
 
 Starts gunicorn (config.wsgi) on PostgreSQL and Redis (a throwaway database
 `emailtrack_soak`), with a site whose visitors are nine in ten returning (the
-fast path) and one in ten new (a lease from PostgreSQL), then:
+fast path) and one in 25 new (a lease from PostgreSQL; the pool is large
+enough for every new visitor of the run, so it never runs dry), then:
   1. measures capacity: wrk unthrottled on that mix for 15 s;
-  2. drives the same mix at `--share` of it, one minute at a time, wrk's
-     connections pacing themselves (wrk's `delay()`), for `--minutes`.
+  2. finds the pace (wrk's `delay()` per connection) that gives `--share` of
+     it, in a 10-second trial;
+  3. drives the same mix at that pace, one minute at a time, for `--minutes`.
 Prints, per minute: requests/s reached, p50 / p99 latency, errors (non-2xx
 and socket errors), and the RSS of each gunicorn worker at the start and the
 end. The figures to look at: 0 errors, RSS flat (end / start), p50 and p99 of
@@ -43,11 +45,12 @@ ENV = {
 }
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36"
 RETURNING = 2000
-POOL = 60_000
+NEW_EVERY = 25
+POOL = 80_000
 CONNECTIONS = 32
 
-# Nine returning visitors' page views, then one new visitor's; `delay` (ms
-# per connection between requests) paces the run when it is above 0.
+# Returning visitors' page views, and every NEW_EVERY-th a new visitor's;
+# `delay` (ms per connection between requests) paces the run when above 0.
 WRK_SCRIPT = """
 local returning = {}
 local fresh = ""
@@ -62,7 +65,7 @@ delay = function() return pause end
 request = function()
   n = n + 1
   local body = fresh
-  if n % 10 ~= 0 then body = returning[(n % #returning) + 1] end
+  if n % NEW_EVERY ~= 0 then body = returning[(n % #returning) + 1] end
   local headers = {["Content-Type"]="text/plain", ["Origin"]="https://shop.test", ["User-Agent"]=UA}
   return wrk.format("POST", "/api/v1/collect", headers, body)
 end
@@ -178,13 +181,18 @@ def main():
         returning = work / "returning.txt"
         returning.write_text("\n".join(body(key, vid, "prices") for vid in vids) + "\n")
         script = work / "soak.lua"
-        script.write_text(f"UA = {json.dumps(BROWSER)}\n" + WRK_SCRIPT)
+        script.write_text(f"UA = {json.dumps(BROWSER)}\nNEW_EVERY = {NEW_EVERY}\n" + WRK_SCRIPT)
         fresh = body(key, None)
 
         capacity = wrk(base, 15, script, returning, fresh, 0)
         target = capacity["rps"] * args.share
+        # A connection sends one request every pause + latency: try a pace,
+        # then correct it by the rate it gave.
         pause_ms = max(1, round(CONNECTIONS / target * 1000 - capacity["p50"]))
-        print(f"gunicorn {args.workers} workers; capacity {capacity['rps']:.0f} req/s (mix: 9 returning : 1 new)")
+        trial = wrk(base, 10, script, returning, fresh, pause_ms)
+        pause_ms = max(1, round(pause_ms + CONNECTIONS * 1000 * (1 / target - 1 / trial["rps"])))
+        mix = f"{NEW_EVERY - 1} returning : 1 new"
+        print(f"gunicorn {args.workers} workers; capacity {capacity['rps']:.0f} req/s (mix: {mix})")
         print(f"soak at {args.share:.0%}: target {target:.0f} req/s, {CONNECTIONS} connections, {pause_ms} ms apart")
         start_rss = worker_rss(server.pid)
         minutes = []
