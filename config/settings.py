@@ -388,3 +388,8 @@ CELERY_BEAT_SCHEDULE["fold-session-deltas"] = {
 }
 # Health conditions (monitoring): opened and closed, and announced once each, every few minutes.
 CELERY_BEAT_SCHEDULE["evaluate-health"] = {"task": "monitoring.tasks.evaluate_health", "schedule": timedelta(minutes=5)}
+# Pool sizes simulated on each pool's own traffic (simulation): results missing or older than a day asked for again.
+CELERY_BEAT_SCHEDULE["simulate-stale-pools"] = {
+    "task": "simulation.tasks.simulate_stale_pools",
+    "schedule": timedelta(hours=1),
+}

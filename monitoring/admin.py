@@ -3,6 +3,7 @@ from django.db.models import F
 from django.utils.translation import gettext_lazy as _
 
 from projects.admin_scoping import ScopedAdmin
+from simulation.sandbox import scratch_projects
 
 from .models import Condition
 
@@ -32,7 +33,8 @@ class HealthAdmin(ScopedAdmin):
     readonly_fields = ["project", "kind", "subject", "summary", "details", "started_at", "ended_at"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).order_by(F("ended_at").desc(nulls_first=True), "-started_at")
+        conditions = super().get_queryset(request).exclude(project__in=scratch_projects().values("pk"))
+        return conditions.order_by(F("ended_at").desc(nulls_first=True), "-started_at")
 
     @admin.display(description=_("state"))
     def state(self, obj):

@@ -6,7 +6,8 @@ tables and returns the conditions that hold at `now`, as
   connection), or at once when it waits to be reconnected (its OAuth2
   grant was refused: no sync will succeed until someone acts);
 - a pool with exhaustions in the last hour, or whose peak over the health
-  window is above 90% of its size (with the recommended size);
+  window is above 90% of its size (with the recommended size, and whether
+  it was simulated on the pool's own traffic or is the peak with a margin);
 - a site domain that sent no visit for 24 hours after visits in the week
   before;
 - a block whose original address the install check did not find on pages
@@ -24,6 +25,7 @@ from frontend_js.models import MissingBlockReport, SnippetSettings
 from integrations.models import Webhook, WebhookAttempt
 from mailbox_sync.models import Mailbox
 from substitution.models import Pool, PoolExhaustion
+from substitution.pools import SIMULATED
 from substitution.selectors import pool_health
 from tracker.models import Session, SiteDomain
 
@@ -61,6 +63,12 @@ def mailboxes_failing(project_id: int, now: datetime) -> dict:
     return found
 
 
+def _basis(basis: str) -> str:
+    if basis == SIMULATED:
+        return _("simulated on its own traffic")
+    return _("the peak with a margin")
+
+
 def pools(project_id: int, now: datetime) -> dict:
     found = {}
     dry = set(
@@ -71,17 +79,32 @@ def pools(project_id: int, now: datetime) -> dict:
     for pool in Pool.objects.filter(project_id=project_id):
         health = pool_health(pool, now)
         peak = max((p for _d, p in health.peaks), default=0)
-        details = {"pool": pool.pk, "size": health.size, "peak": peak, "recommended_size": health.recommended}
+        details = {
+            "pool": pool.pk,
+            "size": health.size,
+            "peak": peak,
+            "recommended_size": health.recommended,
+            "recommended_basis": health.basis,
+        }
         if pool.pk in dry:
             found[(Kind.POOL_EXHAUSTED, f"pool:{pool.pk}")] = (
-                _("Pool %(name)s ran dry in the last hour; recommended size %(size)s")
-                % {"name": pool.name, "size": health.recommended},
+                _("Pool %(name)s ran dry in the last hour; recommended size %(size)s (%(basis)s)")
+                % {"name": pool.name, "size": health.recommended, "basis": _basis(health.basis)},
                 details,
             )
         elif health.size and peak > NEARLY_FULL * health.size:
             found[(Kind.POOL_NEARLY_FULL, f"pool:{pool.pk}")] = (
-                _("Pool %(name)s peaked at %(peak)s of %(size)s addresses; recommended size %(recommended)s")
-                % {"name": pool.name, "peak": peak, "size": health.size, "recommended": health.recommended},
+                _(
+                    "Pool %(name)s peaked at %(peak)s of %(size)s addresses; "
+                    "recommended size %(recommended)s (%(basis)s)"
+                )
+                % {
+                    "name": pool.name,
+                    "peak": peak,
+                    "size": health.size,
+                    "recommended": health.recommended,
+                    "basis": _basis(health.basis),
+                },
                 details,
             )
     return found

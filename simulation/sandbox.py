@@ -102,17 +102,20 @@ def _delete_project(pk: int) -> None:
         Project.objects.filter(pk=pk).delete()
 
 
+def scratch_projects():
+    """The scratch projects that exist now (a running simulation's, or one
+    left by a run that died): named so, with their site on the reserved
+    .invalid domain. No one's: lists of projects for people leave them out."""
+    on_domain = SiteDomain.objects.filter(domain=DOMAIN).values("site__project_id")
+    return Project.objects.filter(name=PROJECT_NAME, pk__in=on_domain)
+
+
 def remove_leftovers() -> int:
     """Scratch projects of runs that died more than a day ago (a running
-    simulation's own is younger). Only projects named so whose sites are on
-    the reserved .invalid domain are touched."""
-    old = Project.objects.filter(
-        name=PROJECT_NAME,
-        created_at__lt=timezone.now() - LEFTOVER_AFTER,
-        sites__domains__domain=DOMAIN,
-    ).values_list("pk", flat=True)
+    simulation's own is younger)."""
+    old = scratch_projects().filter(created_at__lt=timezone.now() - LEFTOVER_AFTER).values_list("pk", flat=True)
     deleted = 0
-    for pk in list(old.distinct()):
+    for pk in list(old):
         _delete_project(pk)
         deleted += 1
     return deleted

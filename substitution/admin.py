@@ -1,5 +1,3 @@
-from dataclasses import replace
-
 from django import forms
 from django.contrib import admin, messages
 from django.utils import timezone
@@ -12,6 +10,14 @@ from projects.admin_scoping import ScopedAdmin, ScopedTabularInline
 
 from . import pools, selectors, services
 from .models import Address, Block, Lease, Pool, PoolExhaustion, Rule, RuleCondition, StaticAddress
+
+
+class OwnedAdmin(ScopedAdmin):
+    """Scoped to the user's projects, and never a simulation's scratch project
+    (no one's; a superuser would otherwise see it while a run lasts)."""
+
+    def get_queryset(self, request):
+        return selectors.without_scratch(super().get_queryset(request), self.project_path)
 
 
 class PoolForm(forms.ModelForm):
@@ -63,7 +69,7 @@ class PoolForm(forms.ModelForm):
 
 
 @admin.register(Pool)
-class PoolAdmin(ScopedAdmin):
+class PoolAdmin(OwnedAdmin):
     form = PoolForm
     list_display = ["name", "project", "kind", "base_email", "size", "hold_minutes", "live_leases", "exhausted_policy"]
     list_filter = ["kind", "exhausted_policy"]
@@ -84,9 +90,7 @@ class PoolAdmin(ScopedAdmin):
             return _("Shown once the pool is saved.")
         now = timezone.now()
         health = selectors.pool_health(obj, now)
-        advice = pools.pool_recommendation(obj, health.recommended)
-        health = replace(health, recommended=advice.size, too_small=health.exhaustions > 0 or advice.size > health.size)
-        overall = format_html("{}{}", render_health(health), render_advice(advice))
+        overall = format_html("{}{}", render_health(health), render_advice(health.advice))
         blocks = selectors.pool_blocks(obj)
         if len(blocks) < 2:
             return overall
@@ -130,7 +134,7 @@ class PoolAdmin(ScopedAdmin):
 
 
 @admin.register(Address)
-class AddressAdmin(ScopedAdmin):
+class AddressAdmin(OwnedAdmin):
     project_path = "pool__project"
     list_display = ["email", "pool", "active", "last_released_at"]
     list_filter = ["active"]
@@ -142,14 +146,14 @@ class AddressAdmin(ScopedAdmin):
 
 
 @admin.register(Block)
-class BlockAdmin(ScopedAdmin):
+class BlockAdmin(OwnedAdmin):
     list_display = ["name", "project", "kind", "selector", "original_email"]
     list_filter = ["kind"]
     search_fields = ["name", "selector", "original_email"]
 
 
 @admin.register(StaticAddress)
-class StaticAddressAdmin(ScopedAdmin):
+class StaticAddressAdmin(OwnedAdmin):
     list_display = ["name", "email", "channel", "source", "campaign", "active", "project"]
     list_filter = ["active", "channel"]
     search_fields = ["name", "email", "source", "campaign"]
@@ -162,7 +166,7 @@ class RuleConditionInline(ScopedTabularInline):
 
 
 @admin.register(Rule)
-class RuleAdmin(ScopedAdmin):
+class RuleAdmin(OwnedAdmin):
     """Rules in their order (the order decides, so it is shown and edited in
     the list), with a search box and filters by site, block, kind and pool."""
 
@@ -197,7 +201,7 @@ class RuleAdmin(ScopedAdmin):
 
 
 @admin.register(Lease)
-class LeaseAdmin(ScopedAdmin):
+class LeaseAdmin(OwnedAdmin):
     project_path = "pool__project"
     list_display = [
         "address",
@@ -221,7 +225,7 @@ class LeaseAdmin(ScopedAdmin):
 
 
 @admin.register(PoolExhaustion)
-class PoolExhaustionAdmin(ScopedAdmin):
+class PoolExhaustionAdmin(OwnedAdmin):
     project_path = "pool__project"
     list_display = ["pool", "at", "policy"]
     readonly_fields = ["pool", "at", "policy"]

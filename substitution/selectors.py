@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 from django.db.models import Q
 
+from . import pools
 from .models import Block, Lease, Pool, PoolExhaustion
 
 HEALTH_DAYS = 7
@@ -82,17 +83,29 @@ class PoolHealth:
     exhaustions: int
     recommended: int
     too_small: bool
+    basis: str = pools.PEAK  # what `recommended` rests on: pools.PEAK or pools.SIMULATED
+    advice: pools.SizeAdvice | None = None  # with the simulated result, if any (whole pool only)
+
+
+def peak_recommendation(peak: int) -> int:
+    """The highest daily peak (which already spans session plus hold) with a margin."""
+    return max(math.ceil(peak * SIZE_MARGIN), peak + 1) if peak else 0
 
 
 def pool_health(pool: Pool, now: datetime, block_id: int | None = None) -> PoolHealth:
-    """Live leases, daily peaks, exhaustions and a recommended size: the
-    highest peak (which already spans session plus hold) with a margin. With
-    `block_id`, the leases shown in that block only."""
+    """Live leases, daily peaks, exhaustions and a recommended size: the size
+    simulated on the pool's own traffic where a fresh result says one reaches
+    the target (pools.pool_recommendation), else the peak with a margin;
+    `basis` says which. With `block_id`, the leases shown in that block only
+    (the simulation is of the whole pool: there the peak's)."""
     peaks = peak_per_day(pool, now, block_id=block_id)
     peak = max((p for _d, p in peaks), default=0)
     size = pool.addresses.filter(active=True).count()
     exhaustions = exhaustion_count(pool, now)
-    recommended = max(math.ceil(peak * SIZE_MARGIN), peak + 1) if peak else 0
+    recommended, advice = peak_recommendation(peak), None
+    if block_id is None:
+        advice = pools.pool_recommendation(pool, recommended)
+        recommended = advice.size
     return PoolHealth(
         size=size,
         live=live_lease_count(pool, now, block_id),
@@ -100,4 +113,28 @@ def pool_health(pool: Pool, now: datetime, block_id: int | None = None) -> PoolH
         exhaustions=exhaustions,
         recommended=recommended,
         too_small=exhaustions > 0 or recommended > size,
+        basis=advice.basis if advice else pools.PEAK,
+        advice=advice,
     )
+
+
+# --- Projects no person sees ----------------------------------------------------
+# A simulation runs the real services in a scratch project of its own (the
+# simulation app, which registers it in its AppConfig): its pools, leases and
+# exhaustions are no one's, and lists of them for people leave them out.
+# Substitution never imports the app that registers.
+
+_scratch_sources: list = []
+
+
+def register_scratch_projects(source) -> None:
+    """`source()` returns a queryset of projects no person should see."""
+    if source not in _scratch_sources:
+        _scratch_sources.append(source)
+
+
+def without_scratch(queryset, project_path: str = "project"):
+    """`queryset` without the rows of the projects registered as no one's."""
+    for source in _scratch_sources:
+        queryset = queryset.exclude(**{f"{project_path}__in": source().values("pk")})
+    return queryset

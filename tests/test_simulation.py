@@ -7,13 +7,16 @@ import pytest
 from django.utils import timezone
 
 from attribution.models import MatchKind
+from monitoring.models import Condition, Kind
+from monitoring.services import health_evaluate_all
 from projects.models import Project
 from simulation.runner import Simulation, requests_of
 from simulation.sandbox import PoolShape, make_sandbox, remove_leftovers
 from simulation.scenario import Plan, PlannedLetter, PlannedVisit, Scenario, plan
 from simulation.services import simulate_sizes, smallest_reaching
 from simulation.verdicts import CORRECT, UNKNOWN, WRONG
-from substitution.models import Lease, Pool
+from substitution.models import Lease, Pool, PoolExhaustion
+from tests.factories import make_setup
 from tracker.models import Visitor
 
 pytestmark = pytest.mark.django_db
@@ -156,3 +159,34 @@ def test_a_scratch_project_left_by_a_run_that_died_is_removed_a_day_later():
     assert remove_leftovers() == 1
 
     assert set(Project.objects.values_list("pk", flat=True)) == {young.project.pk, real.pk}
+
+
+def test_no_one_sees_a_scratch_project_while_a_run_lasts(admin_client):
+    """A superuser's admin lists pools, addresses, leases, exhaustions and
+    health conditions without the scratch project's, and the health beat
+    never evaluates it (its pool runs dry on purpose)."""
+    real = make_setup(name="Real shop")
+    sandbox = make_sandbox(PoolShape(size=1))
+    now = timezone.now()
+    for pool in (real.pool, sandbox.pool):
+        PoolExhaustion.objects.create(pool=pool, at=now - timedelta(minutes=5), policy="original")
+    health_evaluate_all(now)
+    Condition.objects.create(
+        project=sandbox.project,
+        kind=Kind.POOL_EXHAUSTED,
+        subject="pool:0",
+        summary="Scratch pool ran dry",
+        started_at=now,
+    )
+
+    assert set(Condition.objects.filter(kind=Kind.POOL_EXHAUSTED).values_list("project_id", flat=True)) == {
+        real.project.pk,
+        sandbox.project.pk,  # only the one made by hand above
+    }
+    for page in ("substitution/pool", "substitution/address", "substitution/poolexhaustion", "substitution/rule"):
+        listed = admin_client.get(f"/admin/{page}/").content.decode()
+        assert "Real shop" in listed, page
+        assert "simulation.invalid" not in listed and "Simulation" not in listed, page
+    assert admin_client.get(f"/admin/substitution/pool/{sandbox.pool.pk}/change/").status_code == 302
+    conditions = admin_client.get("/admin/monitoring/condition/").content.decode()
+    assert "Real shop pool" in conditions and "Scratch pool ran dry" not in conditions

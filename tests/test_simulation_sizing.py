@@ -9,10 +9,14 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from simulation import pool_sizing
-from simulation.advice import simulated_size
+from monitoring import checks
+from monitoring.models import Kind
+from simulation import pool_sizing, tasks
+from simulation.advice import request_stale_simulations, simulated_size
 from simulation.models import PoolSimulation
-from substitution import pools
+from simulation.sandbox import PoolShape, make_sandbox
+from substitution import pools, selectors
+from substitution.models import PoolExhaustion
 from tests.factories import make_setup
 from tracker.models import Session, Visitor
 
@@ -123,18 +127,88 @@ def test_with_enough_traffic_the_simulated_size_replaces_the_peak_on_the_pool_pa
     assert f"recommended size: {row.recommended_size}" in page
 
 
-def test_the_pool_page_asks_for_a_simulation_once(django_capture_on_commit_callbacks):
+def _ready(pool, size: int, computed_at, hold: int = 30):
+    PoolSimulation.objects.update_or_create(
+        pool=pool,
+        defaults={
+            "status": PoolSimulation.Status.READY,
+            "requested_at": computed_at,
+            "computed_at": computed_at,
+            "hold_minutes": hold,
+            "recommended_size": size,
+            "curve": [{"size": size, "letters": 10, "correct_visitor": 10}],
+        },
+    )
+
+
+def test_pool_health_and_the_alerts_use_a_fresh_simulated_size_and_say_so():
+    setup = make_setup(pool_size=2, hold_minutes=30)
+    now = timezone.now()
+    PoolExhaustion.objects.create(pool=setup.pool, at=now - timedelta(minutes=5), policy="original")
+
+    health = selectors.pool_health(setup.pool, now)
+    assert (health.recommended, health.basis) == (0, pools.PEAK)  # no lease yet: no peak
+
+    _ready(setup.pool, 17, now - timedelta(hours=3))
+    health = selectors.pool_health(setup.pool, now)
+    assert (health.recommended, health.basis, health.too_small) == (17, pools.SIMULATED, True)
+    found = checks.pools(setup.project.pk, now)
+    summary, details = found[(Kind.POOL_EXHAUSTED, f"pool:{setup.pool.pk}")]
+    assert "recommended size 17 (simulated on its own traffic)" in summary
+    assert (details["recommended_size"], details["recommended_basis"]) == (17, pools.SIMULATED)
+
+    # Three days old, or simulated at another hold than the pool's: the peak again.
+    _ready(setup.pool, 17, now - timedelta(days=3))
+    assert selectors.pool_health(setup.pool, now).basis == pools.PEAK
+    _ready(setup.pool, 17, now - timedelta(hours=3), hold=15)
+    health = selectors.pool_health(setup.pool, now)
+    assert health.basis == pools.PEAK
+    summary, details = checks.pools(setup.project.pk, now)[(Kind.POOL_EXHAUSTED, f"pool:{setup.pool.pk}")]
+    assert "(the peak with a margin)" in summary and details["recommended_basis"] == pools.PEAK
+
+
+def test_reading_a_result_never_asks_for_one(django_capture_on_commit_callbacks):
     setup = make_setup()
     with django_capture_on_commit_callbacks() as callbacks:
-        first = simulated_size(setup.pool)
-        again = simulated_size(setup.pool)
-    assert first.status == again.status == PoolSimulation.Status.PENDING
-    assert len(callbacks) == 1
-    # A day later, a result older than a day is asked for again, once.
-    PoolSimulation.objects.filter(pool=setup.pool).update(
-        computed_at=timezone.now() - timedelta(days=2), requested_at=timezone.now() - timedelta(days=2)
-    )
-    with django_capture_on_commit_callbacks() as callbacks:
-        simulated_size(setup.pool)
-        simulated_size(setup.pool)
-    assert len(callbacks) == 1
+        assert simulated_size(setup.pool) is None
+        selectors.pool_health(setup.pool, timezone.now())
+    assert callbacks == [] and not PoolSimulation.objects.exists()
+
+
+def test_the_beat_asks_once_for_each_pool_in_use_whose_result_is_missing_or_old(
+    django_capture_on_commit_callbacks, settings
+):
+    settings.CELERY_TASK_ALWAYS_EAGER = True  # the simulations asked for run here
+    assert settings.CELERY_BEAT_SCHEDULE["simulate-stale-pools"]["task"] == tasks.simulate_stale_pools.name
+    now = timezone.now()
+    missing = make_setup(name="Missing")
+    old = make_setup(name="Old")
+    _ready(old.pool, 4, now - timedelta(days=2))
+    fresh = make_setup(name="Fresh")
+    _ready(fresh.pool, 4, now - timedelta(hours=2))
+    rehold = make_setup(name="Rehold", hold_minutes=15)
+    _ready(rehold.pool, 4, now - timedelta(hours=2), hold=30)
+    unused = make_setup(name="Unused")
+    unused.rule.delete()
+    sandbox = make_sandbox(PoolShape(size=1))
+
+    asked = []
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.simulate_stale_pools.apply().get() == 3
+        # An hour has not passed: asking again asks for nothing.
+        assert request_stale_simulations(asked.append) == []
+    assert asked == []
+    assert set(PoolSimulation.objects.filter(requested_at__gte=now).values_list("pool_id", flat=True)) == {
+        missing.pool.pk,
+        old.pool.pk,
+        rehold.pool.pk,
+    }
+    assert not PoolSimulation.objects.filter(pool=sandbox.pool).exists()
+    assert PoolSimulation.objects.get(pool=missing.pool).status == PoolSimulation.Status.NOT_ENOUGH_TRAFFIC
+    # Two hours on, the old one's request went unanswered: asked for again, once.
+    later = now + timedelta(hours=2)
+    PoolSimulation.objects.filter(pool=old.pool).update(requested_at=now, computed_at=now - timedelta(days=2))
+    with django_capture_on_commit_callbacks(execute=True):
+        again = request_stale_simulations(asked.append, later)
+        request_stale_simulations(asked.append, later)
+    assert again == asked == [old.pool.pk]
