@@ -31,7 +31,7 @@ from substitution.models import Block
 from tracker.channels import classify
 from tracker.models import Channel, Session, Site
 
-from . import rollups
+from . import ranked, rollups
 from .models import Cost
 from .response import Response, first_letter_mailbox, response_times_grouped
 
@@ -99,6 +99,10 @@ REF_FIELDS = {"site", "block", "mailbox"}
 COST_FIELDS = {"source": Lower("source"), "medium": Lower("medium"), "campaign": Lower("campaign")}
 COST_GROUPINGS = {"channel", "source", "medium", "campaign"}
 SESSION_GROUPINGS = {"channel", "source", "medium", "campaign", "keyword", "site"}
+# Groupings whose groups are their own labels, so the database can rank them
+# (`ranked`); the channel's costs are split in Python, and sites, blocks and
+# mailboxes are few and ranked by their names.
+RANKED_GROUPINGS = {"source", "medium", "campaign", "keyword"}
 ZERO = Decimal("0.00")
 
 
@@ -177,18 +181,22 @@ def end_to_end(
     date_to: date,
     grouping: str = "channel",
     limit: int | None = None,
+    offset: int = 0,
     site_id: int | None = None,
 ) -> EndToEnd:
     """The report for `leads` (already filtered to the project and period);
     with `site_id`, the sessions of that site only (costs have no site).
     `leads` None: every lead of the project in the period, counted from the
     report days (`rollups`) when they are ready, so the report reads days,
-    not every lead and session of the period."""
+    not every lead and session of the period. Its rows are the `limit`
+    largest from `offset` (None: all); the total is of every row."""
     fields = GROUPINGS[grouping]
     start, end = period_bounds(project.time_zone, date_from, date_to)
     from_days = leads is None and site_id is None and rollups.ready(project)
     if leads is None:
         leads = Lead.objects.filter(project=project, created_at__gte=start, created_at__lt=end)
+    if from_days and grouping in RANKED_GROUPINGS and ranked.available():
+        return _ranked_from_days(project, leads, date_from, date_to, grouping, offset, limit)
     found: dict[tuple, Row] = {}
 
     def row(key) -> Row:
@@ -249,10 +257,78 @@ def end_to_end(
         .as_dict(),
     )
     rows.sort(key=lambda r: (-r.leads, -(r.sessions or 0), -(r.cost or 0), r.labels))
-    more = 0
-    if limit is not None and len(rows) > limit:
-        more, rows = len(rows) - limit, rows[:limit]
-    return EndToEnd(grouping, fields, date_from, date_to, rows, total, more, with_sessions, with_costs)
+    shown = rows[offset:] if limit is None else rows[offset : offset + limit]
+    more = max(len(rows) - offset - len(shown), 0)
+    return EndToEnd(grouping, fields, date_from, date_to, shown, total, more, with_sessions, with_costs)
+
+
+def _ranked_from_days(project, leads, date_from, date_to, grouping, offset, limit) -> EndToEnd:
+    """The report from the report days with its groups ranked and paged by
+    the database (`ranked`): only the page's groups come to Python (and have
+    their response times worked out); the total is every group's."""
+    fields = GROUPINGS[grouping]
+    with_costs = grouping in COST_GROUPINGS
+    names = {f"g_{name}": DAY_FIELDS[name] for name in fields}
+    keys = list(names)
+
+    def grouped(queryset, **measures):
+        return queryset.annotate(**names).values(*names).annotate(**measures).order_by()
+
+    lead_measures = {"n": Sum("leads"), "first": Sum("first_contacts"), "won": Sum("deals"), "amount": Sum("amount")}
+    parts = [
+        ranked.Part(
+            grouped(rollups.report_days(project, date_from, date_to, grouping), **lead_measures).exclude(n=0),
+            keys,
+            {"leads": "n", "first_contacts": "first", "deals": "won", "amount": "amount"},
+        ),
+        ranked.Part(
+            grouped(rollups.session_days(project, date_from, date_to, grouping), n=Sum("sessions")).exclude(n=0),
+            keys,
+            {"sessions": "n"},
+        ),
+    ]
+    costs = Cost.objects.filter(project=project, day__gte=date_from, day__lte=date_to)
+    if with_costs:
+        cost_names = {f"g_{name}": COST_FIELDS[name] for name in fields}
+        by_group = costs.annotate(**cost_names).values(*cost_names).annotate(s=Sum("amount")).order_by()
+        parts.append(ranked.Part(by_group, list(cost_names), {"cost": "s"}))
+    measures = {"leads": "count", "first_contacts": "count", "deals": "count", "amount": "money", "sessions": "count"}
+    measures["cost"] = "money"
+    page = ranked.ranked_page(parts, measures, ["leads", "sessions", "cost"], len(fields), offset, limit)
+    rows = [
+        Row(
+            key=values["key"],
+            sessions=values["sessions"],
+            leads=values["leads"],
+            first_contacts=values["first_contacts"],
+            deals=values["deals"],
+            amount=values["amount"] or ZERO,
+            cost=(values["cost"] or ZERO) if with_costs else None,
+        )
+        for values in page.rows
+    ]
+    responses = response_times_grouped(
+        leads, {name: LEAD_FIELDS[name] for name in fields}, {r.key: r.leads for r in rows}
+    )
+    for r in rows:
+        r.extra = responses.get(r.key, Response()).as_dict()
+    _label(rows, grouping, fields, project)
+    totals = page.totals
+    cost_total = (totals["cost"] or ZERO) if with_costs else costs.aggregate(s=Sum("amount"))["s"] or ZERO
+    total = Row(
+        key=(),
+        sessions=totals["sessions"] or 0,
+        leads=totals["leads"] or 0,
+        first_contacts=totals["first_contacts"] or 0,
+        deals=totals["deals"] or 0,
+        amount=totals["amount"] or ZERO,
+        cost=cost_total,
+        extra=response_times_grouped(leads, {"all": F("project_id")}, {(project.pk,): totals["leads"] or 0})
+        .get((project.pk,), Response())
+        .as_dict(),
+    )
+    more = max(page.groups - offset - len(rows), 0)
+    return EndToEnd(grouping, fields, date_from, date_to, rows, total, more, True, with_costs)
 
 
 def _from_rows(project, leads, start, end, grouping, site_id) -> tuple[dict, dict, int]:

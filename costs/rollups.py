@@ -23,6 +23,7 @@ made the table, the benchmark). A report reads the days only while
 """
 
 from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.db import connection, transaction
@@ -34,6 +35,7 @@ from attribution.models import Lead
 from projects.models import Project
 from tracker.models import Session, Site
 
+from . import ranked
 from .models import ReportDay, RollupState, SessionDay, SessionDelta
 from .response import first_letter_mailbox
 
@@ -380,23 +382,39 @@ def leads_per_day_and_channel(project: Project, date_from: date, date_to: date) 
     return list(rows)
 
 
-def leads_per_campaign(project: Project, date_from: date, date_to: date) -> list[dict]:
-    """[{source, medium, campaign, leads, first_contacts, amount}], the values as the leads spell them."""
-    rows = (
+def leads_per_campaign(project: Project, date_from: date, date_to: date, offset: int = 0, limit: int | None = None):
+    """The groups by source / medium / campaign (the values as the leads
+    spell them) with leads in the period, the most leads first (then by
+    their values): the `limit` from `offset` (None: all), as a
+    `ranked.Page` of rows {key: (source, medium, campaign), leads,
+    first_contacts, amount}, the number of groups and their sums."""
+    grouped = (
         report_days(project, date_from, date_to, "campaign")
         .values("source", "medium", "campaign")
         .annotate(leads_n=Sum("leads"), first_n=Sum("first_contacts"), amount_n=Sum("amount"))
         .filter(leads_n__gt=0)
         .order_by()
     )
-    return [
+    measures = {"leads": "count", "first_contacts": "count", "amount": "money"}
+    if ranked.available():
+        part = ranked.Part(
+            grouped,
+            ["source", "medium", "campaign"],
+            {"leads": "leads_n", "first_contacts": "first_n", "amount": "amount_n"},
+        )
+        return ranked.ranked_page([part], measures, ["leads"], 3, offset, limit)
+    rows = [
         {
-            "source": r["source"],
-            "medium": r["medium"],
-            "campaign": r["campaign"],
+            "key": (r["source"], r["medium"], r["campaign"]),
             "leads": r["leads_n"],
             "first_contacts": r["first_n"],
             "amount": r["amount_n"],
         }
-        for r in rows
+        for r in grouped
     ]
+    rows.sort(key=lambda r: (-r["leads"], r["key"]))
+    totals = {
+        name: sum((r[name] for r in rows), Decimal("0.00") if kind == "money" else 0) for name, kind in measures.items()
+    }
+    shown = rows[offset:] if limit is None else rows[offset : offset + limit]
+    return ranked.Page(shown, len(rows), totals)

@@ -13,7 +13,7 @@ from django.db.models.functions import Lower, TruncDate
 from attribution.models import Lead
 from tracker.models import Session
 
-from . import rollups
+from . import ranked, rollups
 from .endtoend import period_bounds
 from .models import Cost
 
@@ -34,7 +34,30 @@ def daily_by_source(
     tz = ZoneInfo(project.time_zone)
     days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
     first, after = period_bounds(project.time_zone, start, end)
-    if leads is None and rollups.ready(project):
+    chosen = None
+    if leads is None and rollups.ready(project) and ranked.available():
+        # The top sources first, ranked by the database from the period's
+        # rows; then the days of those sources only.
+        chosen = top_sources(project, start, end)
+        lead_rows = (
+            rollups.report_days_daily(project, start, end, "source")
+            .annotate(s=Lower("source"))
+            .filter(s__in=chosen)
+            .values("day", "s")
+            .annotate(n=Sum("leads"))
+            .filter(n__gt=0)
+            .order_by()
+        )
+        session_rows = (
+            rollups.session_days_daily(project, start, end, "source")
+            .annotate(s=Lower("source"))
+            .filter(s__in=chosen)
+            .values("day", "s")
+            .annotate(n=Sum("sessions"))
+            .filter(n__gt=0)
+            .order_by()
+        )
+    elif leads is None and rollups.ready(project):
         lead_rows = (
             rollups.report_days_daily(project, start, end, "source")
             .annotate(s=Lower("source"))
@@ -67,13 +90,10 @@ def daily_by_source(
             .annotate(n=Count("id"))
             .order_by()
         )
-    cost_rows = (
-        Cost.objects.filter(project=project, day__gte=start, day__lte=end)
-        .annotate(s=Lower("source"))
-        .values("day", "s")
-        .annotate(total=Sum("amount"))
-        .order_by()
-    )
+    costs = Cost.objects.filter(project=project, day__gte=start, day__lte=end).annotate(s=Lower("source"))
+    if chosen is not None:
+        costs = costs.filter(s__in=chosen)
+    cost_rows = costs.values("day", "s").annotate(total=Sum("amount")).order_by()
     leads_at = {(r["day"], r["s"]): r["n"] for r in lead_rows}
     sessions_at = {(r["day"], r["s"]): r["n"] for r in session_rows}
     costs_at = {(r["day"], r["s"]): r["total"] for r in cost_rows}
@@ -82,7 +102,7 @@ def daily_by_source(
         weight[source] = weight.get(source, 0) + n * 1_000_000
     for (_day, source), total in costs_at.items():
         weight[source] = weight.get(source, 0) + float(total)
-    top = sorted(weight, key=lambda s: (-weight[s], s))[:TOP_SOURCES]
+    top = sorted(weight, key=lambda s: (-weight[s], s))[:TOP_SOURCES] if chosen is None else chosen
     series = []
     for source in top:
         conversion, per_lead = [], []
@@ -93,3 +113,27 @@ def daily_by_source(
             per_lead.append((cost / n_leads).quantize(Decimal("0.01")) if cost is not None and n_leads else None)
         series.append(SourceSeries(source, conversion, per_lead))
     return days, series
+
+
+def top_sources(project, start: date, end: date) -> list[str]:
+    """The TOP_SOURCES sources (lowercase) with the most leads in the period
+    (from the report days), then the most cost: a lead weighs a million of
+    the currency's units, as the chart's Python ranking weighs them."""
+    lead_part = (
+        rollups.report_days(project, start, end, "source")
+        .annotate(g_s=Lower("source"))
+        .values("g_s")
+        .annotate(n=Sum("leads"))
+        .filter(n__gt=0)
+        .order_by()
+    )
+    cost_part = (
+        Cost.objects.filter(project=project, day__gte=start, day__lte=end)
+        .annotate(g_s=Lower("source"))
+        .values("g_s")
+        .annotate(total=Sum("amount"))
+        .order_by()
+    )
+    parts = [ranked.Part(lead_part, ["g_s"], {"leads": "n"}), ranked.Part(cost_part, ["g_s"], {"cost": "total"})]
+    page = ranked.ranked_page(parts, {"leads": "count", "cost": "money"}, ["leads * 1000000 + cost"], 1, 0, TOP_SOURCES)
+    return [row["key"][0] for row in page.rows]

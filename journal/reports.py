@@ -172,9 +172,12 @@ def build_report(
     tz = ZoneInfo(time_zone)
     days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
     per_day: dict[date, dict[str, int]] = {day: {} for day in days}
+    first, size = page_rows(page)
+    table = None
     if leads is None:
         by_day = rollups.leads_per_day_and_channel(project, start, end)
-        grouped = rollups.leads_per_campaign(project, start, end)
+        # Ranked and paged by the database: the page's rows only, with the count and sums of all.
+        table = rollups.leads_per_campaign(project, start, end, first, size)
     else:
         by_day = (
             leads.annotate(day=TruncDate("created_at", tzinfo=tz))
@@ -200,21 +203,29 @@ def build_report(
         for value, label in Channel.choices
         if channel_totals.get(value)
     ]
-    # Every group in one query; the totals are their sums, so the table's
-    # "All" row always agrees with its rows, and nothing is counted twice.
-    rows = [SourceRow(**{**row, "amount": row["amount"] or Decimal("0.00")}) for row in grouped]
-    total = SourceRow(
-        "",
-        "",
-        "",
-        sum(row.leads for row in rows),
-        sum(row.first_contacts for row in rows),
-        sum((row.amount for row in rows), Decimal("0.00")),
-    )
-    rows.sort(key=lambda row: (-row.leads, row.source, row.medium, row.campaign))
-    first, size = page_rows(page)
-    more_rows = max(len(rows) - first - size, 0)
-    rows = rows[first : first + size]
+    if table is not None:
+        rows = [
+            SourceRow(*row["key"], row["leads"], row["first_contacts"], row["amount"] or Decimal("0.00"))
+            for row in table.rows
+        ]
+        sums = table.totals
+        total = SourceRow("", "", "", sums["leads"], sums["first_contacts"], sums["amount"] or Decimal("0.00"))
+        more_rows = max(table.groups - first - len(rows), 0)
+    else:
+        # Every group in one query; the totals are their sums, so the table's
+        # "All" row always agrees with its rows, and nothing is counted twice.
+        rows = [SourceRow(**{**row, "amount": row["amount"] or Decimal("0.00")}) for row in grouped]
+        total = SourceRow(
+            "",
+            "",
+            "",
+            sum(row.leads for row in rows),
+            sum(row.first_contacts for row in rows),
+            sum((row.amount for row in rows), Decimal("0.00")),
+        )
+        rows.sort(key=lambda row: (-row.leads, row.source, row.medium, row.campaign))
+        more_rows = max(len(rows) - first - size, 0)
+        rows = rows[first : first + size]
     day_totals = [(day, sum(per_day[day].values())) for day in days]
     chart = draw(days, per_day, order)
     return Report(start, end, days, per_day, day_totals, channels, rows, more_rows, total, chart)
@@ -316,6 +327,7 @@ def build_funnel(
     largest first; None: the first TABLE_ROWS (the CSV)."""
     if grouping not in GROUPINGS:
         grouping = "channel"
+    first, size = (0, TABLE_ROWS) if page is None else page_rows(page)
     report = end_to_end(
         project=project,
         leads=leads,
@@ -323,10 +335,10 @@ def build_funnel(
         date_to=end,
         grouping=grouping,
         site_id=site_id,
+        offset=first,
+        limit=size,
     )
-    first, size = (0, TABLE_ROWS) if page is None else page_rows(page)
-    more_rows = max(len(report.rows) - first - size, 0)
-    shown = report.rows[first : first + size]
+    more_rows, shown = report.more_rows, report.rows
     currency = project_currency(project)
     none = str(_("(none)"))
     rows = [[label or none for label in row.labels] + funnel_cells(row) for row in shown]

@@ -14,7 +14,7 @@ from django.db import connection
 from attribution import privacy
 from attribution.leads import lead_update
 from attribution.models import Lead
-from costs import rollups
+from costs import rollups, series
 from costs.endtoend import GROUPINGS, end_to_end
 from costs.models import Cost, ReportDay, RollupState, SessionDay, SessionDelta
 from costs.tasks import rebuild_report_days
@@ -303,3 +303,65 @@ def test_the_report_shows_its_tables_a_page_at_a_time(client, shop, monkeypatch)
     csv_rows = b"".join(client.get("/journal/reports/", {**query, "format": "csv"})).decode().strip().splitlines()
     assert len(csv_rows) == 1 + 5 + 1  # header, every row, total
     assert client.get("/journal/reports/", {**query, "page": "x"}).status_code == 200
+
+
+def many_groups(setup) -> None:
+    """Eleven sources, media and keywords and four campaigns, with ties in
+    every figure, names that differ only in case or in letters beyond ASCII,
+    costs with no traffic."""
+    project = setup.project
+    names = ["b", "B", "a", "Äpfel", "zeta", "Ünd", "yandex", "ya", "_x", "ё", "e"]
+    for n, name in enumerate(names):
+        medium = names[(n * 7) % len(names)]
+        for k in range(1 + n % 3):
+            at = AFTER_MIDNIGHT + timedelta(hours=k)
+            paid = {"channel": Channel.PAID, "source": name, "keyword": name}
+            make_lead(project, at=at, medium=medium, campaign=f"C{n % 4}", **paid)
+            if n % 2:
+                visit(setup, at, f"{n}-{k}", utm_medium=medium, utm_campaign=f"c{n % 4}", **paid)
+    for name, medium, amount in (("nobody", "cpc", 50), ("b", "b", 7), ("a", "cpc", 7), ("ё", "ё", 0)):
+        Cost.objects.create(
+            project=project, day=date(2025, 7, 2), source=name, medium=medium, campaign="c1", amount=amount
+        )
+
+
+@pytest.mark.parametrize("grouping", ["source", "medium", "campaign", "keyword"])
+def test_a_page_of_the_report_from_days_is_that_page_of_the_report_from_rows(shop, grouping):
+    """The database ranks and pages the groups as the rows' report sorts them."""
+    many_groups(shop)
+    project = shop.project
+    first, last = date(2025, 7, 1), date(2025, 7, 2)
+    start, end = rollups.day_bounds(MOSCOW, first)[0], rollups.day_bounds(MOSCOW, last)[1]
+    leads = Lead.objects.filter(project=project, created_at__gte=start, created_at__lt=end)
+    whole = end_to_end(project=project, leads=leads, date_from=first, date_to=last, grouping=grouping)
+    rows, total, _more = as_compared(whole)
+    assert len(rows) > 3
+    for offset in range(0, len(rows) + 3, 3):
+        page = end_to_end(
+            project=project, leads=None, date_from=first, date_to=last, grouping=grouping, offset=offset, limit=3
+        )
+        assert as_compared(page) == (rows[offset : offset + 3], total, max(len(rows) - offset - 3, 0))
+    everything = end_to_end(project=project, leads=None, date_from=first, date_to=last, grouping=grouping)
+    assert as_compared(everything) == as_compared(whole)
+
+
+def test_the_sources_table_and_charts_from_days_equal_those_from_rows(shop, monkeypatch):
+    monkeypatch.setattr(reports, "PAGE_ROWS", 4)
+    many_groups(shop)
+    project = shop.project
+    first, last = date(2025, 7, 1), date(2025, 7, 2)
+    start, end = rollups.day_bounds(MOSCOW, first)[0], rollups.day_bounds(MOSCOW, last)[1]
+    leads = Lead.objects.filter(project=project, created_at__gte=start, created_at__lt=end)
+    for page in (1, 2, 3, 4, 9):
+        from_days = reports.build_report(None, MOSCOW, first, last, project=project, page=page)
+        from_rows = reports.build_report(leads, MOSCOW, first, last, project=project, page=page)
+        assert (from_days.rows, from_days.more_rows, from_days.total) == (
+            from_rows.rows,
+            from_rows.more_rows,
+            from_rows.total,
+        )
+    assert len(reports.build_report(None, MOSCOW, first, last, project=project, page=2).rows) == 4
+    from_days = series.daily_by_source(project, None, first, last)
+    from_rows = series.daily_by_source(project, leads, first, last)
+    assert from_days == from_rows
+    assert len(from_days[1]) == series.TOP_SOURCES
