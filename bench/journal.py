@@ -3,20 +3,28 @@ project, measured in one run (target, issue 19: the 1,000,000-lead times at
 most 1.5x the 10,000-lead times, for every list filter and for the first
 page of the end-to-end report in each of its groupings).
 
-    .venv/bin/python bench/journal.py [--small 10000] [--large 1000000] [--repeat 30]
+    .venv/bin/python bench/journal.py [--small 10000] [--large 1000000] [--repeat 30] [--reuse]
 
 In-process on PostgreSQL, DEBUG off, through Django's test client: the time
 from request to rendered response, no network. Two throwaway databases are
 filled in one run: `emailtrack_bench_journal_small` gets 10,000 leads, then
 `emailtrack_bench_journal_large` the same 10,000 and then the rest of the
 million (INSERT ... SELECT generate_series; a spread like a busy shop's: two
-years, ten channels, 200 campaigns, repeat customers, tags), with sessions
+years, ten channels, 200 campaigns (a few large ones and a long tail),
+repeat customers, three leads in ten tagged), with sessions
 and cost rows in proportion (a visitor per lead with three sessions each,
 spread like the leads; a cost row per ten leads). The report's days are
 then counted from those rows by `manage.py rebuild_report_days`, as after
 any bulk load. Measurement
 rounds alternate between the two, so other load on the machine falls on both
 sizes alike; a bare endpoint (/api/v1/ping) is measured too as the baseline.
+Each filter's first page is full (50 leads) at both sizes, so the two times
+compare the same page read from a small and a large journal, not a short
+page with a full one (the rows shown are printed before the times).
+
+With --reuse, databases left by an earlier run with the same sizes are kept
+(filling a million leads takes a while): they are migrated, and their report
+days counted again by the current code, before the measurement.
 """
 
 import argparse
@@ -45,14 +53,20 @@ os.environ.update(
 )
 os.environ.pop("DEBUG", None)
 
-# One row per lead; h1..h3 are independent pseudo-random numbers of the
+# A campaign's number: 200 of them, a few large and a long tail (camp-0 has
+# 7% of the campaign leads, camp-1 3%, camp-7 1.3%, camp-199 0.25%), so
+# one campaign fills a first page at 10,000 leads as at 1,000,000.
+CAMPAIGN = "floor(200 * power((h4 %% 1000000) / 1000000.0, 2))::int"
+
+# One row per lead; h1..h4 are independent pseudo-random numbers of the
 # series number g, so every run makes the same data.
 INSERT_LEADS = """
 WITH g AS (
     SELECT n,
            abs(hashint4(n)::bigint) AS h1,
            abs(hashint4(n + 1000000007)::bigint) AS h2,
-           abs(hashint4(n + 2000000011)::bigint) AS h3
+           abs(hashint4(n + 2000000011)::bigint) AS h3,
+           abs(hashint4(n + 500000003)::bigint) AS h4
     FROM generate_series(%(first)s, %(last)s) AS n
 ), c AS (
     SELECT *,
@@ -95,7 +109,7 @@ SELECT
     CASE channel WHEN 'paid' THEN 'cpc' WHEN 'organic' THEN 'organic' WHEN 'email' THEN 'email'
                  WHEN 'paid_social' THEN 'cpc' WHEN 'display' THEN 'banner' WHEN 'referral' THEN 'referral'
                  ELSE '' END,
-    CASE WHEN channel IN ('paid','email','paid_social','display') THEN 'camp-' || (h3 %% 200) ELSE '' END,
+    CASE WHEN channel IN ('paid','email','paid_social','display') THEN 'camp-' || {CAMPAIGN} ELSE '' END,
     '', '',
     CASE WHEN channel IN ('paid','organic') THEN 'bricks ' || (h3 %% 1000) ELSE '' END,
     'https://shop.test/catalog/' || (h1 %% 300),
@@ -103,13 +117,13 @@ SELECT
     (ARRAY['desktop','mobile','mobile','tablet'])[1 + h2 %% 4],
     'RU', (ARRAY['Moscow','Kazan','Perm','Omsk'])[1 + h3 %% 4]
 FROM c
-"""
+""".replace("{CAMPAIGN}", CAMPAIGN)
 
 INSERT_TAGS = """
 INSERT INTO attribution_lead_tags (lead_id, tag_id)
 SELECT id, %(tag)s + abs(hashint4(id::int)::bigint) %% 10
 FROM attribution_lead
-WHERE project_id = %(project)s AND id > %(after)s AND abs(hashint4(id::int + 7)::bigint) %% 10 = 0
+WHERE project_id = %(project)s AND id > %(after)s AND abs(hashint4(id::int + 7)::bigint) %% 10 < 3
 """
 
 
@@ -126,7 +140,8 @@ WITH g AS (
     SELECT v.id AS visitor_id, v.id * 3 + k AS n,
            abs(hashint4((v.id * 3 + k)::int)::bigint) AS h1,
            abs(hashint4((v.id * 3 + k)::int + 1000000007)::bigint) AS h2,
-           abs(hashint4((v.id * 3 + k)::int + 2000000011)::bigint) AS h3
+           abs(hashint4((v.id * 3 + k)::int + 2000000011)::bigint) AS h3,
+           abs(hashint4((v.id * 3 + k)::int + 500000003)::bigint) AS h4
     FROM tracker_visitor v CROSS JOIN generate_series(0, 2) AS k
     WHERE v.id > %(after)s
 ), c AS (
@@ -149,7 +164,7 @@ SELECT
     CASE channel WHEN 'paid' THEN 'cpc' WHEN 'organic' THEN 'organic' WHEN 'email' THEN 'email'
                  WHEN 'paid_social' THEN 'cpc' WHEN 'display' THEN 'banner' WHEN 'referral' THEN 'referral'
                  ELSE '' END,
-    CASE WHEN channel IN ('paid','email','paid_social','display') THEN 'camp-' || (h3 %% 200) ELSE '' END,
+    CASE WHEN channel IN ('paid','email','paid_social','display') THEN 'camp-' || {CAMPAIGN} ELSE '' END,
     '', '', '{}'::jsonb, channel,
     CASE channel WHEN 'paid' THEN (ARRAY['google','yandex'])[1 + h2 %% 2]
                  WHEN 'organic' THEN (ARRAY['google','yandex','bing'])[1 + h2 %% 3]
@@ -160,7 +175,7 @@ SELECT
     '', false, 1 + h2 %% 5, '[]'::jsonb, (ARRAY['desktop','mobile','mobile','tablet'])[1 + h2 %% 4],
     '', '', '', '', '', '', 'ru', '', '', 'RU', '', (ARRAY['Moscow','Kazan','Perm','Omsk'])[1 + h3 %% 4]
 FROM c
-"""
+""".replace("{CAMPAIGN}", CAMPAIGN)
 # A cost row per ten leads: day, source, campaign (unique while n < 730 * 400).
 INSERT_COSTS = """
 INSERT INTO costs_cost (project_id, day, source, medium, campaign, amount, origin, updated_at)
@@ -169,6 +184,9 @@ SELECT %(project)s, current_date - (n %% 730), (ARRAY['google','yandex'])[1 + (n
 FROM generate_series(%(first)s, %(last)s) AS n
 ON CONFLICT DO NOTHING
 """
+# The project's name says which spread of data it holds: --reuse keeps a
+# database only when it holds this one.
+BENCH = "Bench (spread 2)"
 SESSION_TRIGGERS = ("costs_report_day_sessions_added", "costs_report_day_sessions_removed")
 
 
@@ -197,7 +215,7 @@ def pages(project, site, tag) -> dict[str, str]:
         "filtered: channel=paid": f"{base}&channel=paid",
         "filtered: paid, won, first contact": f"{base}&channel=paid&status=won&contact=first",
         "filtered: part of a campaign (camp-7)": f"{base}&campaign=CAMP-7",
-        "filtered: exactly one campaign": f"{base}&campaign=%22camp-7%22",
+        "filtered: exactly one campaign": f"{base}&campaign=%22camp-1%22",
         "filtered: part of a source (yandex)": f"{base}&source=Yandex",
         "filtered: low-confidence match": f"{base}&match=low",
         "filtered: one week a year ago": f"{base}&date_from={week_start}&date_to={week_end}",
@@ -229,6 +247,54 @@ def use(database: str) -> None:
     connection.settings_dict["NAME"] = database
 
 
+def existing(database: str):
+    """The project, sites, tags and signed-in client an earlier run left in
+    `database` (after migrating it), or None."""
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.test import Client
+
+    from attribution.models import Tag
+    from projects.models import Project
+    from tracker.models import Site
+
+    use(database)
+    call_command("migrate", verbosity=0)
+    project = Project.objects.filter(name=BENCH).first()
+    user = get_user_model().objects.filter(username="bench").first()
+    if project is None or user is None:
+        return None
+    client = Client()
+    client.force_login(user)
+    sites = list(Site.objects.filter(project=project).order_by("pk"))
+    tags = list(Tag.objects.filter(project=project).order_by("pk"))
+    return client, project, sites, tags
+
+
+def recount(database: str, project) -> None:
+    """The report days of a reused database counted again by this code."""
+    from django.core.management import call_command
+    from django.db import connection
+
+    use(database)
+    started = time.perf_counter()
+    call_command("rebuild_report_days", "--project", str(project.pk), verbosity=0, stdout=io.StringIO())
+    with connection.cursor() as cursor:
+        for table in ("costs_reportday", "costs_sessionday"):
+            cursor.execute(f"VACUUM ANALYZE {table}")
+        cursor.execute("CHECKPOINT")
+    print(f"{database}: reused; report days counted again in {time.perf_counter() - started:.1f} s")
+
+
+def lead_count(database: str) -> int:
+    from django.db import connection
+
+    use(database)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM attribution_lead")
+        return cursor.fetchone()[0]
+
+
 def prepare(database: str):
     """Schema, a project with three sites and ten tags, a marketer signed in."""
     from django.contrib.auth import get_user_model
@@ -242,7 +308,7 @@ def prepare(database: str):
 
     use(database)
     call_command("migrate", verbosity=0)
-    setup = make_setup(name="Bench")
+    setup = make_setup(name=BENCH)
     project = setup.project
     Project.objects.filter(pk=project.pk).update(time_zone="Europe/Moscow")
     sites = [setup.site] + [
@@ -321,26 +387,47 @@ def main():
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--large", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--reuse", action="store_true", help="keep databases an earlier run filled with these sizes")
     args = parser.parse_args()
     import psycopg
 
+    sizes = {SMALL_DB: args.small, LARGE_DB: args.large}
     with psycopg.connect("postgresql://postgres:postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-        for database in (SMALL_DB, LARGE_DB):
-            conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-            conn.execute(f"CREATE DATABASE {database}")
+        present = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
     import django
 
     django.setup()
     from django.core.management import call_command
 
     call_command("collectstatic", verbosity=0, interactive=False)
-    prepared = {database: prepare(database) for database in (SMALL_DB, LARGE_DB)}
-    # The same first leads in both; then the large one grows to its full size.
-    counts = {}
-    for database, steps in ((SMALL_DB, [(1, args.small)]), (LARGE_DB, [(1, args.small), (args.small + 1, args.large)])):
-        _client, project, sites, tags = prepared[database]
-        for first, last in steps:
-            counts[database] = fill(database, project, sites, tags, first, last)
+    prepared, counts = {}, {}
+    if args.reuse and present >= set(sizes):
+        for database, size in sizes.items():
+            found = existing(database)
+            if found is None or lead_count(database) != size:
+                prepared = {}
+                break
+            prepared[database] = found
+    if prepared:
+        for database, (_client, project, *_rest) in prepared.items():
+            recount(database, project)
+            counts[database] = lead_count(database)
+    else:
+        use("postgres")
+        from django.db import connection
+
+        connection.close()
+        with psycopg.connect("postgresql://postgres:postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+            for database in (SMALL_DB, LARGE_DB):
+                conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+                conn.execute(f"CREATE DATABASE {database}")
+        prepared = {database: prepare(database) for database in (SMALL_DB, LARGE_DB)}
+        # The same first leads in both; then the large one grows to its full size.
+        steps = {SMALL_DB: [(1, args.small)], LARGE_DB: [(1, args.small), (args.small + 1, args.large)]}
+        for database, parts in steps.items():
+            _client, project, sites, tags = prepared[database]
+            for first, last in parts:
+                counts[database] = fill(database, project, sites, tags, first, last)
     time.sleep(2)
 
     urls, samples = {}, {database: {} for database in prepared}
