@@ -46,8 +46,12 @@ log = logging.getLogger(__name__)
 # path's one script finds all its keys in one slot (and declares them).
 PENDING_LEASES = f"{HOT}:pending:lease"  # hash lease id -> last activity (unix seconds)
 PENDING_SESSIONS = f"{HOT}:pending:session"  # hash session id -> last seen
-PENDING_VIEWS = f"{HOT}:pending:views"  # hash session id -> page views to add
 PENDING_VISITORS = f"{HOT}:pending:visitor"  # hash visitor id -> last seen
+# One entry per page view, "<session id> <URL>" (URL possibly empty), in the
+# order they happened: a page view costs one append, no read of what is queued.
+PAGE_VIEWS = f"{HOT}:pending:pageviews"
+# What page views queued before PAGE_VIEWS existed (an upgrade leaves them; read by the flush).
+PENDING_VIEWS = f"{HOT}:pending:views"  # hash session id -> page views to add
 SESSION_URLS = f"{HOT}:pending:urls"  # hash session id -> JSON list of the last URLs viewed
 PROCESSING = f"{HOT}:processing:"
 ORPHAN_SECONDS = 300
@@ -72,16 +76,22 @@ def redis():
 
 
 # A returning visitor's page view in one round trip: count it against the
-# client's rate limit (lib.ratelimit's rule, when KEYS[7] is given), read the
+# client's rate limit (lib.ratelimit's rule, when KEYS[6] is given), read the
 # visitor's cached answer, check it still holds (same configuration, database
 # expiry far enough, session not timed out, same analytics ids, no new
-# campaign), then store it back and queue the activity keeping the newest
-# timestamps. Every key it touches is in KEYS, all with the hash tag HOT.
+# campaign), then store it back and queue the activity: the last seen time
+# of the session, the visitor and each lease (one write per hash), and the
+# page view with its URL (one append). The time is written, not compared
+# with the one queued: two page views of one visitor at the same moment may
+# land in either order, and the time kept is then older by the milliseconds
+# between them, far inside the flush's allowance (the flush itself never moves
+# a time back).
+# Every key it touches is in KEYS, all with the hash tag HOT.
 _FAST = (
     ratelimit.LUA_STEP
     + """
-if #KEYS == 7 then
-  local rate = rate_step(KEYS[7], tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12]), false)
+if #KEYS == 6 then
+  local rate = rate_step(KEYS[6], tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12]), false)
   if rate[1] == 0 then return {-1, rate[3]} end
 end
 local raw = redis.call('GET', KEYS[1])
@@ -96,29 +106,20 @@ if ARGV[6] ~= '' and ARGV[6] ~= e.ym then return {0} end
 if ARGV[7] ~= '' and ARGV[7] ~= e.sk then return {0} end
 e.seen = now
 redis.call('SET', KEYS[1], cjson.encode(e), 'EX', e.hold * 60)
-local marks = {{KEYS[2], e.session}, {KEYS[3], e.visitor}}
-for _, lease in ipairs(e.leases) do table.insert(marks, {KEYS[4], lease}) end
-for _, mark in ipairs(marks) do
-  local current = redis.call('HGET', mark[1], mark[2])
-  if (not current) or tonumber(current) < now then redis.call('HSET', mark[1], mark[2], ARGV[1]) end
+redis.call('HSET', KEYS[2], e.session, ARGV[1])
+redis.call('HSET', KEYS[3], e.visitor, ARGV[1])
+local leases = {}
+for _, lease in ipairs(e.leases) do
+  leases[#leases + 1] = lease
+  leases[#leases + 1] = ARGV[1]
 end
-if ARGV[8] == '1' then
-  redis.call('HINCRBY', KEYS[5], e.session, 1)
-  if ARGV[9] ~= '' then
-    local kept = redis.call('HGET', KEYS[6], e.session)
-    local urls = kept and cjson.decode(kept) or {}
-    table.insert(urls, ARGV[9])
-    while #urls > """
-    + str(URLS_KEPT)
-    + """ do table.remove(urls, 1) end
-    redis.call('HSET', KEYS[6], e.session, cjson.encode(urls))
-  end
-end
+if #leases > 0 then redis.call('HSET', KEYS[4], unpack(leases)) end
+if ARGV[8] == '1' then redis.call('RPUSH', KEYS[5], string.format('%d %s', e.session, ARGV[9])) end
 return {1, cjson.encode(e.subs), e.hold}
 """
 )
 _FAST_SHA = hashlib.sha1(_FAST.encode()).hexdigest()
-_FAST_KEYS = (PENDING_SESSIONS, PENDING_VISITORS, PENDING_LEASES, PENDING_VIEWS, SESSION_URLS)
+_FAST_KEYS = (PENDING_SESSIONS, PENDING_VISITORS, PENDING_LEASES, PAGE_VIEWS)
 
 
 def exchange(*commands) -> list:
@@ -256,6 +257,15 @@ def _read(names: list[str]) -> list[dict[int, bytes]]:
     return [{int(field): value for field, value in client.hgetall(name).items()} for name in names]
 
 
+def _page_views(names: list[str]):
+    """(session id, URL or "") of each page view queued in the claimed copies, oldest first."""
+    client = redis()
+    for name in names:
+        for entry in client.lrange(name, 0, -1):
+            session_id, _, url = entry.decode().partition(" ")
+            yield int(session_id), url
+
+
 def _newest(copies: list[dict[int, bytes]]) -> dict[int, float]:
     values: dict[int, float] = {}
     for copy in copies:
@@ -294,9 +304,9 @@ def flush(orphans: bool = False) -> int:
     Returns the number of leases touched."""
     if not enabled():
         return 0
-    keys = (PENDING_LEASES, PENDING_SESSIONS, PENDING_VIEWS, PENDING_VISITORS, SESSION_URLS)
+    keys = (PENDING_LEASES, PENDING_SESSIONS, PENDING_VIEWS, PENDING_VISITORS, SESSION_URLS, PAGE_VIEWS)
     claimed = {key: _claim(key, orphans, _LEGACY.get(key, "")) for key in keys}
-    copies = {key: _read(names) for key, names in claimed.items()}
+    copies = {key: _read(names) for key, names in claimed.items() if key != PAGE_VIEWS}
     leases = _newest(copies[PENDING_LEASES])
     views: dict[int, int] = {}
     for copy in copies[PENDING_VIEWS]:
@@ -306,6 +316,11 @@ def flush(orphans: bool = False) -> int:
     for copy in copies[SESSION_URLS]:
         for session_id, kept in copy.items():
             urls[session_id] = [*urls.get(session_id, []), *json.loads(kept)][-URLS_KEPT:]
+    for session_id, url in _page_views(claimed[PAGE_VIEWS]):
+        views[session_id] = views.get(session_id, 0) + 1
+        if url:
+            urls.setdefault(session_id, []).append(url)
+    urls = {session_id: kept[-URLS_KEPT:] for session_id, kept in urls.items()}
     legacy_urls = [] if redis_client.is_cluster() else [f"et:urls:{session_id}" for session_id in views]
     for name in legacy_urls:  # lists an upgrade left (one per session before the hash)
         kept = [u.decode() for u in redis().lrange(name, 0, -1)]

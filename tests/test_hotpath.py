@@ -213,18 +213,13 @@ def test_the_fast_path_survives_a_flushed_script_cache_and_killed_connections(cl
     assert activity.redis().script_exists(activity._FAST_SHA) == [True]
 
 
-def test_a_connection_broken_after_the_pool_handed_it_over_is_replaced_once(monkeypatch):
-    pool = activity.redis().connection_pool
-    handed = pool.get_connection
-    broken = []
-
-    def get_connection(*args, **kwargs):
-        connection = handed(*args, **kwargs)
-        if not broken:  # the first one breaks after the pool's own check
-            connection._sock.close()
-            broken.append(connection)
-        return connection
-
-    monkeypatch.setattr(pool, "get_connection", get_connection)
+def test_a_held_connection_broken_meanwhile_is_replaced_once():
+    """Each thread keeps its connection between exchanges (lib.redis_client):
+    one whose socket broke since (Redis restarted) is replaced, and the
+    exchange sent again once."""
+    activity.exchange(("PING",))
+    _pool, held = redis_client._held.connections[id(activity.redis().connection_pool)]
+    held._sock.close()
     assert activity.exchange(("SET", "et:test", "1"), ("GET", "et:test")) == [b"OK", b"1"]
-    assert broken
+    _pool, replaced = redis_client._held.connections[id(activity.redis().connection_pool)]
+    assert replaced is not held
