@@ -4,6 +4,7 @@ and its ratio against a loop of bare allocations (`lease_acquire` for a new
 visitor, nothing else) of the same count, measured in the same run.
 
     .venv/bin/python bench/simulator.py [--days 7] [--rate 1000] [--size 400] [--baseline 3000]
+        [--reuse-db] [--profile FILE]
 
 In-process on PostgreSQL (a throwaway database `emailtrack_bench_sim`). The
 baseline times `--baseline` allocations and scales them to the simulation's
@@ -12,6 +13,7 @@ measured); its per-allocation time is printed too.
 """
 
 import argparse
+import cProfile
 import os
 import resource
 import sys
@@ -22,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.update(
     DATABASE_URL="postgres://postgres:postgres@127.0.0.1:5432/emailtrack_bench_sim",
-    REDIS_URL="redis://127.0.0.1:6379/12",
+    REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/10"),
     SECRET_KEY="bench-secret-key-bench-secret-key-bench-secret-key",
     ENCRYPTION_KEY="Zk1pQmV2b3l3b2x2T1N0b0lQeGJYc3N2c2h6d0F0d0k=",
     DJANGO_SETTINGS_MODULE="config.settings",
@@ -37,17 +39,21 @@ def main():
     parser.add_argument("--hold", type=int, default=30)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--baseline", type=int, default=3000)
+    parser.add_argument("--reuse-db", action="store_true", help="keep the database of an earlier run (migrated)")
+    parser.add_argument("--profile", help="write a cProfile of the simulation to this file")
     args = parser.parse_args()
     import psycopg
 
     with psycopg.connect("postgresql://postgres:postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS emailtrack_bench_sim WITH (FORCE)")
-        conn.execute("CREATE DATABASE emailtrack_bench_sim")
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = 'emailtrack_bench_sim'").fetchone()
+        if not (args.reuse_db and exists):
+            conn.execute("DROP DATABASE IF EXISTS emailtrack_bench_sim WITH (FORCE)")
+            conn.execute("CREATE DATABASE emailtrack_bench_sim")
     import django
 
     django.setup()
     from django.core.management import call_command
-    from django.db import transaction
+    from django.db import connection, transaction
     from django.test.utils import override_settings
     from django.utils import timezone
 
@@ -67,12 +73,25 @@ def main():
     )
     shape = PoolShape(size=args.size, hold_minutes=args.hold)
     simulation = Simulation(traffic, shape, start=timezone.now().replace(microsecond=0) - timezone.timedelta(days=8))
-    verdicts = simulation.run()
+    queries = [0]
+
+    def count(execute, sql, params, many, context):
+        queries[0] += 1
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(count):
+        if args.profile:
+            profiler = cProfile.Profile()
+            verdicts = profiler.runcall(simulation.run)
+            profiler.dump_stats(args.profile)
+        else:
+            verdicts = simulation.run()
     total = planned + verdicts.seconds
     print(
         f"simulation: {verdicts.requests} requests, {verdicts.letters} letters, "
         f"{verdicts.visitor_accuracy:.2%} correct visitors, {verdicts.exhaustions} exhaustions "
-        f"in {verdicts.seconds:.1f} s (with the plan {total:.1f} s)"
+        f"in {verdicts.seconds:.1f} s (with the plan {total:.1f} s); "
+        f"{queries[0]} SQL statements, {queries[0] / max(verdicts.requests, 1):.1f} a request"
     )
 
     # The baseline: bare allocations (a new visitor takes a free address), in

@@ -7,21 +7,28 @@ to decide. What runs is what production runs:
 - each page view and heartbeat is a `tracker.services.collect` call, which
   resolves the site, records the session and asks `substitution.visits.
   substitute` for the visit's address (a new visitor through the first-visit
-  statement, a known one through `lease_acquire`: leasing, extension, the
-  returning visitor's previous address, LRU, the exhaustion policy);
-- every virtual minute the periodic release of expired leases runs
-  (`substitution.services.release_all_expired`, the beat task's work);
+  statement, a known one through the fast path or `lease_acquire`: leasing,
+  extension, the returning visitor's previous address, LRU, the exhaustion
+  policy);
+- every virtual minute the beat's work for the pool runs: the activity
+  written behind is flushed and the leases whose hold ran out are released
+  (`substitution.services.release_expired_leases`);
 - every `sync_minutes` the letters that reached the mailbox meanwhile are
   stored (`mailbox_sync.store.store_letters`, raw RFC 822 bytes, arrival time
   as IMAP INTERNALDATE) and attributed (`attribution.services.
   attribute_letters`), as a mailbox sync does.
 
-The services run in their PostgreSQL path, as the embedded default runs
-them: no Redis fast path, every page view written through. Redis holds
-activity with real-time TTLs and a flush that would, inside the simulation's
-transaction, take up real visitors' pending activity; written through, the
-database sees every activity at its virtual time, which is what the fast
-path's flush converges to.
+Where Redis is configured (as in production), a returning visitor's page
+views and heartbeats go through collect's fast path as real ones do: answered
+from Redis, their activity written behind and flushed to PostgreSQL by
+`substitution.activity.flush` every virtual minute (production flushes every
+ACTIVITY_FLUSH_SECONDS) and before every release, so the database sees each
+activity within the minute, before any release or letter reads it. The
+fast path's checks (database expiry half a hold away, session timeout) read
+the virtual clock; its keys' real-time TTLs only decide when Redis forgets
+them. Without Redis, and for pools that "take over" (the victim is the lease
+least recently active in the database, which must be exact), every page view
+is written through, as the embedded default runs.
 
 Heartbeats: the snippet beats every minute while the page is visible. A
 heartbeat changes a lease only by moving its expiry; when nothing else can
@@ -30,32 +37,42 @@ hold and the session timeout) leaves every decision the same: a lease never
 looks expired while its visitor is active, and the visit's last activity is
 always sent, so releases, LRU order and attribution see the same times. With
 "take over" the least recently active lease is the victim, so there every
-minute's beat is sent (`step` = 1).
+minute's beat is sent (`step` = 1). A test compares the verdicts of both
+against every minute's beat.
 
-One transaction per virtual minute, committed. (One transaction for the
-whole run, rolled back, was tried: while it is open no superseded version of
-the pool's address rows can be pruned, so every allocation's scan for the
-free address released longest ago grew with the run, quadratic in the
-number of visitors.) The sandbox and all it wrote are deleted at the end.
+Each request commits on its own, as collect's requests do, with
+synchronous_commit off for the run (the scratch project is deleted at the
+end; nothing of it needs to survive a crash). (One transaction for the whole
+run, rolled back, was tried: while it is open no superseded version of the
+pool's address rows can be pruned, so every allocation's scan for the free
+address released longest ago grew with the run, quadratic in the number of
+visitors. One transaction per virtual minute turned every statement of
+collect's into a savepoint pair and held the flush's row locks on real
+visitors' leases for the whole minute.) The sandbox and all it wrote are
+deleted at the end.
 """
 
 import bisect
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.test.utils import override_settings
 
 from attribution.services import attribute_letters
 from mailbox_sync.models import Letter
 from mailbox_sync.store import Incoming, store_letters
+from substitution.activity import flush as flush_activity
+from substitution.activity import forget as forget_answer
+from substitution.activity import visit_key
 from substitution.models import Lease, Pool, PoolExhaustion
-from substitution.services import release_all_expired
+from substitution.services import release_expired_leases
 from tracker.services import CollectRequest, collect
 
 from .sandbox import DOMAIN, PoolShape, make_sandbox, remove_leftovers, remove_sandbox
@@ -118,12 +135,24 @@ class _Visitor:
 class Simulation:
     """Run a plan against one pool shape; `run()` returns the verdicts."""
 
-    def __init__(self, plan: Plan, shape: PoolShape, start: datetime, progress: Callable[[float], None] | None = None):
+    def __init__(
+        self,
+        plan: Plan,
+        shape: PoolShape,
+        start: datetime,
+        progress: Callable[[float], None] | None = None,
+        *,
+        step: float | None = None,
+        written_behind: bool | None = None,
+    ):
         self.plan = plan
         self.shape = shape
         self.start = start
         self.progress = progress
-        self.step = activity_step(shape)
+        self.step = step or activity_step(shape)  # 1: every minute's beat, as the snippet sends them
+        if written_behind is None:
+            written_behind = bool(settings.REDIS_URL) and shape.exhausted_policy != Pool.ExhaustedPolicy.TAKE_OVER
+        self.written_behind = written_behind
         self.visitors = [_Visitor() for _ in plan.visits]
         self.truths: list[Truth] = []
         self.letter_ids: list[int] = []
@@ -135,12 +164,14 @@ class Simulation:
 
     def run(self) -> Verdicts:
         started = time.perf_counter()
-        with override_settings(REDIS_URL="", COLLECT_RATE_LIMIT_PER_MINUTE=10**9):
+        redis_url = settings.REDIS_URL if self.written_behind else ""
+        with override_settings(REDIS_URL=redis_url, COLLECT_RATE_LIMIT_PER_MINUTE=10**9):
             remove_leftovers()
             with transaction.atomic():
                 self.sandbox = make_sandbox(self.shape)
             try:
-                self._drive()
+                with _commits_without_waiting():
+                    self._drive()
                 with transaction.atomic():
                     vids = [state.vid for state in self.visitors]
                     verdicts = judge(self.sandbox.site, vids, self.truths, self.letter_ids, self.start)
@@ -149,6 +180,7 @@ class Simulation:
                         pool=self.sandbox.pool, end_reason=Lease.EndReason.TAKEN_OVER
                     ).count()
             finally:
+                self._forget_answers()
                 remove_sandbox(self.sandbox)
         self.seconds = time.perf_counter() - started
         verdicts.requests = self.requests
@@ -171,24 +203,34 @@ class Simulation:
             )
             minute = max(minute, int(upcoming))
             horizon = minute + 1
-            with transaction.atomic():
-                while next_request < len(requests) and requests[next_request][0] < horizon:
-                    self._request(*requests[next_request])
-                    next_request += 1
-                if horizon - last_release >= RELEASE_MINUTES:
-                    release_all_expired(self.at(horizon))
-                    last_release = horizon
-                if horizon - last_sync >= SYNC_MINUTES or next_request >= len(requests):
-                    arrived = next_letter
-                    while arrived < len(letters) and letters[arrived].arrives < horizon:
-                        arrived += 1
-                    if arrived > next_letter:
-                        self._sync(next_letter, arrived)
-                        next_letter = arrived
-                    last_sync = horizon
+            while next_request < len(requests) and requests[next_request][0] < horizon:
+                self._request(*requests[next_request])
+                next_request += 1
+            # The beat's work: activity written behind reaches the database,
+            # then the leases whose hold ran out are released.
+            flush_activity()
+            if horizon - last_release >= RELEASE_MINUTES:
+                release_expired_leases(self.sandbox.pool, self.at(horizon))
+                last_release = horizon
+            if horizon - last_sync >= SYNC_MINUTES or next_request >= len(requests):
+                arrived = next_letter
+                while arrived < len(letters) and letters[arrived].arrives < horizon:
+                    arrived += 1
+                if arrived > next_letter:
+                    self._sync(next_letter, arrived)
+                    next_letter = arrived
+                last_sync = horizon
             minute = horizon
             if self.progress:
                 self.progress(min(minute / end, 1.0))
+
+    def _forget_answers(self) -> None:
+        """The fast path's answers cached for the run's visitors (they would
+        only expire by Redis's clock)."""
+        if self.written_behind and hasattr(self, "sandbox"):
+            for state in self.visitors:
+                if state.vid:
+                    forget_answer(visit_key(self.sandbox.site.pk, state.vid))
 
     def _request(self, minute: float, visitor: int, number: int, kind: str) -> None:
         state = self.visitors[visitor]
@@ -241,6 +283,22 @@ class Simulation:
         ids = [outcome.letter_id for outcome in stored.outcomes]
         self.letter_ids += ids
         attribute_letters(ids)
+
+
+@contextmanager
+def _commits_without_waiting():
+    """synchronous_commit off on this connection while the run lasts
+    (PostgreSQL): its commits do not wait for the disk."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SET synchronous_commit TO off")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET synchronous_commit")
 
 
 def _ip(visitor: int) -> str:
