@@ -18,7 +18,7 @@ PostgreSQL only (`available`); elsewhere the callers rank in Python.
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import QuerySet
 
 ZERO = Decimal("0.00")
@@ -84,7 +84,11 @@ def ranked_page(
         f" SELECT g.*, count(*) OVER () AS group_count, {totals} FROM g ORDER BY {', '.join(ranking)}{page}"
     )
     bounds = [limit, offset] if limit is not None else [offset]
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        # A few thousand rows: parallel workers cost more to start than they
+        # save, the more so on a busy server (the planner's estimate of the
+        # grouped rows is what tempts it).
+        cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
         cursor.execute(sql, [*params, *bounds])
         found = cursor.fetchall()
         if not found and offset:
