@@ -32,6 +32,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from mailbox_sync import threads
+from mailbox_sync.bulk import copy_insert
 from mailbox_sync.models import Letter, Mailbox
 from substitution.decoder import Match
 from substitution.models import Address, StaticAddress
@@ -61,24 +62,21 @@ LETTER_FIELDS = (
 )
 
 
-def attribute_letters(letter_ids) -> dict[int, int | None]:
+def attribute_letters(letter_ids, *, stored: dict[int, Letter] | None = None) -> dict[int, int | None]:
     """Make or join the lead of each stored letter, in the order given.
     Idempotent: letters already attributed are left as they are (and
     concurrent calls wait on the letters' row locks), so one letter never
     makes two leads. Returns each newly attributed letter's lead id (None:
-    not a lead)."""
+    not a lead). `stored`: letters as the caller just stored them (by id);
+    those are locked and checked but not read back, but for the two fields
+    that may have changed since (a later letter reusing the Message-ID, a
+    reason set meanwhile)."""
     order = list(dict.fromkeys(letter_ids))
     if not order:
         return {}
     now = timezone.now()
     with transaction.atomic():
-        found = {
-            letter.pk: letter
-            for letter in Letter.objects.select_for_update(of=("self",))
-            .filter(pk__in=order, attributed_at__isnull=True)
-            .only(*LETTER_FIELDS)
-            .order_by()
-        }
+        found = _lock_unattributed(order, stored or {})
         letters = [found[pk] for pk in order if pk in found]
         if not letters:
             return {}
@@ -91,6 +89,23 @@ def attribute_letters(letter_ids) -> dict[int, int | None]:
         for project_id, group in by_project.items():
             outcome.update(_ProjectBatch(project_id, group, now).run())
     return outcome
+
+
+def _lock_unattributed(order: list[int], stored: dict[int, Letter]) -> dict[int, Letter]:
+    """The letters among `order` not attributed yet, locked for update."""
+    unattributed = Letter.objects.select_for_update(of=("self",)).filter(attributed_at__isnull=True).order_by()
+    held = [pk for pk in order if pk in stored]
+    found = {}
+    if held:
+        rows = unattributed.filter(pk__in=held).values_list("id", "message_id_reused", "not_lead_reason")
+        for pk, reused, reason in rows:
+            letter = stored[pk]
+            letter.message_id_reused, letter.not_lead_reason = reused, reason
+            found[pk] = letter
+    rest = [pk for pk in order if pk not in stored]
+    if rest:
+        found.update((letter.pk, letter) for letter in unattributed.filter(pk__in=rest).only(*LETTER_FIELDS))
+    return found
 
 
 @dataclass
@@ -331,8 +346,7 @@ class _ProjectBatch:
     # --- Writing ----------------------------------------------------------------
 
     def _write(self) -> dict[int, int | None]:
-        if self.new_leads:
-            Lead.objects.bulk_create(self.new_leads)
+        copy_insert(Lead, self.new_leads)
         if self.joined:
             latest = Case(
                 *(

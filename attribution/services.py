@@ -28,12 +28,13 @@ def attribute_letter(letter_id: int) -> Lead | None:
 
 
 def attribute_stored(letter_ids: list[int]) -> None:
-    """The listener of "letters stored": the letters as one batch. When the
+    """The listener of "letters stored": the letters as one batch (read from
+    what the sync stored when it announces them with the letters). When the
     batch fails, each letter is attributed as a batch of one, so that a
     failure is recorded on the one letter that caused it; that letter stays
     stored and is retried by a later sync."""
     try:
-        attribute_letters(letter_ids)
+        attribute_letters(letter_ids, stored=getattr(letter_ids, "letters", None))
         return
     except Exception:  # noqa: BLE001 - found out letter by letter below
         log.exception("Attribution of a batch of %s letters failed; attributing them one by one", len(letter_ids))

@@ -17,8 +17,9 @@ printed only for context. The sync reports where its time went, in three
 parts that overlap: fetching and parsing (in a child process, as for any
 folder with SYNC_FETCH_PROCESS_MIN_LETTERS letters to read or more),
 storing (the sync's thread: a COPY per batch) and attribution (the
-attribution app's `attribute_letters`, a batch of up to 500 letters at a
-time, on a thread of its own); the slowest of them bounds the sync. The CPU
+attribution app's `attribute_letters`, a batch of 500 letters or more at a
+time, up to 2,000 when batches queue up, on a thread of its own); the
+slowest of them bounds the sync. The CPU
 share is that of the sync's own process (the child apart); the CPU a letter
 takes is shown for the sync's process and the fetching process (PostgreSQL's
 and Dovecot's apart). On a loaded machine the ratio follows the total CPU

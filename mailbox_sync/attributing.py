@@ -5,7 +5,10 @@ twenty queries and the work between them). Run on its own thread, with its
 own database connection, it overlaps the storing of the next batches, and
 each side's round trips leave the interpreter to the other. Batches are
 attributed one at a time in the order they were committed, so a later letter
-still joins the lead of an earlier one.
+still joins the lead of an earlier one; batches that queued up while one was
+attributed go together (a batch costs the same few queries whatever its
+size). The letters are handed over as stored, so attribution need not read
+them back.
 
 Letters a sync stored but did not attribute (it stopped, failed or was
 killed) are attributed by the next sync's `attribute_pending`; attribution
@@ -23,6 +26,8 @@ from django.db import connection
 from . import store
 
 _END = None
+# Letters attributed together at most when batches queue up behind a slow one.
+MERGED_MOST = 2000
 
 
 class InlineAttribution:
@@ -58,17 +63,39 @@ class BackgroundAttribution:
 
     def _run(self) -> None:
         try:
-            while (letter_ids := self._batches.get()) is not _END:
-                if self._error is not None or self._dropping.is_set():
+            ended = False
+            while not ended:
+                letters, ended = self._next()
+                if not letters or self._error is not None or self._dropping.is_set():
                     continue
                 started = time.perf_counter()
                 try:
-                    store.attribute_stored(letter_ids)
+                    store.attribute_stored(letters, most=max(len(letters), store.ATTRIBUTION_BATCH))
                 except BaseException as error:  # noqa: BLE001 - raised by finish() in the sync's thread
                     self._error = error
                 self.seconds += time.perf_counter() - started
         finally:
             connection.close()  # this thread's own connection
+
+    def _next(self) -> tuple[list, bool]:
+        """The next batch, with the batches queued behind it while the
+        last one was attributed (up to MERGED_MOST letters): one batch
+        costs the same few queries whatever its size, so attribution
+        catches up instead of falling further behind. And whether the end
+        was reached."""
+        letters = self._batches.get()
+        if letters is _END:
+            return [], True
+        letters = list(letters)
+        while len(letters) < MERGED_MOST:
+            try:
+                more = self._batches.get_nowait()
+            except queue.Empty:
+                break
+            if more is _END:
+                return letters, True
+            letters.extend(more)
+        return letters, False
 
     def add(self, letter_ids: list[int]) -> None:
         if self._error is not None:

@@ -1,17 +1,18 @@
-"""Inserting a batch of new letters and their sources in three round trips.
+"""Inserting a batch of new rows (letters and their sources; attribution's
+leads) in a few round trips.
 
 Django's `bulk_create` spends about as much Python time on each letter as
 parsing it does (every field of every row goes through the query compiler
 and is quoted into the statement's text), and the server then parses a
 statement of megabytes, raw sources in hex. Here the ids come from the
-letters' sequence in one query, and the rows and the sources go by binary
-COPY, which psycopg writes in C. The columns are read from the model, so a
-new field is copied too; a column of a type not listed here sends the batch
-through `bulk_create` instead.
+table's sequence in one query, and the rows go by binary COPY, which psycopg
+writes in C. The columns are read from the model, so a new field is copied
+too; a column of a type not listed here sends the batch through
+`bulk_create` instead.
 
 A unique violation aborts the whole COPY: it surfaces as Django's
 IntegrityError, as `bulk_create`'s would, and the caller falls back to
-storing the letters one by one.
+storing the rows one by one.
 """
 
 import functools
@@ -31,6 +32,7 @@ COPY_TYPES = {
     "jsonb": "jsonb",
     "timestamp with time zone": "timestamptz",
     "bytea": "bytea",
+    "numeric": "numeric",
 }
 
 
@@ -39,31 +41,67 @@ def _copy_type(db_type: str | None) -> str | None:
         return None
     if db_type.startswith("varchar("):
         return "text"  # the same bytes on the wire; the column checks the length
+    if db_type.startswith("numeric("):
+        return "numeric"  # the column rounds to its scale, as for an INSERT
     return COPY_TYPES.get(db_type)
 
 
-def _columns(model) -> tuple[str, list[str], list[str]] | None:
-    """The COPY statement's column list, the attributes to read and their
-    types; None when a column has a type COPY_TYPES lacks."""
+@functools.cache
+def _layout(model) -> tuple[str, list[str], list[str], list[str]] | None:
+    """The COPY statement's column list, the attributes to read, their types
+    and the attributes stamped with the time of insertion; None when a
+    column has a type COPY_TYPES lacks."""
     fields = model._meta.concrete_fields
     types = [_copy_type(field.db_type(connection)) for field in fields]
     if None in types:
         return None
     names = ", ".join(connection.ops.quote_name(field.column) for field in fields)
-    return names, [field.attname for field in fields], types
-
-
-@functools.cache
-def _layout():
-    letters = _columns(Letter)
-    if letters is None or [field.attname for field in LetterSource._meta.concrete_fields] != ["letter_id", "raw"]:
-        return None
     stamped = [
-        field.attname
-        for field in Letter._meta.concrete_fields
-        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False)
+        field.attname for field in fields if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False)
     ]
-    return letters, stamped
+    return names, [field.attname for field in fields], types, stamped
+
+
+def copy_insert(model, objects: list) -> None:
+    """Insert new model instances (not saved yet) as `bulk_create` would:
+    each gets its pk, its auto_now fields the time of insertion and its
+    state saved. By COPY on PostgreSQL when every column's type allows it,
+    else by `bulk_create`. Raises IntegrityError when a row breaks a
+    constraint (nothing of the batch is inserted then)."""
+    if not objects:
+        return
+    layout = _layout(model) if connection.vendor == "postgresql" else None
+    if layout is None:
+        model.objects.bulk_create(objects)
+        return
+    with connection.cursor() as cursor:
+        _copy_rows(cursor, model, objects, layout)
+    _mark_saved(objects)
+
+
+def _copy_rows(cursor, model, objects: list, layout) -> None:
+    columns, attnames, types, stamped = layout
+    cursor.execute(
+        "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+        [model._meta.db_table, model._meta.pk.column, len(objects)],
+    )
+    now = timezone.now()
+    for instance, (pk,) in zip(objects, cursor.fetchall(), strict=True):
+        instance.pk = pk
+        for attname in stamped:
+            setattr(instance, attname, now)
+    with connection.wrap_database_errors:
+        table = connection.ops.quote_name(model._meta.db_table)
+        with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(types)
+            for instance in objects:
+                copy.write_row([getattr(instance, attname) for attname in attnames])
+
+
+def _mark_saved(objects: list) -> None:
+    for instance in objects:
+        instance._state.adding = False
+        instance._state.db = connection.alias
 
 
 def insert_letters(letters: list[Letter], raws: list[bytes]) -> None:
@@ -71,8 +109,8 @@ def insert_letters(letters: list[Letter], raws: list[bytes]) -> None:
     letter's pk. Raises IntegrityError when one is stored already."""
     if not letters:
         return
-    layout = _layout() if connection.vendor == "postgresql" else None
-    if layout is None:
+    layout = _layout(Letter) if connection.vendor == "postgresql" else None
+    if layout is None or [field.attname for field in LetterSource._meta.concrete_fields] != ["letter_id", "raw"]:
         Letter.objects.bulk_create(letters)
         # By id: `letter=` would also cache the source on the letter, a
         # reference cycle that keeps the raw bytes until the next full
@@ -81,29 +119,12 @@ def insert_letters(letters: list[Letter], raws: list[bytes]) -> None:
             LetterSource(letter_id=letter.pk, raw=raw) for letter, raw in zip(letters, raws, strict=True)
         )
         return
-    (letter_columns, letter_attnames, letter_types), stamped = layout
-    now = timezone.now()
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
-            [Letter._meta.db_table, Letter._meta.pk.column, len(letters)],
-        )
-        for letter, (pk,) in zip(letters, cursor.fetchall(), strict=True):
-            letter.pk = pk
-            for attname in stamped:
-                setattr(letter, attname, now)
+        _copy_rows(cursor, Letter, letters, layout)
         with connection.wrap_database_errors:
-            copying = cursor.cursor
-            letter_table = connection.ops.quote_name(Letter._meta.db_table)
-            with copying.copy(f"COPY {letter_table} ({letter_columns}) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(letter_types)
-                for letter in letters:
-                    copy.write_row([getattr(letter, attname) for attname in letter_attnames])
             source_table = connection.ops.quote_name(LetterSource._meta.db_table)
-            with copying.copy(f"COPY {source_table} (letter_id, raw) FROM STDIN (FORMAT BINARY)") as copy:
+            with cursor.cursor.copy(f"COPY {source_table} (letter_id, raw) FROM STDIN (FORMAT BINARY)") as copy:
                 copy.set_types(["int8", "bytea"])
                 for letter, raw in zip(letters, raws, strict=True):
                     copy.write_row((letter.pk, raw))
-    for letter in letters:
-        letter._state.adding = False
-        letter._state.db = connection.alias
+    _mark_saved(letters)

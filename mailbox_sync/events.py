@@ -2,7 +2,8 @@
 
 `letters stored`: stored letters wait to be turned into leads. mailbox_sync
 never imports the app that does it (attribution): that app subscribes once
-in its AppConfig.ready, and is called with the letters' ids in arrival order,
+in its AppConfig.ready, and is called with the letters' ids in arrival order
+(a sync announces them as a StoredLetters, which holds the letters too),
 on the caller's thread, after the letters have been stored (committed,
 unless the caller holds a transaction of its own). Listeners must be
 idempotent: letters a crash left unattributed are announced again by the
@@ -55,11 +56,25 @@ def unsubscribe(listener) -> None:
             listeners.remove(listener)
 
 
+class StoredLetters(list):
+    """The ids of stored letters, announced with the letters themselves as
+    they were stored (`letters`: id → Letter) while the sync still holds
+    them, so that a listener need not read back what was just written.
+    Another listener gets the same objects: a listener may bring a field up
+    to date from the database, and changes nothing else on them."""
+
+    def __init__(self, letters):
+        letters = list(letters)
+        super().__init__(getattr(letter, "pk", letter) for letter in letters)
+        self.letters = {letter.pk: letter for letter in letters if not isinstance(letter, int)}
+
+
 def letters_stored(letter_ids: list[int]) -> None:
-    """Announce stored letters. A listener's failure is its own to record
-    (attribution records it on the letter); it is logged and the other
-    listeners still run."""
-    letter_ids = list(letter_ids)
+    """Announce stored letters (ids, or a StoredLetters). A listener's
+    failure is its own to record (attribution records it on the letter); it
+    is logged and the other listeners still run."""
+    if not isinstance(letter_ids, StoredLetters):
+        letter_ids = list(letter_ids)
     if not letter_ids:
         return
     for listener in list(_stored_listeners):

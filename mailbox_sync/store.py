@@ -366,13 +366,19 @@ def ingest_raw(*, mailbox: Mailbox, raw: bytes, origin: str = Letter.Origin.FILE
     return letter if outcome.seen == Seen.STORED else None
 
 
-def attribute_stored(letter_ids: list[int]) -> None:
+def attribute_stored(letter_ids: list, *, most: int | None = None) -> None:
     """Hand stored letters on to be turned into leads, in the order given
     (arrival order, so that a later letter can join an earlier one's lead),
-    a batch at a time: announced as "letters stored" (`events`), which
-    attribution listens to."""
-    for start in range(0, len(letter_ids), ATTRIBUTION_BATCH):
-        events.letters_stored(letter_ids[start : start + ATTRIBUTION_BATCH])
+    `most` (default ATTRIBUTION_BATCH) at a time: announced as "letters
+    stored" (`events`), which attribution listens to. `letter_ids` may hold
+    the stored Letter objects themselves: their ids are announced, with the
+    letters as stored for a listener to read instead of the database."""
+    most = most or ATTRIBUTION_BATCH
+    for start in range(0, len(letter_ids), most):
+        chunk = letter_ids[start : start + most]
+        if any(isinstance(letter, Letter) for letter in chunk):
+            chunk = events.StoredLetters(chunk)
+        events.letters_stored(chunk)
 
 
 def attribute_pending(mailbox: Mailbox) -> int:

@@ -266,7 +266,7 @@ def _sync_folder(
     # size), then are attributed while the next ones are stored; letters a
     # crash leaves unattributed are picked up by the next sync's
     # attribute_pending.
-    unattributed: list[int] = []
+    unattributed: list = []
     fetching = _start_fetching(client, connect, folder, uidvalidity, produce, many=len(uids), for_replies=for_replies)
     # Attribution on a thread of its own only when the fetching and parsing
     # left this process: otherwise the threads would take turns on one core.
@@ -311,7 +311,7 @@ def _sync_folder(
                     result.malformed += stored.malformed
                     result.truncated += stored.truncated
                     result.copies += stored.copies
-                    unattributed.extend(letter.pk for letter in stored.letters)
+                    unattributed.extend(stored.letters)  # as stored: attribution need not read them back
                     attribute(store.ATTRIBUTION_BATCH)
                 if progress is not None:
                     progress.advance(len(run))
