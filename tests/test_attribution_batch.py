@@ -232,6 +232,40 @@ def test_a_batch_gives_the_same_leads_and_match_kinds_as_letter_by_letter(
     assert sorted(heard[events.LEAD_UPDATED]) == sorted(lead.pk for lead in before)
 
 
+def test_letters_handed_over_as_stored_give_what_they_give_read_back(setup, django_capture_on_commit_callbacks):
+    order, before = world(setup)
+    BEFORE_MAX[0] = max(lead.pk for lead in before)
+    with django_capture_on_commit_callbacks(execute=True):
+        attribute_letters([letter.pk for letter in order])
+    read_back = outcome(order)
+    undo(order, before)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        attribute_letters([letter.pk for letter in order], stored={letter.pk: letter for letter in order})
+
+    assert outcome(order) == read_back
+
+
+def test_a_letter_handed_over_as_stored_is_read_with_what_changed_since(setup):
+    first = store(setup, T0, MAIN, sender="a@client.test", message_id="<same@client.test>")
+    # A later batch stored another letter under its Message-ID and flagged both.
+    Letter.objects.filter(pk=first.pk).update(message_id_reused=True, not_lead_reason="spam folder")
+    assert (first.message_id_reused, first.not_lead_reason) == (False, "")
+
+    attribute_letters([first.pk], stored={first.pk: first})
+
+    stored = Letter.objects.get(pk=first.pk)
+    assert (stored.lead_id, stored.not_lead_reason) == (None, "spam folder")
+    assert first.message_id_reused is True
+
+
+def test_a_letter_handed_over_as_stored_but_attributed_meanwhile_is_left_alone(setup):
+    letter = store(setup, T0, MAIN, sender="a@client.test")
+    lead = attribute_letter(letter.pk)
+    assert attribute_letters([letter.pk], stored={letter.pk: letter}) == {}
+    assert Lead.objects.get() == lead
+
+
 def test_attributing_a_batch_twice_makes_no_more_leads(setup):
     letters = [store(setup, T0 + minutes(n), MAIN, sender=f"s{n % 3}@client.test") for n in range(6)]
     ids = [letter.pk for letter in letters]
