@@ -8,7 +8,10 @@ from urllib.parse import urlsplit
 DOMAIN_RE = re.compile(r"\A(?=.{1,253}\Z)(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}\Z")
 
 
+@lru_cache(maxsize=4096)
 def host_of(url: str) -> str:
+    """The host a URL or Origin names, lower case, without "www." (cached:
+    collect asks it of every request's Origin and referrer)."""
     try:
         host = urlsplit(url).hostname or ""
     except ValueError:

@@ -7,6 +7,7 @@ import re
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -114,11 +115,16 @@ def parse_request(body: bytes) -> CollectRequest:
     )
 
 
+@lru_cache(maxsize=8)
+def _collect_rule(limit: int) -> ratelimit.Rule:
+    return ratelimit.Rule("collect-ip", limit, 60, tag=HOT)
+
+
 def collect_rule() -> ratelimit.Rule:
     """Requests per client address per minute (COLLECT_RATE_LIMIT_PER_MINUTE),
     its key in the hot path's hash slot: a returning visitor's page view is
     counted inside the fast path's one Redis script."""
-    return ratelimit.Rule("collect-ip", settings.COLLECT_RATE_LIMIT_PER_MINUTE, 60, tag=HOT)
+    return _collect_rule(settings.COLLECT_RATE_LIMIT_PER_MINUTE)
 
 
 def find_site(site_key: str) -> Site:
@@ -187,7 +193,8 @@ def collect(*, request: CollectRequest, origin: str, user_agent: str, now: datet
             snapshot = site_snapshot(request.site_key)
     if snapshot is None:
         raise CollectError(404, "Unknown site key")
-    domain_id = domain_of(snapshot.domains, host_of(origin))
+    own_host = host_of(origin)
+    domain_id = domain_of(snapshot.domains, own_host)
     if domain_id is None:
         raise CollectError(403, "Origin is not one of the site's domains")
     _touch_domain(domain_id, now)
@@ -197,11 +204,11 @@ def collect(*, request: CollectRequest, origin: str, user_agent: str, now: datet
     if device.is_bot:
         count_bot_hit(snapshot.site_id, now)
         return {"vid": None, "subs": [], "exp": None, "hb": settings.HEARTBEAT_SECONDS}
-    source = classify(request.url, request.ref, own_host=host_of(origin), excluded=snapshot.excluded_referrers)
-    visit = VisitRequest(site_id=snapshot.site_id, now=now, site_version=snapshot.fingerprint, vid=request.vid or "")
+    source = classify(request.url, request.ref, own_host=own_host, excluded=snapshot.excluded_referrers)
     if not request.consent:
         facts = visit_without_session(request, source, device, geo.locate(ip))
-        return _answer(None, substitute(replace(visit, vid="", facts=facts)))
+        visit = VisitRequest(site_id=snapshot.site_id, now=now, site_version=snapshot.fingerprint, facts=facts)
+        return _answer(None, substitute(visit))
 
     if fast_eligible:
         campaign_key = ""
@@ -217,11 +224,21 @@ def collect(*, request: CollectRequest, origin: str, user_agent: str, now: datet
             url=request.url,
         )
         try:
-            fast = substitute(replace(visit, returning=returning))
+            fast = substitute(
+                VisitRequest(
+                    site_id=snapshot.site_id,
+                    now=now,
+                    site_version=snapshot.fingerprint,
+                    vid=request.vid,
+                    returning=returning,
+                )
+            )
         except ratelimit.Limited as limited:
             raise CollectError(429, "Too many requests", limited.retry_after) from None
         if fast is not None:
             return _answer(request.vid, fast)
+
+    visit = VisitRequest(site_id=snapshot.site_id, now=now, site_version=snapshot.fingerprint, vid=request.vid or "")
 
     if request.vid is None and first_visit.supported():
         first_request = first_visit.visit_request(
