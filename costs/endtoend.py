@@ -287,11 +287,13 @@ def _ranked_from_days(project, leads, date_from, date_to, grouping, offset, limi
             {"sessions": "n"},
         ),
     ]
-    costs = Cost.objects.filter(project=project, day__gte=date_from, day__lte=date_to)
+    # Whole weeks from the costs' weeks, the days around them from the costs.
+    cost_rows = rollups.cost_period(project, date_from, date_to)
     if with_costs:
         cost_names = {f"g_{name}": COST_FIELDS[name] for name in fields}
-        by_group = costs.annotate(**cost_names).values(*cost_names).annotate(s=Sum("amount")).order_by()
-        parts.append(ranked.Part(by_group, list(cost_names), {"cost": "s"}))
+        for rows in cost_rows:
+            by_group = rows.annotate(**cost_names).values(*cost_names).annotate(s=Sum("amount")).order_by()
+            parts.append(ranked.Part(by_group, list(cost_names), {"cost": "s"}))
     measures = {"leads": "count", "first_contacts": "count", "deals": "count", "amount": "money", "sessions": "count"}
     measures["cost"] = "money"
     page = ranked.ranked_page(parts, measures, ["leads", "sessions", "cost"], len(fields), offset, limit)
@@ -314,7 +316,10 @@ def _ranked_from_days(project, leads, date_from, date_to, grouping, offset, limi
         r.extra = responses.get(r.key, Response()).as_dict()
     _label(rows, grouping, fields, project)
     totals = page.totals
-    cost_total = (totals["cost"] or ZERO) if with_costs else costs.aggregate(s=Sum("amount"))["s"] or ZERO
+    if with_costs:
+        cost_total = totals["cost"] or ZERO
+    else:
+        cost_total = sum((rows.aggregate(s=Sum("amount"))["s"] or ZERO for rows in cost_rows), ZERO)
     total = Row(
         key=(),
         sessions=totals["sessions"] or 0,

@@ -61,6 +61,36 @@ class Cost(models.Model):
         return f"{self.day} {self.source}/{self.medium}/{self.campaign}: {self.amount}"
 
 
+class CostWeek(models.Model):
+    """The costs of a week (Monday to Sunday) per source / medium / campaign
+    as the costs spell them: their sum and how many cost rows it holds, so a
+    report of a period reads a row per week and group for its whole weeks
+    instead of one per day. Kept by the cost table's trigger (PostgreSQL,
+    migration 0005) in the same statement as the costs, whoever writes them;
+    a group's row goes when its last cost of the week does. `project_id` is a
+    bare id: a project deleted takes its costs, whose trigger takes these."""
+
+    project_id = models.BigIntegerField(_("project"))
+    week = models.DateField(_("week"), help_text=_("Its Monday"))
+    source = models.CharField(_("source"), max_length=200)
+    medium = models.CharField(_("medium"), max_length=200, blank=True)
+    campaign = models.CharField(_("campaign"), max_length=200, blank=True)
+    amount = models.DecimalField(_("amount"), max_digits=18, decimal_places=2, default=0)
+    costs = models.IntegerField(_("cost rows"), default=0)
+
+    class Meta:
+        verbose_name = _("costs of a week")
+        verbose_name_plural = _("costs of weeks")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project_id", "week", "source", "medium", "campaign"], name="cost_week_unique_key"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.week} {self.source}/{self.medium}/{self.campaign}: {self.amount}"
+
+
 class DayGroup(models.Model):
     """One day (in the project's time zone) of one group of the end-to-end
     report, for one grouping; kept by `costs.rollups` so that a report reads

@@ -36,7 +36,7 @@ from projects.models import Project
 from tracker.models import Session, Site
 
 from . import ranked
-from .models import ReportDay, RollupState, SessionDay, SessionDelta
+from .models import Cost, CostWeek, ReportDay, RollupState, SessionDay, SessionDelta
 from .response import first_letter_mailbox
 
 # grouping → the report day's key columns and, per source of rows, what fills them
@@ -308,6 +308,20 @@ def period(grouping: str, date_from: date, date_to: date) -> Q:
         | Q(grouping=grouping, day__gte=date_from, day__lt=first)
         | Q(grouping=grouping, day__gt=last + timedelta(days=6), day__lte=date_to)
     )
+
+
+def cost_period(project: Project, date_from: date, date_to: date) -> list[QuerySet]:
+    """The rows that sum up a period's costs, as for report days (`period`):
+    its whole weeks from `CostWeek`, the days around them from the costs.
+    Both have source, medium, campaign and amount."""
+    first = monday(date_from + timedelta(days=6))
+    last = monday(date_to + timedelta(days=1)) - timedelta(days=7)
+    costs = Cost.objects.filter(project=project)
+    if last < first:
+        return [costs.filter(day__gte=date_from, day__lte=date_to)]
+    weeks = CostWeek.objects.filter(project_id=project.pk, week__gte=first, week__lte=last, costs__gt=0)
+    days = costs.filter(Q(day__gte=date_from, day__lt=first) | Q(day__gt=last + timedelta(days=6), day__lte=date_to))
+    return [weeks, days]
 
 
 def report_days(project: Project, date_from: date, date_to: date, grouping: str) -> QuerySet[ReportDay]:

@@ -127,13 +127,9 @@ def top_sources(project, start: date, end: date) -> list[str]:
         .filter(n__gt=0)
         .order_by()
     )
-    cost_part = (
-        Cost.objects.filter(project=project, day__gte=start, day__lte=end)
-        .annotate(g_s=Lower("source"))
-        .values("g_s")
-        .annotate(total=Sum("amount"))
-        .order_by()
-    )
-    parts = [ranked.Part(lead_part, ["g_s"], {"leads": "n"}), ranked.Part(cost_part, ["g_s"], {"cost": "total"})]
+    parts = [ranked.Part(lead_part, ["g_s"], {"leads": "n"})]
+    for rows in rollups.cost_period(project, start, end):
+        cost_part = rows.annotate(g_s=Lower("source")).values("g_s").annotate(total=Sum("amount")).order_by()
+        parts.append(ranked.Part(cost_part, ["g_s"], {"cost": "total"}))
     page = ranked.ranked_page(parts, {"leads": "count", "cost": "money"}, ["leads * 1000000 + cost"], 1, 0, TOP_SOURCES)
     return [row["key"][0] for row in page.rows]

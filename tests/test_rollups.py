@@ -10,13 +10,17 @@ from decimal import Decimal
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from django.db.models import Count, Sum
+from django.db.models.functions import TruncWeek
 
 from attribution import privacy
 from attribution.leads import lead_update
 from attribution.models import Lead
 from costs import rollups, series
+from costs.csv_import import CostRow
 from costs.endtoend import GROUPINGS, end_to_end
-from costs.models import Cost, ReportDay, RollupState, SessionDay, SessionDelta
+from costs.models import Cost, CostWeek, ReportDay, RollupState, SessionDay, SessionDelta
+from costs.services import costs_upsert
 from costs.tasks import rebuild_report_days
 from journal import reports
 from mailbox_sync.models import Reply
@@ -280,14 +284,20 @@ def test_a_period_of_whole_weeks_and_odd_days_sums_to_the_rows(shop, first, last
             project, at=at, channel=Channel.PAID, source="yandex", campaign=f"c{n % 3}", status="won", deal_amount=n
         )
         visit(shop, at, f"s{n}", channel=Channel.PAID, source="yandex", utm_campaign=f"c{n % 4}")
+        Cost.objects.create(
+            project=project, day=at.date(), source="Yandex", medium="cpc", campaign=f"c{n % 5}", amount=n
+        )
     assert_days_as_rebuilt(project)
+    assert_cost_weeks_as_counted(project)
     start, end = rollups.day_bounds(MOSCOW, first)[0], rollups.day_bounds(MOSCOW, last)[1]
     leads = Lead.objects.filter(project=project, created_at__gte=start, created_at__lt=end)
-    for grouping in ("campaign", "channel"):
+    for grouping in ("campaign", "channel", "source", "keyword"):
         from_days = end_to_end(project=project, leads=None, date_from=first, date_to=last, grouping=grouping)
         from_rows = end_to_end(project=project, leads=leads, date_from=first, date_to=last, grouping=grouping)
         assert as_compared(from_days) == as_compared(from_rows)
         assert from_days.total.leads == (last - first).days + 1
+        assert from_days.total.cost == sum(range((first - date(2025, 6, 20)).days, (last - date(2025, 6, 20)).days + 1))
+    assert series.daily_by_source(project, None, first, last) == series.daily_by_source(project, leads, first, last)
 
 
 def test_the_report_shows_its_tables_a_page_at_a_time(client, shop, monkeypatch):
@@ -365,3 +375,58 @@ def test_the_sources_table_and_charts_from_days_equal_those_from_rows(shop, monk
     from_rows = series.daily_by_source(project, leads, first, last)
     assert from_days == from_rows
     assert len(from_days[1]) == series.TOP_SOURCES
+
+
+def cost_weeks(project) -> list[tuple]:
+    rows = CostWeek.objects.filter(project_id=project.pk)
+    return sorted(rows.values_list("week", "source", "medium", "campaign", "amount", "costs"))
+
+
+def assert_cost_weeks_as_counted(project) -> None:
+    """The costs' weeks equal the weeks summed from the costs themselves."""
+    direct = (
+        Cost.objects.filter(project=project)
+        .annotate(week=TruncWeek("day"))
+        .values_list("week", "source", "medium", "campaign")
+        .annotate(amount=Sum("amount"), n=Count("id"))
+        .order_by()
+    )
+    assert cost_weeks(project) == sorted(direct)
+
+
+def test_the_costs_weeks_follow_imports_changes_and_deletions(shop):
+    if connection.vendor != "postgresql":
+        pytest.skip("the cost table's trigger is PostgreSQL's")
+    project = shop.project
+    rows = [
+        CostRow(
+            day=date(2025, 6, 30) + timedelta(days=n),
+            source="Yandex",
+            medium="cpc",
+            campaign=f"c{n % 2}",
+            amount=Decimal(10 + n),
+        )
+        for n in range(10)
+    ]
+    costs_upsert(project=project, rows=rows, origin=Cost.Origin.API)
+    assert_cost_weeks_as_counted(project)
+    assert (date(2025, 6, 30), "Yandex", "cpc", "c0", Decimal("52.00"), 4) in cost_weeks(project)  # 10 + 12 + 14 + 16
+    # The same import again replaces the amounts: nothing changes; new amounts replace the old ones.
+    costs_upsert(project=project, rows=rows, origin=Cost.Origin.API)
+    assert_cost_weeks_as_counted(project)
+    costs_upsert(project=project, rows=[CostRow(rows[0].day, "Yandex", "cpc", "c0", Decimal("0.50"))], origin="csv")
+    assert_cost_weeks_as_counted(project)
+    # Moved to another week and group (admin), then deleted.
+    moved = Cost.objects.get(project=project, day=date(2025, 7, 1))
+    moved.day, moved.campaign = date(2025, 7, 20), "autumn"
+    moved.save()
+    assert_cost_weeks_as_counted(project)
+    Cost.objects.filter(project=project, campaign="autumn").delete()
+    assert not CostWeek.objects.filter(project_id=project.pk, campaign="autumn").exists()  # its last cost went
+    Cost.objects.filter(project=project, day__gte=date(2025, 7, 7)).delete()
+    assert_cost_weeks_as_counted(project)
+    other = Project.objects.create(name="Gone", time_zone=MOSCOW)
+    costs_upsert(project=other, rows=rows[:3], origin=Cost.Origin.API)
+    assert CostWeek.objects.filter(project_id=other.pk).exists()
+    other.delete()
+    assert not CostWeek.objects.filter(project_id=other.pk).exists()
