@@ -220,6 +220,27 @@ def test_a_right_label_on_other_languages_is_kept(text, label):
     assert charsets.decode(text.encode(label), label) == text
 
 
+@pytest.mark.parametrize("codec", ["cp1251", "koi8_r", "cp866", "iso8859_5", "latin-1"])
+def test_a_code_page_score_counts_what_its_patterns_match(codec):
+    # Counted without regexes in page_scores: the same numbers as the patterns give.
+    samples = [
+        PHRASE.encode(codec, "replace"),
+        "зАЯВКА нА ДОСТАВКУ, ПРИВЕТ ВсЕм".encode(codec, "replace"),
+        "Grüße für Zoë, façade".encode("latin-1") + b" f\xfc\xfcr a\xe9b\xe9c",
+        bytes(range(256)) * 3,
+    ]
+    codecs_ = ["cp1251", "koi8-r", "koi8-u", "iso8859-5", "cp866"]
+    for sample in samples:
+        between_latin = [match[0] for match in charsets._LATIN_NEIGHBOUR_RE.findall(sample)]
+        high = [byte for byte in sample if byte >= 0x80]
+        for name, score in charsets.page_scores(sample, codecs_).items():
+            page = charsets._page(name)
+            expected = sum(high.count(byte) * page.weight[byte] for byte in dict.fromkeys(high))
+            expected -= 3 * len(page.case_flip.findall(sample))
+            expected -= sum(5 if page.cyrillic[b] else 0 if page.letter[b] else 3 for b in between_latin)
+            assert score == expected, (sample[:20], name)
+
+
 def test_utf8_that_went_through_windows_1251_is_repaired():
     mojibake = "Заявка на кирпич".encode().decode("cp1251")
     assert mojibake.startswith("Р—Р°")
