@@ -23,6 +23,7 @@ from attribution.models import Lead
 from lib import crypto
 
 from . import conf, http, outbox
+from .api.serializers import LeadSerializer
 from .models import OutboundStatus, Webhook, WebhookAttempt, WebhookDelivery
 
 RETRY_WINDOW = timedelta(hours=24)
@@ -52,8 +53,6 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 
 
 def lead_payload(*, event: str, event_id: str, lead: Lead, occurred_at: datetime) -> dict:
-    from .api.serializers import LeadSerializer
-
     return {
         "id": event_id,
         "event": event,
