@@ -1,41 +1,56 @@
 """Soak: collect at 70% of its measured capacity for ten minutes, on the
-production stack, and whether anything drifts.
+production stack as a deployment runs it, and whether anything drifts.
 
     .venv/bin/python bench/soak.py [--minutes 10] [--share 0.7] [--workers 3]
+        [--autovacuum on|off] [--no-tasks]
 
-Starts gunicorn (config.wsgi) on PostgreSQL and Redis (a throwaway database
-`emailtrack_soak`), with a site whose visitors are nine in ten returning (the
-fast path) and one in 25 new (a lease from PostgreSQL; the pool is large
-enough for every new visitor of the run, so it never runs dry), then:
-  1. measures capacity: wrk unthrottled on that mix for 15 s;
-  2. finds the pace (wrk's `delay()` per connection) that gives `--share` of
-     it, in a 10-second trial;
-  3. drives the same mix at that pace, one minute at a time, for `--minutes`.
-Prints, per minute: requests/s reached, p50 / p99 latency, errors (non-2xx
-and socket errors), and the RSS of each gunicorn worker at the start and the
-end. The figures to look at: 0 errors, RSS flat (end / start), p50 and p99 of
-the last minute against the first.
+Starts its own stack (bench/stack.py): a throwaway PostgreSQL cluster with
+PostgreSQL's defaults (autovacuum on), its own Redis, gunicorn behind nginx
+(the reverse proxy a deployment has: wrk keeps its connections to it open, so
+a paced connection waiting for its next slot holds no gunicorn worker), and a Celery
+worker with Celery beat (the activity flush every 30 s, the release of
+expired leases and the fold of the report days' queued sessions every
+minute...), as docker-compose does. The site's visitors are 24 in 25
+returning (the fast path) and one in 25 new (a lease from PostgreSQL; the
+pool is large enough for every new visitor of the run, so it never runs dry).
+  1. capacity: wrk unthrottled on that mix for 15 s;
+  2. the soak: the same mix at `--share` of it, one minute at a time, for
+     `--minutes`. The pace is exact: each wrk thread sends its requests on a
+     fixed schedule (a wall clock read through LuaJIT's FFI), catching up at
+     most a second it fell behind; returning and new visitors come from two
+     wrk processes, and their latency histograms are merged.
+Prints, per minute: requests/s delivered against the target, p50 / p99
+latency (all requests, and of new visitors alone), errors (non-2xx and
+socket errors), the largest gunicorn worker's RSS; then what might drift
+under it: the CPU each part of the stack spent per request and what the rest
+of the machine used (other work on a shared machine), the allocation's scan
+(buffers the free-address index scan reads), dead rows and autovacuum runs,
+checkpoints, rows, Redis keys and the activity waiting for its flush.
+At the end: each worker's RSS at the start and the end, 0 errors, and p50 /
+p99 of the last minutes against the first.
+
+--autovacuum off and --no-tasks take out what a deployment has (a server
+without autovacuum; no worker and beat), to compare in the same conditions.
 wrk is the Debian package `wrk` (`make test` installs it through bin/test-services).
 """
 
 import argparse
 import json
 import os
-import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
+import threading
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+import stack
+
+ROOT = stack.ROOT
 sys.path.insert(0, str(ROOT))
 DATABASE = "emailtrack_soak"
 ENV = {
-    "DATABASE_URL": f"postgres://postgres:postgres@127.0.0.1:5432/{DATABASE}",
-    "REDIS_URL": "redis://127.0.0.1:6379/13",
     "SECRET_KEY": "soak-secret-key-soak-secret-key-soak-secret-key-soak",
     "ENCRYPTION_KEY": "Zk1pQmV2b3l3b2x2T1N0b0lQeGJYc3N2c2h6d0F0d0k=",
     "COLLECT_RATE_LIMIT_PER_MINUTE": "100000000",
@@ -47,101 +62,215 @@ BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko
 RETURNING = 2000
 NEW_EVERY = 25
 POOL = 80_000
-CONNECTIONS = 32
+CONNECTIONS = 32  # the returning visitors' (two wrk threads); new visitors have 8 (one thread)
+CATCH_UP_MS = 1000
+# wrk counts a "timeout" for each connection whose last request started this
+# long ago, also while it only waits for its next slot (at the 2 s default,
+# exactly two per connection in every paced minute): the slowest request is
+# printed instead.
+TIMEOUT = 10
 
-# Returning visitors' page views, and every NEW_EVERY-th a new visitor's;
-# `delay` (ms per connection between requests) paces the run when above 0.
+# wrk's script. Arguments: a file of bodies (one a line), the new visitor's
+# body, every how many requests it is sent (0: never), requests per second of
+# each thread (0: as fast as it goes). done() prints the latency histogram
+# (microseconds, count) and the summary for the bench to merge.
 WRK_SCRIPT = """
-local returning = {}
-local fresh = ""
-local pause = 0
-local n = 0
-init = function(args)
-  for line in io.lines(args[1]) do table.insert(returning, line) end
-  fresh = args[2]
-  pause = tonumber(args[3])
+local ffi = require("ffi")
+ffi.cdef[[ typedef struct { long tv_sec; long tv_usec; } soak_timeval; int gettimeofday(soak_timeval *tv, void *tz); ]]
+local tv = ffi.new("soak_timeval")
+local function clock_ms()
+  ffi.C.gettimeofday(tv, nil)
+  return tonumber(tv.tv_sec) * 1000 + tonumber(tv.tv_usec) / 1000
 end
-delay = function() return pause end
+local bodies, fresh, every, interval = {}, "", 0, 0
+local n, due = 0, nil
+local headers = {["Content-Type"]="text/plain", ["Origin"]="https://shop.test", ["User-Agent"]=UA}
+init = function(args)
+  for line in io.lines(args[1]) do table.insert(bodies, line) end
+  fresh = args[2]
+  every = tonumber(args[3])
+  local rate = tonumber(args[4])
+  if rate > 0 then interval = 1000 / rate end
+end
+-- Each request has its slot on the thread's schedule; a connection free
+-- early waits for the next slot, one late takes it at once (at most
+-- CATCH_UP_MS behind: a stall is not made up as a burst).
+delay = function()
+  if interval == 0 then return 0 end
+  local now = clock_ms()
+  if due == nil then due = now + math.random() * interval end
+  if due < now - CATCH_UP_MS then due = now - CATCH_UP_MS end
+  local wait = due - now
+  due = due + interval
+  if wait <= 0 then return 0 end
+  return math.floor(wait + 0.5)
+end
 request = function()
   n = n + 1
-  local body = fresh
-  if n % NEW_EVERY ~= 0 then body = returning[(n % #returning) + 1] end
-  local headers = {["Content-Type"]="text/plain", ["Origin"]="https://shop.test", ["User-Agent"]=UA}
+  local body = bodies[(n % #bodies) + 1]
+  if every > 0 and n % every == 0 then body = fresh end
   return wrk.format("POST", "/api/v1/collect", headers, body)
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("SUMMARY %d %d %d %d %d %d %d\\n", summary.requests, summary.duration, e.status,
+    e.connect, e.read, e.write, e.timeout))
+  for i = 1, #latency do
+    local value, count = latency(i)
+    io.write(string.format("H %d %d\\n", value, count))
+  end
 end
 """
 
 
 def setup_database():
-    import psycopg
-
-    with psycopg.connect("postgresql://postgres:postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DATABASE}")
     os.environ.update(ENV)
     import django
 
     django.setup()
-    import redis
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    redis.Redis.from_url(ENV["REDIS_URL"]).flushdb()
     from tests.factories import make_setup
 
     setup = make_setup(pool_size=POOL)
     setup.pool.max_live_leases_per_ip = 0  # wrk comes from one IP
     setup.pool.save()
+    setup.mailbox.active = False  # the soak is collect's: no sync tries the factory's server
+    setup.mailbox.save()
     return setup
 
 
 def body(key: str, vid: str | None, path: str = "catalog") -> str:
     return json.dumps(
-        {
-            "v": 1,
-            "site": key,
-            "vid": vid,
-            "url": f"https://shop.test/{path}?utm_source=soak",
-            "ref": "",
-            "consent": True,
-        }
-        | {"hb": False}
+        {"v": 1, "site": key, "vid": vid, "url": f"https://shop.test/{path}?utm_source=soak", "ref": ""}
+        | {"consent": True, "hb": False}
     )
 
 
-def worker_rss(master_pid: int) -> dict[int, int]:
-    """RSS in MiB of each gunicorn worker (the master's children)."""
-    rss = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        if int(fields.get("PPid", "0").strip()) == master_pid and "VmRSS" in fields:
-            rss[int(pid)] = int(fields["VmRSS"].split()[0]) // 1024
-    return rss
+class Histogram:
+    """wrk's latency histogram (microseconds -> count), merged across runs."""
+
+    def __init__(self):
+        self.counts: dict[int, int] = {}
+
+    def add(self, other: "Histogram") -> "Histogram":
+        for value, count in other.counts.items():
+            self.counts[value] = self.counts.get(value, 0) + count
+        return self
+
+    def percentile(self, share: float) -> float:
+        """In milliseconds."""
+        total = sum(self.counts.values())
+        if not total:
+            return float("nan")
+        seen, rank = 0, share * total
+        for value in sorted(self.counts):
+            seen += self.counts[value]
+            if seen >= rank:
+                return value / 1000
+        return max(self.counts) / 1000
 
 
-def milliseconds(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
-    return float(value) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60_000}[unit]
-
-
-def wrk(base: str, seconds: int, script: Path, returning: Path, fresh: str, pause_ms: int) -> dict:
-    command = ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-s", str(script), base]
-    command += ["--", str(returning), fresh, str(pause_ms)]
+def wrk(base, seconds, script, bodies, fresh, every, rate, threads, connections) -> dict:
+    """One wrk run: requests, seconds, errors and its latency histogram.
+    `rate`: requests per second in all (0: unthrottled)."""
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", f"--timeout={TIMEOUT}s"]
+    command += ["-s", str(script), base]
+    command += ["--", str(bodies), fresh, str(every), repr(rate / threads)]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    histogram, summary = Histogram(), None
+    for line in out.splitlines():
+        if line.startswith("H "):
+            _, value, count = line.split()
+            histogram.counts[int(value)] = int(count)
+        elif line.startswith("SUMMARY "):
+            summary = [int(field) for field in line.split()[1:]]
+    requests, duration_us, *errors = summary
     return {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "p50": milliseconds(latency["50"]),
-        "p99": milliseconds(latency["99"]),
-        "errors": (int(errors.group(1)) if errors else 0)
-        + (sum(int(n) for n in socket_errors.groups()) if socket_errors else 0),
+        "requests": requests,
+        "seconds": duration_us / 1e6,
+        "errors": sum(errors),
+        "kinds": dict(zip(("status", "connect", "read", "write", "timeout"), errors, strict=True)),
+        "histogram": histogram,
     }
+
+
+def paced_minute(base, seconds, script, returning, fresh_file, fresh, target) -> dict:
+    """Returning and new visitors at the target's mix, in two wrk processes at once."""
+    runs = {}
+    jobs = {
+        "returning": (returning, fresh, 0, target * (NEW_EVERY - 1) / NEW_EVERY, 2, CONNECTIONS),
+        "new": (fresh_file, fresh, 0, target / NEW_EVERY, 1, 8),
+    }
+
+    def run(kind):
+        runs[kind] = wrk(base, seconds, script, *jobs[kind])
+
+    threads = [threading.Thread(target=run, args=(kind,)) for kind in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    both = Histogram().add(runs["returning"]["histogram"]).add(runs["new"]["histogram"])
+    requests = runs["returning"]["requests"] + runs["new"]["requests"]
+    return {
+        "rps": requests / max(run["seconds"] for run in runs.values()),
+        "requests": requests,
+        "p50": both.percentile(0.5),
+        "p99": both.percentile(0.99),
+        "max": both.percentile(1.0),
+        "new_p50": runs["new"]["histogram"].percentile(0.5),
+        "new_p99": runs["new"]["histogram"].percentile(0.99),
+        "errors": runs["returning"]["errors"] + runs["new"]["errors"],
+        "kinds": {kind: {k: v for k, v in run["kinds"].items() if v} for kind, run in runs.items()},
+    }
+
+
+TABLES = ("substitution_address", "substitution_lease", "tracker_session", "tracker_visitor", "costs_sessiondelta")
+# The allocation's scan of the free-address index (substitution.first_visit's candidate).
+CANDIDATE = (
+    "SELECT id FROM substitution_address WHERE pool_id = %s AND active AND NOT held "
+    "ORDER BY last_released_at ASC NULLS FIRST, id LIMIT 1 FOR UPDATE SKIP LOCKED"
+)
+
+
+def database_state(conn, pool_id: int) -> dict:
+    """What might grow under collect: the allocation scan's buffers and time,
+    dead rows, autovacuum runs, checkpoints, rows."""
+    (plan,) = conn.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + CANDIDATE, (pool_id,)).fetchone()[0]
+    node = plan["Plan"]
+    rows = conn.execute(
+        "SELECT relname, n_live_tup, n_dead_tup, autovacuum_count + vacuum_count FROM pg_stat_user_tables "
+        "WHERE relname = ANY(%s)",
+        (list(TABLES),),
+    ).fetchall()
+    tables = {name: (live, dead, vacuums) for name, live, dead, vacuums in rows}
+    checkpoints = conn.execute("SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter").fetchone()[0]
+    return {
+        "scan_buffers": node.get("Shared Hit Blocks", 0) + node.get("Shared Read Blocks", 0),
+        "scan_ms": plan["Execution Time"],
+        "address_dead": tables["substitution_address"][1],
+        "vacuums": sum(vacuums for _, _, vacuums in tables.values()),
+        "checkpoints": checkpoints,
+        "sessions": tables["tracker_session"][0],
+        "deltas": tables["costs_sessiondelta"][0],
+    }
+
+
+def redis_state(client) -> dict:
+    from substitution import activity
+
+    info = client.info("memory")
+    return {
+        "keys": client.dbsize(),
+        "redis_mib": info["used_memory"] / 2**20,
+        "pending": client.hlen(activity.PENDING_SESSIONS),
+    }
+
+
+def worker_rss(master_pid: int) -> dict[int, int]:
+    return {pid: stack.rss_mib(pid) or 0 for pid in stack.children(master_pid)}
 
 
 def main():
@@ -149,76 +278,150 @@ def main():
     parser.add_argument("--minutes", type=int, default=10)
     parser.add_argument("--share", type=float, default=0.7, help="of the measured capacity")
     parser.add_argument("--workers", type=int, default=3)
-    parser.add_argument("--port", type=int, default=8795)
+    parser.add_argument("--autovacuum", choices=("on", "off"), default="on")
+    parser.add_argument("--no-tasks", action="store_true", help="no Celery worker and beat")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install -y wrk (make test installs it through bin/test-services)")
-    setup = setup_database()
-    key, base = setup.site.site_key, f"http://127.0.0.1:{args.port}"
-    server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("gunicorn")), "config.wsgi:application", "-b", f"127.0.0.1:{args.port}"]
-        + ["-w", str(args.workers), "--log-level", "warning"],
-        cwd=ROOT,
-        env={**os.environ, **ENV},
-    )
+    work = Path(tempfile.mkdtemp(prefix="emailtrack-soak-"))
+    postgres = stack.Postgres(DATABASE, {"autovacuum": args.autovacuum})
+    redis_server = stack.Redis()
+    processes, proxy = [], None
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(base + "/api/v1/ping", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        work = Path(tempfile.mkdtemp(prefix="emailtrack-soak-"))
-        vids = [f"soak{i:06d}" for i in range(RETURNING)]
-        for vid in vids:  # each returning visitor made once through the slow path
-            request = urllib.request.Request(
-                base + "/api/v1/collect",
-                data=body(key, vid).encode(),
-                method="POST",
-                headers={"Content-Type": "text/plain", "Origin": "https://shop.test", "User-Agent": BROWSER},
-            )
-            assert json.load(urllib.request.urlopen(request))["subs"], "no lease for a returning visitor"
-        returning = work / "returning.txt"
-        returning.write_text("\n".join(body(key, vid, "prices") for vid in vids) + "\n")
-        script = work / "soak.lua"
-        script.write_text(f"UA = {json.dumps(BROWSER)}\nNEW_EVERY = {NEW_EVERY}\n" + WRK_SCRIPT)
-        fresh = body(key, None)
-
-        capacity = wrk(base, 15, script, returning, fresh, 0)
-        target = capacity["rps"] * args.share
-        # A connection sends one request every pause + latency: try a pace,
-        # then correct it by the rate it gave.
-        pause_ms = max(1, round(CONNECTIONS / target * 1000 - capacity["p50"]))
-        trial = wrk(base, 10, script, returning, fresh, pause_ms)
-        pause_ms = max(1, round(pause_ms + CONNECTIONS * 1000 * (1 / target - 1 / trial["rps"])))
-        mix = f"{NEW_EVERY - 1} returning : 1 new"
-        print(f"gunicorn {args.workers} workers; capacity {capacity['rps']:.0f} req/s (mix: {mix})")
-        print(f"soak at {args.share:.0%}: target {target:.0f} req/s, {CONNECTIONS} connections, {pause_ms} ms apart")
-        start_rss = worker_rss(server.pid)
-        minutes = []
-        print("minute  req/s   p50 ms   p99 ms  errors")
-        for minute in range(1, args.minutes + 1):
-            figures = wrk(base, 60, script, returning, fresh, pause_ms)
-            minutes.append(figures)
-            print(
-                f"{minute:6d} {figures['rps']:6.0f} {figures['p50']:8.2f} {figures['p99']:8.2f} {figures['errors']:7d}",
-                flush=True,
-            )
-        end_rss = worker_rss(server.pid)
-        print(
-            "worker RSS MiB (start -> end): " + ", ".join(f"{start_rss[p]} -> {end_rss.get(p, '-')}" for p in start_rss)
-        )
-        replaced = sorted(set(end_rss) - set(start_rss))
-        if replaced:
-            print(f"workers replaced meanwhile: {len(replaced)}")
-        growth = max((end_rss[p] / start_rss[p] for p in start_rss if p in end_rss), default=float("nan"))
-        first, last = minutes[0], minutes[-1]
-        print(f"errors: {sum(m['errors'] for m in minutes)}")
-        print(f"RSS end / start (largest): {growth:.2f}")
-        print(f"p50 last / first minute: {last['p50'] / first['p50']:.2f}; p99: {last['p99'] / first['p99']:.2f}")
+        postgres.start()
+        redis_server.start()
+        ENV.update({"DATABASE_URL": postgres.url, "REDIS_URL": redis_server.url, "VAR_DIR": str(work / "var")})
+        setup = setup_database()
+        env = {**os.environ, **ENV}
+        port = stack.free_port()
+        server = stack.gunicorn(env, port, args.workers)
+        processes.append(server)
+        proxy = stack.Proxy(port).start()
+        if not args.no_tasks:
+            processes += stack.celery(env)
+        soak(args, setup, server, postgres, redis_server, proxy, processes, work)
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        if proxy is not None:
+            proxy.stop()
+        for process in reversed(processes):
+            stack.stop(process)
+        redis_server.stop()
+        postgres.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def returning_visitors(base: str, key: str) -> list[str]:
+    """Each returning visitor made once through the slow path (a lease)."""
+    import urllib.request
+
+    vids = [f"soak{i:06d}" for i in range(RETURNING)]
+    for vid in vids:
+        request = urllib.request.Request(
+            base + "/api/v1/collect",
+            data=body(key, vid).encode(),
+            method="POST",
+            headers={"Content-Type": "text/plain", "Origin": "https://shop.test", "User-Agent": BROWSER},
+        )
+        assert json.load(urllib.request.urlopen(request))["subs"], "no lease for a returning visitor"
+    return vids
+
+
+def soak(args, setup, server, postgres, redis_server, proxy, processes, work):
+    import psycopg
+    import redis
+
+    base, key = proxy.url, setup.site.site_key
+    vids = returning_visitors(base, key)
+    returning = work / "returning.txt"
+    returning.write_text("\n".join(body(key, vid, "prices") for vid in vids) + "\n")
+    fresh = body(key, None)
+    fresh_file = work / "new.txt"
+    fresh_file.write_text(fresh + "\n")
+    script = work / "soak.lua"
+    script.write_text(f"UA = {json.dumps(BROWSER)}\nCATCH_UP_MS = {CATCH_UP_MS}\n" + WRK_SCRIPT)
+
+    capacity = wrk(base, 15, script, returning, fresh, NEW_EVERY, 0, 2, CONNECTIONS)
+    capacity_rps = capacity["requests"] / capacity["seconds"]
+    target = capacity_rps * args.share
+    tasks = "no worker or beat" if args.no_tasks else "Celery worker and beat"
+    print(f"gunicorn {args.workers} workers, {tasks}, autovacuum {args.autovacuum}")
+    print(f"capacity {capacity_rps:.0f} req/s (mix: {NEW_EVERY - 1} returning : 1 new; errors {capacity['errors']})")
+    print(f"soak at {args.share:.0%}: target {target:.0f} req/s", flush=True)
+
+    conn = psycopg.connect(postgres.url.replace("postgres://", "postgresql://"), autocommit=True)
+    client = redis.Redis.from_url(redis_server.url)
+    parts = {
+        "gunicorn": [server.pid],
+        "proxy": [proxy.process.pid],
+        "postgres": [postgres.postmaster_pid()],
+        "redis": [redis_server.process.pid],
+        "celery": [process.pid for process in processes[1:]],
+    }
+    start_rss = worker_rss(server.pid)
+    usage = stack.Usage(parts)
+    minutes, details = [], []
+    print("minute  delivered / target req/s   p50 ms   p99 ms   max ms   new visitors p50 / p99  errors  max RSS MiB")
+    for minute in range(1, args.minutes + 1):
+        figures = paced_minute(base, 60, script, returning, fresh_file, fresh, target)
+        used = usage.take()
+        state = database_state(conn, setup.pool.pk) | redis_state(client)
+        state["cpu"] = {part: seconds * 1000 / figures["requests"] for part, seconds in used.items()}
+        state["others"] = used["others"] / 60
+        state["idle"] = used["idle share"]
+        rss = max(worker_rss(server.pid).values(), default=0)
+        minutes.append(figures)
+        details.append(state)
+        print(
+            f"{minute:6d} {figures['rps']:9.0f} / {target:.0f} ({figures['rps'] / target:6.1%})"
+            f" {figures['p50']:8.2f} {figures['p99']:8.2f} {figures['max']:8.1f}"
+            f"   {figures['new_p50']:11.2f} / {figures['new_p99']:6.2f}"
+            f"       {figures['errors']:5d} {rss:8d}",
+            flush=True,
+        )
+    end_rss = worker_rss(server.pid)
+    report_details(details)
+    report_end(minutes, start_rss, end_rss)
+
+
+def report_details(details: list[dict]) -> None:
+    print("\nwhat might drift, per minute:")
+    print(
+        "minute  CPU ms/request: gunicorn postgres redis celery proxy wrk | others' cores  idle"
+        " | alloc scan: buffers ms | address dead  vacuums  checkpoints"
+        " | sessions  queued deltas | Redis keys  MiB  pending sessions"
+    )
+    for minute, d in enumerate(details, 1):
+        cpu = d["cpu"]
+        print(
+            f"{minute:6d}  {cpu['gunicorn']:23.3f} {cpu['postgres']:8.3f} {cpu['redis']:5.3f} {cpu['celery']:6.3f}"
+            f" {cpu['proxy']:5.3f} {cpu['load generator']:5.3f} | {d['others']:13.2f} {d['idle']:5.0%}"
+            f" | {d['scan_buffers']:18d} {d['scan_ms']:5.2f}"
+            f" | {d['address_dead']:12d} {d['vacuums']:8d} {d['checkpoints']:12d}"
+            f" | {d['sessions']:8d} {d['deltas']:14d} | {d['keys']:10d} {d['redis_mib']:4.0f} {d['pending']:16d}"
+        )
+
+
+def report_end(minutes: list[dict], start_rss: dict, end_rss: dict) -> None:
+    print(
+        "\nworker RSS MiB (start -> end): " + ", ".join(f"{start_rss[p]} -> {end_rss.get(p, '-')}" for p in start_rss)
+    )
+    replaced = sorted(set(end_rss) - set(start_rss))
+    if replaced:
+        print(f"workers replaced meanwhile: {len(replaced)}")
+    growth = max((end_rss[p] / start_rss[p] for p in start_rss if p in end_rss), default=float("nan"))
+    print(f"errors: {sum(m['errors'] for m in minutes)}")
+    for minute, m in enumerate(minutes, 1):
+        if m["errors"]:
+            print(f"  minute {minute}: {m['kinds']}")
+    print(f"RSS end / start (largest): {growth:.2f}")
+    delivered = [m["rps"] for m in minutes]
+    print(f"delivered req/s: min {min(delivered):.0f}, max {max(delivered):.0f}")
+    third = max(1, len(minutes) // 3)
+    first, last = minutes[:third], minutes[-third:]
+    for name in ("p50", "p99"):
+        early, late = statistics.median(m[name] for m in first), statistics.median(m[name] for m in last)
+        print(f"{name}: median of the first {third} minutes {early:.2f} ms, of the last {third} {late:.2f} ms", end="")
+        print(f": {late / early:.2f}")
 
 
 if __name__ == "__main__":
