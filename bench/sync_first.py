@@ -14,14 +14,15 @@ to the pool's tracked addresses, each held by a visitor with a session.
 Each round runs both; ours starts from a mailbox that was never synced. The
 ratio of letters per second (ours / bare) is the figure; absolute times are
 printed only for context. The sync reports where its time went, in three
-parts that overlap: fetching and parsing (in a child process, as for any
-folder with SYNC_FETCH_PROCESS_MIN_LETTERS letters to read or more),
+parts that overlap: fetching and parsing (in two child processes, one
+fetching and one parsing, as for any folder with
+SYNC_FETCH_PROCESS_MIN_LETTERS letters to read or more),
 storing (the sync's thread: a COPY per batch) and attribution (the
 attribution app's `attribute_letters`, a batch of 500 letters or more at a
 time, up to 2,000 when batches queue up, on a thread of its own); the
 slowest of them bounds the sync. The CPU
-share is that of the sync's own process (the child apart); the CPU a letter
-takes is shown for the sync's process and the fetching process (PostgreSQL's
+share is that of the sync's own process (the children apart); the CPU a letter
+takes is shown for the sync's process and the fetching and parsing processes (PostgreSQL's
 and Dovecot's apart). On a loaded machine the ratio follows the total CPU
 more than the overlap. PostgreSQL and
 Redis as in the tests, in a throwaway database `emailtrack_bench_sync`,
@@ -212,7 +213,7 @@ def main():
                 f"({result.attribution_seconds / args.letters * 1000:.1f} ms a letter), all overlapping in "
                 f"{elapsed:.1f}s; the sync's process on the CPU {cpu / elapsed:.0%} of the time, "
                 f"CPU a letter: the sync's process {cpu / args.letters * 1000:.2f} ms, "
-                f"the fetching process {child_cpu / args.letters * 1000:.2f} ms"
+                f"the fetching and parsing processes {child_cpu / args.letters * 1000:.2f} ms"
             )
             if profile:
                 stats = pstats.Stats(profile).sort_stats(args.profile_sort)

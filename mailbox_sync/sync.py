@@ -11,9 +11,9 @@
   transaction, so a crash at any point re-reads, never skips; re-reading
   stores nothing twice (unique UID and Message-ID / raw hash).
 - Fetching and parsing run ahead of storing: in a thread (prefetch.py), or,
-  for a folder with many letters to read, in a child process with its own
-  read-only connection (fetcher.py) while the stored letters are attributed
-  on a thread of their own (attributing.py).
+  for a folder with many letters to read, in child processes (fetcher.py:
+  one fetching on its own read-only connection, one parsing) while the
+  stored letters are attributed on a thread of their own (attributing.py).
 - A failure marks the mailbox failing with the reason and backs off (doubling
   up to an hour); it never raises, so other mailboxes go on.
 """
@@ -246,8 +246,8 @@ def _sync_folder(
         progress.start(folder.name, len(uids))
 
     def produce(client):
-        # In the prefetch thread or the fetching process: IMAP and parsing
-        # only, no database. Yields each run of UIDs with its letters and the
+        # In the prefetch thread or the fetching process: IMAP only, no
+        # database. Yields each run of UIDs with its fetched letters and the
         # seconds they took.
         for chunk in imap.batches(uids, META_BATCH):
             started = time.perf_counter()
@@ -256,10 +256,18 @@ def _sync_folder(
                 if for_replies:
                     items = imap.fetch_headers(client, wanted, metas) if wanted else []
                 else:
-                    fetched = imap.fetch_letters(client, wanted, metas) if wanted else []
-                    items = [_incoming(message, mailbox.text_limit) for message in fetched]
+                    items = imap.fetch_letters(client, wanted, metas) if wanted else []
                 yield run, items, time.perf_counter() - started
                 started = time.perf_counter()
+
+    def prepare(produced):
+        # Where the fetching ran, or in a process of its own: the letters parsed.
+        run, fetched, seconds = produced
+        if for_replies:
+            return produced
+        started = time.perf_counter()
+        items = [_incoming(message, mailbox.text_limit) for message in fetched]
+        return run, items, seconds + time.perf_counter() - started
 
     # Stored letters wait for attribution until a few batches' worth are
     # there (a batch of letters costs the same few queries whatever its
@@ -267,7 +275,9 @@ def _sync_folder(
     # crash leaves unattributed are picked up by the next sync's
     # attribute_pending.
     unattributed: list = []
-    fetching = _start_fetching(client, connect, folder, uidvalidity, produce, many=len(uids), for_replies=for_replies)
+    fetching = _start_fetching(
+        client, connect, folder, uidvalidity, produce, prepare, many=len(uids), for_replies=for_replies
+    )
     # Attribution on a thread of its own only when the fetching and parsing
     # left this process: otherwise the threads would take turns on one core.
     attribution = attributing.start_attribution(background=isinstance(fetching, ChildFetch))
@@ -330,15 +340,18 @@ def _sync_folder(
     FolderState.objects.filter(pk=state.pk).update(**done)
 
 
-def _start_fetching(client, connect, folder: imap.Folder, uidvalidity: int, produce, *, many: int, for_replies: bool):
-    """A child process for a folder with many letters to read (replies need
-    only headers: not worth it), else the prefetch thread."""
+def _start_fetching(
+    client, connect, folder: imap.Folder, uidvalidity: int, produce, prepare, *, many: int, for_replies: bool
+):
+    """Child processes for a folder with many letters to read, one fetching
+    and one parsing (replies need only headers: not worth it), else the
+    prefetch thread doing both."""
     if many >= conf.fetch_process_min_letters() and not for_replies:
         try:
-            return ChildFetch(connect, folder.name, uidvalidity, produce)
+            return ChildFetch(connect, folder.name, uidvalidity, produce, prepare)
         except (AssertionError, OSError) as error:  # a daemonic worker, or no memory or processes left
             log.warning("Fetching in a process of its own failed to start (%s); fetching in a thread", error)
-    return Prefetch(lambda: produce(client))
+    return Prefetch(lambda: map(prepare, produce(client)))
 
 
 def _incoming(message: imap.FetchedMessage, text_limit: int) -> store.Incoming:

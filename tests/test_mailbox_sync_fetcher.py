@@ -82,13 +82,74 @@ def test_when_no_child_process_can_start_the_sync_fetches_in_a_thread(mail_serve
     assert not letters.filter(attributed_at__isnull=True).exists()
 
 
-def child_fetch(account, produce, uidvalidity=None):
+def child_fetch(account, produce, uidvalidity=None, prepare=None):
     _user, password, mailbox = account
     client_uidvalidity = uidvalidity
     if client_uidvalidity is None:
         with imap.connect(mailbox, password) as client:
             client_uidvalidity, _uidnext = imap.select_readonly(client, "INBOX")
-    return ChildFetch(lambda: imap.connect(mailbox, password), "INBOX", client_uidvalidity, produce)
+    return ChildFetch(lambda: imap.connect(mailbox, password), "INBOX", client_uidvalidity, produce, prepare)
+
+
+def in_another_process(batch):
+    return (batch, os.getpid())
+
+
+@pytest.mark.imap
+def test_batches_are_prepared_in_a_process_of_their_own_and_arrive_in_order(account):
+    def produce(client):
+        for n in range(5):
+            yield (n, os.getpid())
+
+    fetching = child_fetch(account, produce, prepare=in_another_process)
+    with fetching as batches:
+        got = list(batches)
+    assert [fetched[0] for fetched, _preparer in got] == [0, 1, 2, 3, 4]
+    fetcher, preparers = {fetched[1] for fetched, _preparer in got}, {preparer for _fetched, preparer in got}
+    assert len(fetcher) == len(preparers) == 1 and fetcher != preparers and os.getpid() not in fetcher | preparers
+    assert not fetching._process.is_alive() and not fetching._preparer.is_alive()
+
+
+@pytest.mark.imap
+def test_a_failure_of_the_fetching_child_passes_the_preparing_one_after_the_batches_before_it(account):
+    def produce(client):
+        yield "first"
+        raise imap.SyncError("Connection to the server dropped", imap.Failure.DROPPED)
+
+    got = []
+    with pytest.raises(imap.SyncError) as raised, child_fetch(account, produce, prepare=str.upper) as batches:
+        got.extend(batches)
+    assert got == ["FIRST"]
+    assert (str(raised.value), raised.value.kind) == ("Connection to the server dropped", imap.Failure.DROPPED)
+
+
+@pytest.mark.imap
+def test_a_fetching_child_that_dies_behind_the_preparing_one_is_a_dropped_connection(account):
+    def produce(client):
+        yield "first"
+        os._exit(3)
+
+    got = []
+    with pytest.raises(imap.SyncError) as raised, child_fetch(account, produce, prepare=str.upper) as batches:
+        got.extend(batches)
+    assert got == ["FIRST"]
+    assert raised.value.kind == imap.Failure.DROPPED and "exit code 3" in str(raised.value)
+
+
+@pytest.mark.imap
+def test_a_failing_preparation_fails_the_sync_and_leaves_no_child_behind(account):
+    def produce(client):
+        while True:
+            yield "more"
+
+    def prepare(batch):
+        raise ValueError("cannot parse")
+
+    fetching = child_fetch(account, produce, prepare=prepare)
+    with pytest.raises(imap.SyncError) as raised, fetching as batches:
+        list(batches)
+    assert "ValueError: cannot parse" in str(raised.value)
+    assert not fetching._process.is_alive() and not fetching._preparer.is_alive()
 
 
 @pytest.mark.imap
