@@ -16,6 +16,16 @@ def webhook_timeout() -> float:
     return float(_get("WEBHOOK_TIMEOUT_SECONDS", 10))
 
 
+def outbox_claim_seconds() -> int:
+    """How long one attempt holds its row: longer than any attempt takes (its timeouts included)."""
+    return int(_get("OUTBOX_CLAIM_SECONDS", 180))
+
+
+def outbox_first_retry_seconds() -> int:
+    """The wait after a first failure; each further failure doubles it, up to 4 hours."""
+    return int(_get("OUTBOX_FIRST_RETRY_SECONDS", 30))
+
+
 def api_rate_limit_per_minute() -> int:
     return int(_get("API_RATE_LIMIT_PER_MINUTE", 120))
 

@@ -13,11 +13,15 @@ from datetime import datetime, timedelta
 
 from django.db.models import Q
 
+from . import conf
 from .models import Outbound, OutboundStatus
 
-CLAIM = timedelta(minutes=3)  # longer than any one attempt (timeouts included)
-FIRST_RETRY_SECONDS = 30
 MAX_RETRY_SECONDS = 4 * 3600
+
+
+def claim_period() -> timedelta:
+    """How long one attempt holds its row (OUTBOX_CLAIM_SECONDS, 3 minutes)."""
+    return timedelta(seconds=conf.outbox_claim_seconds())
 
 
 class SendError(Exception):
@@ -42,9 +46,10 @@ class Outcome:
 
 
 def backoff(attempts: int, *, rng=random.random) -> timedelta:
-    """30 s after the first failure, doubling each time up to 4 hours, plus up
-    to 10% jitter so that receivers coming back up are not hit all at once."""
-    seconds = min(FIRST_RETRY_SECONDS * 2 ** max(attempts - 1, 0), MAX_RETRY_SECONDS)
+    """OUTBOX_FIRST_RETRY_SECONDS (30 s) after the first failure, doubling
+    each time up to 4 hours, plus up to 10% jitter so that receivers coming
+    back up are not hit all at once."""
+    seconds = min(conf.outbox_first_retry_seconds() * 2 ** max(attempts - 1, 0), MAX_RETRY_SECONDS)
     return timedelta(seconds=seconds * (1 + 0.1 * rng()))
 
 
@@ -53,7 +58,7 @@ def claim(model: type[Outbound], pk: int, now: datetime) -> bool:
     return (
         model.objects.filter(pk=pk, status=OutboundStatus.PENDING, next_attempt_at__lte=now)
         .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-        .update(claimed_until=now + CLAIM)
+        .update(claimed_until=now + claim_period())
         == 1
     )
 

@@ -141,7 +141,7 @@ def letter_store(
                 client_ip=client_ip,
                 next_attempt_at=now,
                 give_up_at=now + timedelta(hours=conf.queue_hours()),
-                claimed_until=now + outbox.CLAIM,
+                claimed_until=now + outbox.claim_period(),
             )
             for copy in _copies(credential, mail_from, recipients, raw, client_ip)
         ]

@@ -34,21 +34,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.imap, pytest.mark.django_db(transact
 ROOT = Path(__file__).resolve().parent.parent
 BROKER_DB = 12  # a Redis database of this test's own, emptied before and after
 VISIBILITY_SECONDS = 6
-# The worker runs the project's Celery app unchanged, with two of the
-# outbox's time constants made test-sized (3 minutes and 30 seconds in
-# production): a claim still outlasts any one attempt (the webhook timeout
-# is 4 s), and the first retry comes after a second.
+# The worker runs the project's Celery app unchanged.
 WORKER = """
 import sys
-from datetime import timedelta
 
-import django
-
-django.setup()
-from integrations import outbox
-
-outbox.CLAIM = timedelta(seconds=5)
-outbox.FIRST_RETRY_SECONDS = 1
 from celery.bin.celery import main
 
 sys.exit(main())
@@ -114,6 +103,11 @@ def worker_env(var_dir: Path) -> dict:
         CELERY_VISIBILITY_TIMEOUT_SECONDS=str(VISIBILITY_SECONDS),
         WEBHOOK_ALLOW_PRIVATE_TARGETS="1",  # the receiver is on loopback
         WEBHOOK_TIMEOUT_SECONDS="4",
+        # The outbox's times made test-sized (3 minutes and 30 seconds in
+        # production): a claim still outlasts any one attempt (the webhook
+        # timeout is 4 s), and the first retry comes after a second.
+        OUTBOX_CLAIM_SECONDS="5",
+        OUTBOX_FIRST_RETRY_SECONDS="1",
     )
     env.pop("CELERY_TASK_ALWAYS_EAGER", None)
     return env

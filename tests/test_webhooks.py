@@ -163,6 +163,13 @@ def test_backoff_doubles_up_to_four_hours_and_gives_up_after_a_day(eager, receiv
     assert 10 <= delivery.attempts == len(receiver.requests) <= 20
 
 
+def test_the_outbox_times_are_settings(settings):
+    settings.OUTBOX_FIRST_RETRY_SECONDS = 2
+    settings.OUTBOX_CLAIM_SECONDS = 7
+    assert [outbox.backoff(n, rng=lambda: 0).total_seconds() for n in (1, 2, 3)] == [2, 4, 8]
+    assert outbox.claim_period() == timedelta(seconds=7)
+
+
 def test_410_gone_stops_the_retries_at_once(eager, receiver):
     setup = make_setup()
     make_webhook(setup.project, receiver.url)
