@@ -78,6 +78,8 @@ def sender_digest(project_id: int, email: str) -> str:
 
 def erased_first_letters(project_id: int, emails) -> dict[str, datetime]:
     """For each of `emails` whose earlier letters were erased: the time of their first lead letter."""
+    if not ErasedSender.objects.filter(project_id=project_id).exists():
+        return {}  # the usual case: no digest to work out (a batch's senders by the thousand)
     by_digest = {sender_digest(project_id, email): email for email in emails if email}
     rows = ErasedSender.objects.filter(project_id=project_id, digest__in=by_digest)
     return {by_digest[digest]: at for digest, at in rows.values_list("digest", "first_letter_at")}
