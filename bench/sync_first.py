@@ -14,8 +14,8 @@ to the pool's tracked addresses, each held by a visitor with a session.
 Each round runs both; ours starts from a mailbox that was never synced. The
 ratio of letters per second (ours / bare) is the figure; absolute times are
 printed only for context. The sync reports where its time went, in three
-parts that overlap: fetching and parsing (in two child processes, one
-fetching and one parsing, as for any folder with
+parts that overlap: fetching and parsing (in child processes, one
+fetching and SYNC_PARSE_PROCESSES parsing, as for any folder with
 SYNC_FETCH_PROCESS_MIN_LETTERS letters to read or more),
 storing (the sync's thread: a COPY per batch) and attribution (the
 attribution app's `attribute_letters`, a batch of 500 letters or more at a

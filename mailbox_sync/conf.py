@@ -39,6 +39,13 @@ def fetch_process_min_letters() -> int:
     return getattr(settings, "SYNC_FETCH_PROCESS_MIN_LETTERS", 200)
 
 
+def parse_processes() -> int:
+    """Processes parsing a large folder's letters, beside the one fetching
+    them: the batches go to each in turn and come back in order. Parsing
+    costs about three times what fetching does."""
+    return max(1, getattr(settings, "SYNC_PARSE_PROCESSES", 2))
+
+
 def fetch_process_stall_seconds() -> float:
     """How long the fetching process may send nothing before it is taken for
     stuck (each IMAP read has its own timeout; this also covers a child that

@@ -20,12 +20,13 @@ on the other core.
   folder renumbered meanwhile) is raised in the parent as a SyncError, after
   the batches handed over before it; a child that died without a word is a
   dropped connection, never a hang.
-- Given a `prepare` step (parsing), a second child runs it between the
-  fetching child and the parent: reading the responses and parsing the
-  letters then overlap too, and the slower of the two, parsing, alone
-  bounds how fast letters arrive. It holds no connection, to the server
-  or to the database; it passes the fetching child's failures on as they
-  came.
+- Given a `prepare` step (parsing), other children run it between the
+  fetching child and the parent (SYNC_PARSE_PROCESSES of them, two by
+  default, taking the batches in turn; the parent reads them back in the
+  same turn, so the order stays): reading the responses and parsing the
+  letters then overlap, and parsing, three times the work of fetching, is
+  shared. They hold no connection, to the server or to the database; they
+  pass the fetching child's failures on as they came.
 """
 
 import ctypes
@@ -63,8 +64,11 @@ def _as_child(unused: list, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the parent's to handle
 
 
-def _child(unused, writer, parent: int, connect, folder: str, uidvalidity: int, produce) -> None:
+def _child(unused, writers: list, parent: int, connect, folder: str, uidvalidity: int, produce) -> None:
+    """Fetches; batch n goes to writers[n % len(writers)], and so does what
+    comes after the last one (the end or a failure)."""
     _as_child(unused, parent)
+    sent = 0
     try:
         with connect() as client:
             renumbered, _uidnext = imap.select_readonly(client, folder)
@@ -73,17 +77,19 @@ def _child(unused, writer, parent: int, connect, folder: str, uidvalidity: int, 
                     f"Folder {folder!r} was renumbered (UIDVALIDITY changed) during the sync", imap.Failure.PROTOCOL
                 )
             for batch in produce(client):
-                writer.send(("batch", batch))
-        writer.send(("done", None))
+                writers[sent % len(writers)].send(("batch", batch))
+                sent += 1
+        writers[sent % len(writers)].send(("done", None))
     except BrokenPipeError:
         pass  # the parent is gone or stopped reading
     except BaseException as error:  # noqa: BLE001 - handed to the parent
         try:
-            writer.send(("error", _portable(error)))
+            writers[sent % len(writers)].send(("error", _portable(error)))
         except OSError:
             pass
     finally:
-        writer.close()
+        for writer in writers:
+            writer.close()
         os._exit(0)  # no atexit handlers: they belong to the parent (its database connections among them)
 
 
@@ -119,22 +125,40 @@ class ChildFetch:
     """Iterates over what `produce(client)` yields, produced in a child
     process on a connection of its own made by `connect()` (a context
     manager), with `folder` open read-only and its UIDVALIDITY checked; each
-    batch passed through `prepare` in a second child when one is given."""
+    batch passed through `prepare` in another child when one is given
+    (`preparers` of them, taking the batches in turn, read back in order)."""
 
-    def __init__(self, connect, folder: str, uidvalidity: int, produce, prepare=None):
+    def __init__(self, connect, folder: str, uidvalidity: int, produce, prepare=None, preparers: int = 1):
         context = multiprocessing.get_context("fork")
-        fetched_reader, fetched_writer = context.Pipe(duplex=False)
-        ends = [fetched_reader, fetched_writer]
-        self._reader, writer = fetched_reader, fetched_writer
-        self._preparer = None
+        lanes = [context.Pipe(duplex=False) for _ in range(max(1, preparers) if prepare is not None else 1)]
+        ends = [end for lane in lanes for end in lane]
+        fetched_writers = [writer for _reader, writer in lanes]
+        self._readers = [reader for reader, _writer in lanes]
+        self._preparers = []
         if prepare is not None:
-            self._reader, writer = context.Pipe(duplex=False)
-            ends += [self._reader, writer]
+            outputs = [context.Pipe(duplex=False) for _ in lanes]
+            ends += [end for output in outputs for end in output]
+            self._readers = [reader for reader, _writer in outputs]
+            for (fetched, _), (_, writer) in zip(lanes, outputs, strict=True):
+                self._preparers.append(
+                    context.Process(
+                        target=_preparing_child,
+                        args=(
+                            [end for end in ends if end not in (fetched, writer)],
+                            fetched,
+                            writer,
+                            os.getpid(),
+                            prepare,
+                        ),
+                        name="mailbox-parse",
+                        daemon=True,
+                    )
+                )
         self._process = context.Process(
             target=_child,
             args=(
-                [end for end in ends if end is not fetched_writer],
-                fetched_writer,
+                [end for end in ends if end not in fetched_writers],
+                fetched_writers,
                 os.getpid(),
                 connect,
                 folder,
@@ -144,51 +168,42 @@ class ChildFetch:
             name="mailbox-fetch",
             daemon=True,
         )
-        if prepare is not None:
-            self._preparer = context.Process(
-                target=_preparing_child,
-                args=(
-                    [end for end in ends if end not in (fetched_reader, writer)],
-                    fetched_reader,
-                    writer,
-                    os.getpid(),
-                    prepare,
-                ),
-                name="mailbox-parse",
-                daemon=True,
-            )
         try:
             self._process.start()
-            if self._preparer is not None:
-                self._preparer.start()
+            for preparer in self._preparers:
+                preparer.start()
         except BaseException:
-            if self._process.is_alive():
-                self._process.kill()
-                self._process.join()
+            for process in self._processes():
+                if process.is_alive():
+                    process.kill()
+                    process.join()
             for end in ends:
                 end.close()
             raise
         # The children's ends: the parent sees EOF when the children are gone.
         for end in ends:
-            if end is not self._reader:
+            if end not in self._readers:
                 end.close()
         # A thread receives (and unpickles) the next batch while this one is
-        # stored, so that the child can already fetch the one after.
+        # stored, so that the children can already work on the ones after.
         self._received = Prefetch(self._receive)
 
     def _processes(self) -> list:
-        return [process for process in (self._process, self._preparer) if process is not None]
+        return [self._process, *self._preparers]
 
     def _receive(self):
         stall = conf.fetch_process_stall_seconds()
+        received = 0
         while True:
-            if not self._reader.poll(stall):
+            reader = self._readers[received % len(self._readers)]
+            received += 1
+            if not reader.poll(stall):
                 for process in self._processes():
                     process.kill()
                     process.join(timeout=5)
                 raise imap.SyncError(f"The fetching process sent nothing for {stall:g} s", imap.Failure.TIMEOUT)
             try:
-                kind, value = self._reader.recv()
+                kind, value = reader.recv()
             except EOFError:
                 kind = "ended"
             if kind == "ended":
@@ -211,7 +226,8 @@ class ChildFetch:
         self._received.close()
         for process in self._processes():
             process.join()
-        self._reader.close()
+        for reader in self._readers:
+            reader.close()
 
     def __enter__(self):
         return self

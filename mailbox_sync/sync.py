@@ -12,7 +12,7 @@
   stores nothing twice (unique UID and Message-ID / raw hash).
 - Fetching and parsing run ahead of storing: in a thread (prefetch.py), or,
   for a folder with many letters to read, in child processes (fetcher.py:
-  one fetching on its own read-only connection, one parsing) while the
+  one fetching on its own read-only connection, two parsing) while the
   stored letters are attributed on a thread of their own (attributing.py).
 - A failure marks the mailbox failing with the reason and backs off (doubling
   up to an hour); it never raises, so other mailboxes go on.
@@ -344,11 +344,11 @@ def _start_fetching(
     client, connect, folder: imap.Folder, uidvalidity: int, produce, prepare, *, many: int, for_replies: bool
 ):
     """Child processes for a folder with many letters to read, one fetching
-    and one parsing (replies need only headers: not worth it), else the
-    prefetch thread doing both."""
+    and SYNC_PARSE_PROCESSES parsing (replies need only headers: not worth
+    it), else the prefetch thread doing both."""
     if many >= conf.fetch_process_min_letters() and not for_replies:
         try:
-            return ChildFetch(connect, folder.name, uidvalidity, produce, prepare)
+            return ChildFetch(connect, folder.name, uidvalidity, produce, prepare, conf.parse_processes())
         except (AssertionError, OSError) as error:  # a daemonic worker, or no memory or processes left
             log.warning("Fetching in a process of its own failed to start (%s); fetching in a thread", error)
     return Prefetch(lambda: map(prepare, produce(client)))

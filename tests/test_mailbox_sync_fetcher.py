@@ -82,13 +82,13 @@ def test_when_no_child_process_can_start_the_sync_fetches_in_a_thread(mail_serve
     assert not letters.filter(attributed_at__isnull=True).exists()
 
 
-def child_fetch(account, produce, uidvalidity=None, prepare=None):
+def child_fetch(account, produce, uidvalidity=None, prepare=None, preparers=1):
     _user, password, mailbox = account
     client_uidvalidity = uidvalidity
     if client_uidvalidity is None:
         with imap.connect(mailbox, password) as client:
             client_uidvalidity, _uidnext = imap.select_readonly(client, "INBOX")
-    return ChildFetch(lambda: imap.connect(mailbox, password), "INBOX", client_uidvalidity, produce, prepare)
+    return ChildFetch(lambda: imap.connect(mailbox, password), "INBOX", client_uidvalidity, produce, prepare, preparers)
 
 
 def in_another_process(batch):
@@ -96,18 +96,20 @@ def in_another_process(batch):
 
 
 @pytest.mark.imap
-def test_batches_are_prepared_in_a_process_of_their_own_and_arrive_in_order(account):
+@pytest.mark.parametrize("preparers", [1, 3])
+def test_batches_are_prepared_in_processes_of_their_own_and_arrive_in_order(account, preparers):
     def produce(client):
-        for n in range(5):
+        for n in range(7):
             yield (n, os.getpid())
 
-    fetching = child_fetch(account, produce, prepare=in_another_process)
+    fetching = child_fetch(account, produce, prepare=in_another_process, preparers=preparers)
     with fetching as batches:
         got = list(batches)
-    assert [fetched[0] for fetched, _preparer in got] == [0, 1, 2, 3, 4]
-    fetcher, preparers = {fetched[1] for fetched, _preparer in got}, {preparer for _fetched, preparer in got}
-    assert len(fetcher) == len(preparers) == 1 and fetcher != preparers and os.getpid() not in fetcher | preparers
-    assert not fetching._process.is_alive() and not fetching._preparer.is_alive()
+    assert [fetched[0] for fetched, _preparer in got] == [0, 1, 2, 3, 4, 5, 6]
+    fetcher, preparing = {fetched[1] for fetched, _preparer in got}, {preparer for _fetched, preparer in got}
+    assert len(fetcher) == 1 and len(preparing) == preparers
+    assert not fetcher & preparing and os.getpid() not in fetcher | preparing
+    assert not any(process.is_alive() for process in [fetching._process, *fetching._preparers])
 
 
 @pytest.mark.imap
@@ -117,7 +119,8 @@ def test_a_failure_of_the_fetching_child_passes_the_preparing_one_after_the_batc
         raise imap.SyncError("Connection to the server dropped", imap.Failure.DROPPED)
 
     got = []
-    with pytest.raises(imap.SyncError) as raised, child_fetch(account, produce, prepare=str.upper) as batches:
+    fetching = child_fetch(account, produce, prepare=str.upper, preparers=2)
+    with pytest.raises(imap.SyncError) as raised, fetching as batches:
         got.extend(batches)
     assert got == ["FIRST"]
     assert (str(raised.value), raised.value.kind) == ("Connection to the server dropped", imap.Failure.DROPPED)
@@ -130,7 +133,8 @@ def test_a_fetching_child_that_dies_behind_the_preparing_one_is_a_dropped_connec
         os._exit(3)
 
     got = []
-    with pytest.raises(imap.SyncError) as raised, child_fetch(account, produce, prepare=str.upper) as batches:
+    fetching = child_fetch(account, produce, prepare=str.upper, preparers=2)
+    with pytest.raises(imap.SyncError) as raised, fetching as batches:
         got.extend(batches)
     assert got == ["FIRST"]
     assert raised.value.kind == imap.Failure.DROPPED and "exit code 3" in str(raised.value)
@@ -145,11 +149,11 @@ def test_a_failing_preparation_fails_the_sync_and_leaves_no_child_behind(account
     def prepare(batch):
         raise ValueError("cannot parse")
 
-    fetching = child_fetch(account, produce, prepare=prepare)
+    fetching = child_fetch(account, produce, prepare=prepare, preparers=2)
     with pytest.raises(imap.SyncError) as raised, fetching as batches:
         list(batches)
     assert "ValueError: cannot parse" in str(raised.value)
-    assert not fetching._process.is_alive() and not fetching._preparer.is_alive()
+    assert not any(process.is_alive() for process in [fetching._process, *fetching._preparers])
 
 
 @pytest.mark.imap
