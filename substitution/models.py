@@ -283,7 +283,11 @@ class Lease(models.Model):
         TAKEN_OVER = "taken_over", _("Taken over (pool exhausted)")
 
     pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="leases", verbose_name=_("pool"))
-    address = models.ForeignKey(Address, on_delete=models.CASCADE, related_name="leases", verbose_name=_("address"))
+    # Looked up by address through lease_address_started (address, started_at):
+    # no index of its own, one less to write for every lease.
+    address = models.ForeignKey(
+        Address, on_delete=models.CASCADE, related_name="leases", verbose_name=_("address"), db_index=False
+    )
     visitor = models.ForeignKey(VISITOR, on_delete=models.CASCADE, related_name="leases", verbose_name=_("visitor"))
     # The block the address was first shown in (a pool may serve several):
     # which public address a lead came through.

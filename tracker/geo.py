@@ -10,6 +10,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
+from functools import lru_cache
 
 import maxminddb
 from django.conf import settings
@@ -17,6 +18,9 @@ from django.conf import settings
 log = logging.getLogger(__name__)
 
 CITY_LANGUAGES = ("en", "ru")  # the first the database has wins
+# What truncate_ip keeps of an address: the /24 of IPv4, the /48 of IPv6.
+IPV4_NETWORK = 0xFFFFFF00
+IPV6_NETWORK = ((1 << 48) - 1) << 80
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,7 @@ def locate(ip: str) -> Geo:
     )
 
 
+@lru_cache(maxsize=4096)
 def truncate_ip(ip: str) -> str | None:
     """The network of an address: IPv4 to /24, IPv6 to /48 (IPv4-mapped IPv6
     as IPv4), enough for abuse and geo reports, not enough to name a person."""
@@ -102,5 +107,5 @@ def truncate_ip(ip: str) -> str | None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         address = address.ipv4_mapped
     if address.version == 4:
-        return str(ipaddress.IPv4Network((int(address), 24), strict=False).network_address)
-    return str(ipaddress.IPv6Network((int(address), 48), strict=False).network_address)
+        return str(ipaddress.IPv4Address(int(address) & IPV4_NETWORK))
+    return str(ipaddress.IPv6Address(int(address) & IPV6_NETWORK))
