@@ -215,20 +215,26 @@ def end_to_end(
         r.amount = values["amount"] or ZERO
     for key, n in session_groups.items():
         row(key).sessions = n
-    costs = Cost.objects.filter(project=project, day__gte=date_from, day__lte=date_to)
+    # From report days: whole weeks from the costs' weeks, the days around them from the costs.
+    cost_sets = (
+        rollups.cost_period(project, date_from, date_to)
+        if from_days
+        else [Cost.objects.filter(project=project, day__gte=date_from, day__lte=date_to)]
+    )
     with_costs = grouping in COST_GROUPINGS
     cost_total = ZERO
-    if grouping == "channel":
-        for (source, medium), values in _grouped(costs, ("source", "medium"), COST_FIELDS, s=Sum("amount")).items():
-            r = row((cost_channel(source, medium),))
-            r.cost += values["s"]
-            cost_total += values["s"]
-    elif with_costs:
-        for key, values in _grouped(costs, fields, COST_FIELDS, s=Sum("amount")).items():
-            row(key).cost += values["s"]
-            cost_total += values["s"]
-    else:
-        cost_total = costs.aggregate(s=Sum("amount"))["s"] or ZERO
+    for costs in cost_sets:
+        if grouping == "channel":
+            for (source, medium), values in _grouped(costs, ("source", "medium"), COST_FIELDS, s=Sum("amount")).items():
+                r = row((cost_channel(source, medium),))
+                r.cost += values["s"]
+                cost_total += values["s"]
+        elif with_costs:
+            for key, values in _grouped(costs, fields, COST_FIELDS, s=Sum("amount")).items():
+                row(key).cost += values["s"]
+                cost_total += values["s"]
+        else:
+            cost_total += costs.aggregate(s=Sum("amount"))["s"] or ZERO
     rows = list(found.values())
     for r in rows:
         if not with_sessions:
