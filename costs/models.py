@@ -91,6 +91,29 @@ class CostWeek(models.Model):
         return f"{self.week} {self.source}/{self.medium}/{self.campaign}: {self.amount}"
 
 
+class CostSourceDay(models.Model):
+    """The costs of a day per source as the costs spell it (their sum and
+    how many cost rows it holds), for the charts' day-by-day cost per lead by
+    source: a row per day and source instead of one per campaign. Kept by the
+    cost table's trigger like `CostWeek` (migration 0006)."""
+
+    project_id = models.BigIntegerField(_("project"))
+    day = models.DateField(_("day"))
+    source = models.CharField(_("source"), max_length=200)
+    amount = models.DecimalField(_("amount"), max_digits=18, decimal_places=2, default=0)
+    costs = models.IntegerField(_("cost rows"), default=0)
+
+    class Meta:
+        verbose_name = _("costs of a day by source")
+        verbose_name_plural = _("costs of days by source")
+        constraints = [
+            models.UniqueConstraint(fields=["project_id", "day", "source"], name="cost_source_day_unique_key")
+        ]
+
+    def __str__(self):
+        return f"{self.day} {self.source}: {self.amount}"
+
+
 class DayGroup(models.Model):
     """One day (in the project's time zone) of one group of the end-to-end
     report, for one grouping; kept by `costs.rollups` so that a report reads

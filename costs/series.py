@@ -15,7 +15,7 @@ from tracker.models import Session
 
 from . import ranked, rollups
 from .endtoend import period_bounds
-from .models import Cost
+from .models import Cost, CostSourceDay
 
 TOP_SOURCES = 5
 
@@ -90,9 +90,12 @@ def daily_by_source(
             .annotate(n=Count("id"))
             .order_by()
         )
-    costs = Cost.objects.filter(project=project, day__gte=start, day__lte=end).annotate(s=Lower("source"))
     if chosen is not None:
-        costs = costs.filter(s__in=chosen)
+        # A row per day and source (kept by the costs' trigger), not one per campaign.
+        costs = CostSourceDay.objects.filter(project_id=project.pk, day__gte=start, day__lte=end, costs__gt=0)
+        costs = costs.annotate(s=Lower("source")).filter(s__in=chosen)
+    else:
+        costs = Cost.objects.filter(project=project, day__gte=start, day__lte=end).annotate(s=Lower("source"))
     cost_rows = costs.values("day", "s").annotate(total=Sum("amount")).order_by()
     leads_at = {(r["day"], r["s"]): r["n"] for r in lead_rows}
     sessions_at = {(r["day"], r["s"]): r["n"] for r in session_rows}

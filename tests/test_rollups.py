@@ -19,7 +19,7 @@ from attribution.models import Lead
 from costs import rollups, series
 from costs.csv_import import CostRow
 from costs.endtoend import GROUPINGS, end_to_end
-from costs.models import Cost, CostWeek, ReportDay, RollupState, SessionDay, SessionDelta
+from costs.models import Cost, CostSourceDay, CostWeek, ReportDay, RollupState, SessionDay, SessionDelta
 from costs.services import costs_upsert
 from costs.tasks import rebuild_report_days
 from journal import reports
@@ -383,7 +383,7 @@ def cost_weeks(project) -> list[tuple]:
 
 
 def assert_cost_weeks_as_counted(project) -> None:
-    """The costs' weeks equal the weeks summed from the costs themselves."""
+    """The costs' weeks, and their days by source, equal those summed from the costs themselves."""
     direct = (
         Cost.objects.filter(project=project)
         .annotate(week=TruncWeek("day"))
@@ -392,6 +392,11 @@ def assert_cost_weeks_as_counted(project) -> None:
         .order_by()
     )
     assert cost_weeks(project) == sorted(direct)
+    by_source = (
+        Cost.objects.filter(project=project).values_list("day", "source").annotate(s=Sum("amount"), n=Count("id"))
+    )
+    kept = CostSourceDay.objects.filter(project_id=project.pk).values_list("day", "source", "amount", "costs")
+    assert sorted(kept) == sorted(by_source.order_by())
 
 
 def test_the_costs_weeks_follow_imports_changes_and_deletions(shop):
@@ -430,3 +435,4 @@ def test_the_costs_weeks_follow_imports_changes_and_deletions(shop):
     assert CostWeek.objects.filter(project_id=other.pk).exists()
     other.delete()
     assert not CostWeek.objects.filter(project_id=other.pk).exists()
+    assert not CostSourceDay.objects.filter(project_id=other.pk).exists()
