@@ -158,6 +158,15 @@ class Simulation:
         self.letter_ids: list[int] = []
         self.requests = 0
         self.seconds = 0.0
+        self.timings: dict[str, float] = {}  # seconds spent, by part of the run
+
+    @contextmanager
+    def _timed(self, part: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[part] = self.timings.get(part, 0.0) + time.perf_counter() - started
 
     def at(self, minute: float) -> datetime:
         return self.start + timedelta(minutes=minute)
@@ -172,7 +181,7 @@ class Simulation:
             try:
                 with _commits_without_waiting():
                     self._drive()
-                with transaction.atomic():
+                with self._timed("verdicts"), transaction.atomic():
                     vids = [state.vid for state in self.visitors]
                     verdicts = judge(self.sandbox.site, vids, self.truths, self.letter_ids, self.start)
                     verdicts.exhaustions = PoolExhaustion.objects.filter(pool=self.sandbox.pool).count()
@@ -180,8 +189,9 @@ class Simulation:
                         pool=self.sandbox.pool, end_reason=Lease.EndReason.TAKEN_OVER
                     ).count()
             finally:
-                self._forget_answers()
-                remove_sandbox(self.sandbox)
+                with self._timed("clean-up"):
+                    self._forget_answers()
+                    remove_sandbox(self.sandbox)
         self.seconds = time.perf_counter() - started
         verdicts.requests = self.requests
         verdicts.seconds = self.seconds
@@ -204,20 +214,24 @@ class Simulation:
             minute = max(minute, int(upcoming))
             horizon = minute + 1
             while next_request < len(requests) and requests[next_request][0] < horizon:
-                self._request(*requests[next_request])
+                with self._timed("requests"):
+                    self._request(*requests[next_request])
                 next_request += 1
             # The beat's work: activity written behind reaches the database,
             # then the leases whose hold ran out are released.
-            flush_activity()
+            with self._timed("flush"):
+                flush_activity()
             if horizon - last_release >= RELEASE_MINUTES:
-                release_expired_leases(self.sandbox.pool, self.at(horizon))
+                with self._timed("release"):
+                    release_expired_leases(self.sandbox.pool, self.at(horizon))
                 last_release = horizon
             if horizon - last_sync >= SYNC_MINUTES or next_request >= len(requests):
                 arrived = next_letter
                 while arrived < len(letters) and letters[arrived].arrives < horizon:
                     arrived += 1
                 if arrived > next_letter:
-                    self._sync(next_letter, arrived)
+                    with self._timed("letters"):
+                        self._sync(next_letter, arrived)
                     next_letter = arrived
                 last_sync = horizon
             minute = horizon
