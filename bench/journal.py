@@ -281,7 +281,7 @@ def recount(database: str, project) -> None:
     started = time.perf_counter()
     call_command("rebuild_report_days", "--project", str(project.pk), verbosity=0, stdout=io.StringIO())
     with connection.cursor() as cursor:
-        for table in ("costs_reportday", "costs_sessionday"):
+        for table in ("costs_reportday", "costs_sessionday", "costs_costweek", "costs_costsourceday"):
             cursor.execute(f"VACUUM ANALYZE {table}")
         cursor.execute("CHECKPOINT")
     print(f"{database}: reused; report days counted again in {time.perf_counter() - started:.1f} s")
@@ -364,7 +364,7 @@ def fill(database: str, project, sites, tags, first: int, last: int) -> int:
     with connection.cursor() as cursor:
         for table in ("attribution_lead", "attribution_lead_tags", "tracker_visitor", "tracker_session"):
             cursor.execute(f"VACUUM ANALYZE {table}")
-        for table in ("costs_cost", "costs_reportday", "costs_sessionday"):
+        for table in ("costs_cost", "costs_costweek", "costs_costsourceday", "costs_reportday", "costs_sessionday"):
             cursor.execute(f"VACUUM ANALYZE {table}")
         # Write the inserted pages out now, not during the measurement.
         cursor.execute("CHECKPOINT")
