@@ -17,17 +17,20 @@ pool is large enough for every new visitor of the run, so it never runs dry).
   2. the soak: the same mix at `--share` of it, one minute at a time, for
      `--minutes`. The pace is exact: each wrk thread sends its requests on a
      fixed schedule (a wall clock read through LuaJIT's FFI), catching up at
-     most a second it fell behind; returning and new visitors come from two
-     wrk processes, and their latency histograms are merged.
-Prints, per minute: requests/s delivered against the target, p50 / p99
-latency (all requests, and of new visitors alone), errors (non-2xx and
-socket errors), the largest gunicorn worker's RSS; then what might drift
+     most a second it fell behind.
+Prints, per minute: requests/s delivered against the target, p50 / p99 /
+max latency, errors (non-2xx, socket errors and requests slower than
+10 s), the largest gunicorn worker's RSS, how often a PostgreSQL session
+waited for a lock (sampled every 50 ms) and the longest wait; then what might drift
 under it: the CPU each part of the stack spent per request and what the rest
 of the machine used (other work on a shared machine), the allocation's scan
 (buffers the free-address index scan reads), dead rows and autovacuum runs,
 checkpoints, rows, Redis keys and the activity waiting for its flush.
-At the end: each worker's RSS at the start and the end, 0 errors, and p50 /
-p99 of the last minutes against the first.
+At the end: each worker's RSS at the start and the end, 0 errors, p50 /
+p99 of the last third of the minutes against the first, and the statements
+collect waited on most. The machine's other work shows in "others' cores":
+compare minutes at similar values, and the CPU per request, which contention
+changes far less than latency.
 
 --autovacuum off and --no-tasks take out what a deployment has (a server
 without autovacuum; no worker and beat), to compare in the same conditions.
@@ -35,6 +38,7 @@ wrk is the Debian package `wrk` (`make test` installs it through bin/test-servic
 """
 
 import argparse
+import collections
 import json
 import os
 import shutil
@@ -43,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import stack
@@ -62,18 +67,18 @@ BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko
 RETURNING = 2000
 NEW_EVERY = 25
 POOL = 80_000
-CONNECTIONS = 32  # the returning visitors' (two wrk threads); new visitors have 8 (one thread)
+CONNECTIONS = 32  # wrk's (two threads), kept open to the proxy
 CATCH_UP_MS = 1000
-# wrk counts a "timeout" for each connection whose last request started this
-# long ago, also while it only waits for its next slot (at the 2 s default,
-# exactly two per connection in every paced minute): the slowest request is
-# printed instead.
+# A request slower than this (seconds) is a "timeout" error for wrk, and left
+# out of its latency figures.
 TIMEOUT = 10
 
 # wrk's script. Arguments: a file of bodies (one a line), the new visitor's
 # body, every how many requests it is sent (0: never), requests per second of
-# each thread (0: as fast as it goes). done() prints the latency histogram
-# (microseconds, count) and the summary for the bench to merge.
+# each thread (0: as fast as it goes). done() prints the summary and the
+# latency percentiles (microseconds) for the bench to read. (Only a few:
+# each of wrk's percentile and histogram reads walks every microsecond up to
+# the slowest request.)
 WRK_SCRIPT = """
 local ffi = require("ffi")
 ffi.cdef[[ typedef struct { long tv_sec; long tv_usec; } soak_timeval; int gettimeofday(soak_timeval *tv, void *tz); ]]
@@ -115,10 +120,10 @@ done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format("SUMMARY %d %d %d %d %d %d %d\\n", summary.requests, summary.duration, e.status,
     e.connect, e.read, e.write, e.timeout))
-  for i = 1, #latency do
-    local value, count = latency(i)
-    io.write(string.format("H %d %d\\n", value, count))
+  for _, share in ipairs({50, 99}) do
+    io.write(string.format("P %g %d\\n", share, latency:percentile(share)))
   end
+  io.write(string.format("P 100 %d\\n", latency.max))
 end
 """
 
@@ -148,82 +153,28 @@ def body(key: str, vid: str | None, path: str = "catalog") -> str:
     )
 
 
-class Histogram:
-    """wrk's latency histogram (microseconds -> count), merged across runs."""
-
-    def __init__(self):
-        self.counts: dict[int, int] = {}
-
-    def add(self, other: "Histogram") -> "Histogram":
-        for value, count in other.counts.items():
-            self.counts[value] = self.counts.get(value, 0) + count
-        return self
-
-    def percentile(self, share: float) -> float:
-        """In milliseconds."""
-        total = sum(self.counts.values())
-        if not total:
-            return float("nan")
-        seen, rank = 0, share * total
-        for value in sorted(self.counts):
-            seen += self.counts[value]
-            if seen >= rank:
-                return value / 1000
-        return max(self.counts) / 1000
-
-
-def wrk(base, seconds, script, bodies, fresh, every, rate, threads, connections) -> dict:
-    """One wrk run: requests, seconds, errors and its latency histogram.
-    `rate`: requests per second in all (0: unthrottled)."""
+def wrk(base, seconds, script, bodies, fresh, every, rate, threads=2, connections=CONNECTIONS) -> dict:
+    """One wrk run: requests, seconds, errors by kind and latency percentiles
+    (ms). `rate`: requests per second in all (0: unthrottled)."""
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", f"--timeout={TIMEOUT}s"]
-    command += ["-s", str(script), base]
-    command += ["--", str(bodies), fresh, str(every), repr(rate / threads)]
+    command += ["-s", str(script), base, "--", str(bodies), fresh, str(every), repr(rate / threads)]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    histogram, summary = Histogram(), None
+    percentiles, summary = {}, None
     for line in out.splitlines():
-        if line.startswith("H "):
-            _, value, count = line.split()
-            histogram.counts[int(value)] = int(count)
+        if line.startswith("P "):
+            _, share, value = line.split()
+            percentiles[float(share)] = int(value) / 1000
         elif line.startswith("SUMMARY "):
             summary = [int(field) for field in line.split()[1:]]
     requests, duration_us, *errors = summary
     return {
         "requests": requests,
-        "seconds": duration_us / 1e6,
+        "rps": requests / (duration_us / 1e6),
+        "p50": percentiles[50.0],
+        "p99": percentiles[99.0],
+        "max": percentiles[100.0],
         "errors": sum(errors),
-        "kinds": dict(zip(("status", "connect", "read", "write", "timeout"), errors, strict=True)),
-        "histogram": histogram,
-    }
-
-
-def paced_minute(base, seconds, script, returning, fresh_file, fresh, target) -> dict:
-    """Returning and new visitors at the target's mix, in two wrk processes at once."""
-    runs = {}
-    jobs = {
-        "returning": (returning, fresh, 0, target * (NEW_EVERY - 1) / NEW_EVERY, 2, CONNECTIONS),
-        "new": (fresh_file, fresh, 0, target / NEW_EVERY, 1, 8),
-    }
-
-    def run(kind):
-        runs[kind] = wrk(base, seconds, script, *jobs[kind])
-
-    threads = [threading.Thread(target=run, args=(kind,)) for kind in jobs]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    both = Histogram().add(runs["returning"]["histogram"]).add(runs["new"]["histogram"])
-    requests = runs["returning"]["requests"] + runs["new"]["requests"]
-    return {
-        "rps": requests / max(run["seconds"] for run in runs.values()),
-        "requests": requests,
-        "p50": both.percentile(0.5),
-        "p99": both.percentile(0.99),
-        "max": both.percentile(1.0),
-        "new_p50": runs["new"]["histogram"].percentile(0.5),
-        "new_p99": runs["new"]["histogram"].percentile(0.99),
-        "errors": runs["returning"]["errors"] + runs["new"]["errors"],
-        "kinds": {kind: {k: v for k, v in run["kinds"].items() if v} for kind, run in runs.items()},
+        "kinds": {k: v for k, v in zip(("status", "connect", "read", "write", "timeout"), errors, strict=True) if v},
     }
 
 
@@ -267,6 +218,53 @@ def redis_state(client) -> dict:
         "redis_mib": info["used_memory"] / 2**20,
         "pending": client.hlen(activity.PENDING_SESSIONS),
     }
+
+
+class LockWaits:
+    """Samples PostgreSQL's sessions every 50 ms in a thread of its own:
+    how often one waited for a lock, the longest wait seen, and which
+    statement waited on which (what stalls collect while a worker waits)."""
+
+    SAMPLE = (
+        "SELECT w.query, b.query, extract(epoch FROM now() - w.query_start) FROM pg_stat_activity w"
+        " CROSS JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS blocker(pid)"
+        " JOIN pg_stat_activity b ON b.pid = blocker.pid WHERE w.wait_event_type = 'Lock'"
+    )
+
+    def __init__(self, url: str):
+        import psycopg
+
+        self.conn = psycopg.connect(url, autocommit=True)
+        self.blockers = collections.Counter()
+        self.running = False
+        self.thread = None
+
+    def start(self) -> None:
+        self.samples = self.waiting = 0
+        self.longest = 0.0
+        self.running = True
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while self.running:
+            rows = self.conn.execute(self.SAMPLE).fetchall()
+            self.samples += 1
+            if rows:
+                self.waiting += 1
+                self.longest = max(self.longest, *(float(row[2]) for row in rows))
+                for waiting, blocking, _ in rows:
+                    self.blockers[(" ".join(waiting.split())[:90], " ".join(blocking.split())[:90])] += 1
+            time.sleep(0.05)
+
+    def take(self) -> dict:
+        self.stop()
+        return {"share": self.waiting / max(1, self.samples), "longest_ms": self.longest * 1000}
+
+    def stop(self) -> None:
+        self.running = False
+        if self.thread is not None:
+            self.thread.join()
 
 
 def worker_rss(master_pid: int) -> dict[int, int]:
@@ -335,13 +333,11 @@ def soak(args, setup, server, postgres, redis_server, proxy, processes, work):
     returning = work / "returning.txt"
     returning.write_text("\n".join(body(key, vid, "prices") for vid in vids) + "\n")
     fresh = body(key, None)
-    fresh_file = work / "new.txt"
-    fresh_file.write_text(fresh + "\n")
     script = work / "soak.lua"
     script.write_text(f"UA = {json.dumps(BROWSER)}\nCATCH_UP_MS = {CATCH_UP_MS}\n" + WRK_SCRIPT)
 
-    capacity = wrk(base, 15, script, returning, fresh, NEW_EVERY, 0, 2, CONNECTIONS)
-    capacity_rps = capacity["requests"] / capacity["seconds"]
+    capacity = wrk(base, 15, script, returning, fresh, NEW_EVERY, 0)
+    capacity_rps = capacity["rps"]
     target = capacity_rps * args.share
     tasks = "no worker or beat" if args.no_tasks else "Celery worker and beat"
     print(f"gunicorn {args.workers} workers, {tasks}, autovacuum {args.autovacuum}")
@@ -359,10 +355,13 @@ def soak(args, setup, server, postgres, redis_server, proxy, processes, work):
     }
     start_rss = worker_rss(server.pid)
     usage = stack.Usage(parts)
+    locks = LockWaits(postgres.url.replace("postgres://", "postgresql://"))
     minutes, details = [], []
-    print("minute  delivered / target req/s   p50 ms   p99 ms   max ms   new visitors p50 / p99  errors  max RSS MiB")
+    print("minute  delivered / target req/s   p50 ms   p99 ms   max ms  errors  max RSS MiB  lock waits  longest ms")
     for minute in range(1, args.minutes + 1):
-        figures = paced_minute(base, 60, script, returning, fresh_file, fresh, target)
+        locks.start()
+        figures = wrk(base, 60, script, returning, fresh, NEW_EVERY, target)
+        waits = locks.take()
         used = usage.take()
         state = database_state(conn, setup.pool.pk) | redis_state(client)
         state["cpu"] = {part: seconds * 1000 / figures["requests"] for part, seconds in used.items()}
@@ -373,14 +372,18 @@ def soak(args, setup, server, postgres, redis_server, proxy, processes, work):
         details.append(state)
         print(
             f"{minute:6d} {figures['rps']:9.0f} / {target:.0f} ({figures['rps'] / target:6.1%})"
-            f" {figures['p50']:8.2f} {figures['p99']:8.2f} {figures['max']:8.1f}"
-            f"   {figures['new_p50']:11.2f} / {figures['new_p99']:6.2f}"
-            f"       {figures['errors']:5d} {rss:8d}",
+            f" {figures['p50']:8.2f} {figures['p99']:8.2f} {figures['max']:8.1f} {figures['errors']:7d} {rss:12d}"
+            f" {waits['share']:11.1%} {waits['longest_ms']:11.0f}",
             flush=True,
         )
     end_rss = worker_rss(server.pid)
+    locks.stop()
     report_details(details)
     report_end(minutes, start_rss, end_rss)
+    if locks.blockers:
+        print("statements that collect's waited on (samples):")
+        for (waiting, blocking), count in locks.blockers.most_common(3):
+            print(f"  {count:5d}  {waiting!r}\n         waited on {blocking!r}")
 
 
 def report_details(details: list[dict]) -> None:
