@@ -122,9 +122,16 @@ def body(key, vid):
     )
 
 
-def cpu_by_program() -> dict[str, int]:
-    """CPU time (clock ticks) used so far by the processes of the stack, by program."""
-    ticks = {}
+SERVER = {"pid": 0}  # the gunicorn master this run started
+
+
+def cpu_by_process() -> dict[int, tuple[str, int]]:
+    """CPU time (clock ticks) used so far by each process, with the part of
+    the stack it is: this run's gunicorn (its master and workers), the
+    PostgreSQL backends of its database, Redis (a server other work on the
+    machine may share); everything else, other wrk runs included, is "other"
+    (this run's wrk is read apart, while it runs)."""
+    found = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             stat = Path(f"/proc/{pid}/stat").read_text()
@@ -133,8 +140,25 @@ def cpu_by_program() -> dict[str, int]:
             continue
         name = stat[stat.index("(") + 1 : stat.rindex(")")]
         fields = stat.rsplit(")", 1)[1].split()
-        program = next((p for p in ("gunicorn", "postgres", "redis", "wrk") if p in name or p in command), "other")
-        ticks[program] = ticks.get(program, 0) + int(fields[11]) + int(fields[12])
+        if SERVER["pid"] and SERVER["pid"] in (int(pid), int(fields[1])):
+            program = "gunicorn"
+        elif name.startswith("postgres") and " emailtrack_bench " in command + " ":
+            program = "postgres"
+        elif name.startswith("redis"):
+            program = "redis"
+        else:
+            program = "other"
+        found[int(pid)] = (program, int(fields[11]) + int(fields[12]))
+    return found
+
+
+def cpu_between(before: dict, after: dict) -> dict[str, int]:
+    """Ticks each part of the stack used between two readings (a process that
+    ended meanwhile is left out, so no part goes below zero)."""
+    ticks = {}
+    for pid, (program, used) in after.items():
+        earlier = before.get(pid)
+        ticks[program] = ticks.get(program, 0) + used - (earlier[1] if earlier and earlier[0] == program else 0)
     return ticks
 
 
@@ -152,7 +176,7 @@ def wrk(url, seconds, script=None, data=None, usage=None):
     command.append(url)
     if data:
         command += ["--", data]
-    before, machine_before = cpu_by_program(), machine_ticks()
+    before, machine_before = cpu_by_process(), machine_ticks()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     wrk_ticks = 0
     while process.poll() is None:  # wrk's own CPU, read while it still runs
@@ -163,14 +187,15 @@ def wrk(url, seconds, script=None, data=None, usage=None):
             pass
         time.sleep(0.2)
     out = process.stdout.read()
-    after, machine_after = cpu_by_program(), machine_ticks()
+    after, machine_after = cpu_by_process(), machine_ticks()
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if usage is not None:
         requests = rps * seconds
         per_tick = 1e6 / os.sysconf("SC_CLK_TCK") / requests
-        after["wrk"] = after.get("wrk", 0) + wrk_ticks
-        usage.update({p: (after[p] - before.get(p, 0)) * per_tick for p in after})
+        ticks = cpu_between(before, after)
+        ticks["wrk"] = wrk_ticks
+        usage.update({p: used * per_tick for p, used in ticks.items()})
         total, idle = (a - b for a, b in zip(machine_after, machine_before, strict=True))
         usage["idle share"] = idle / total
     return rps, int(errors.group(1)) if errors else 0
@@ -179,6 +204,12 @@ def wrk(url, seconds, script=None, data=None, usage=None):
 def describe(usage: dict) -> str:
     parts = [f"{p} {usage[p]:.0f}" for p in ("gunicorn", "postgres", "redis", "wrk", "other") if p in usage]
     return "CPU us/request: " + ", ".join(parts) + f"; machine idle {usage['idle share']:.0%}"
+
+
+WHERE = (
+    "where the time goes (first baseline run, first returning and new runs; gunicorn: this run's"
+    " server, postgres: its database's backends, redis: the server, shared with anything else on it):"
+)
 
 
 def main():
@@ -207,6 +238,7 @@ def main():
         cwd=ROOT,
         env={**os.environ, **ENV},
     )
+    SERVER["pid"] = server.pid
     try:
         for _ in range(100):
             try:
@@ -272,7 +304,7 @@ def main():
                 f"median of {args.rounds} rounds: returning {returning_ratio:.2f} x baseline (target >= 0.9), "
                 f"new {new_ratio:.2f} x baseline (target >= 0.3)"
             )
-        print("where the time goes (first baseline run, first returning and new runs):")
+        print(WHERE)
         for case in ("ping", "returning", "new"):
             print(f"  {case:10s} {describe(usage[case])}")
     finally:
