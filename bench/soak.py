@@ -34,7 +34,8 @@ changes far less than latency.
 
 --autovacuum off and --no-tasks take out what a deployment has (a server
 without autovacuum; no worker and beat), to compare in the same conditions.
-wrk is the Debian package `wrk` (`make test` installs it through bin/test-services).
+wrk is the Debian package `wrk` (`make test` installs it through bin/test-services),
+nginx the package `nginx-light`; PostgreSQL's server binaries come with `postgresql`.
 """
 
 import argparse
