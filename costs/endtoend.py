@@ -274,7 +274,8 @@ def _ranked_from_days(project, leads, date_from, date_to, grouping, offset, limi
     their response times worked out); the total is every group's."""
     fields = GROUPINGS[grouping]
     with_costs = grouping in COST_GROUPINGS
-    names = {f"g_{name}": DAY_FIELDS[name] for name in fields}
+    # Grouped by the values as stored; the database merges them in lower case after.
+    names = {f"g_{name}": F(name) for name in fields}
     keys = list(names)
 
     def grouped(queryset, **measures):
@@ -283,12 +284,12 @@ def _ranked_from_days(project, leads, date_from, date_to, grouping, offset, limi
     lead_measures = {"n": Sum("leads"), "first": Sum("first_contacts"), "won": Sum("deals"), "amount": Sum("amount")}
     parts = [
         ranked.Part(
-            grouped(rollups.report_days(project, date_from, date_to, grouping), **lead_measures).exclude(n=0),
+            grouped(rollups.report_days(project, date_from, date_to, grouping), **lead_measures),
             keys,
             {"leads": "n", "first_contacts": "first", "deals": "won", "amount": "amount"},
         ),
         ranked.Part(
-            grouped(rollups.session_days(project, date_from, date_to, grouping), n=Sum("sessions")).exclude(n=0),
+            grouped(rollups.session_days(project, date_from, date_to, grouping), n=Sum("sessions")),
             keys,
             {"sessions": "n"},
         ),
@@ -296,13 +297,16 @@ def _ranked_from_days(project, leads, date_from, date_to, grouping, offset, limi
     # Whole weeks from the costs' weeks, the days around them from the costs.
     cost_rows = rollups.cost_period(project, date_from, date_to)
     if with_costs:
-        cost_names = {f"g_{name}": COST_FIELDS[name] for name in fields}
         for rows in cost_rows:
-            by_group = rows.annotate(**cost_names).values(*cost_names).annotate(s=Sum("amount")).order_by()
-            parts.append(ranked.Part(by_group, list(cost_names), {"cost": "s"}))
+            by_group = grouped(rows, s=Sum("amount"), n=Count("id"))
+            parts.append(ranked.Part(by_group, keys, {"cost": "s", "cost_rows": "n"}))
     measures = {"leads": "count", "first_contacts": "count", "deals": "count", "amount": "money", "sessions": "count"}
-    measures["cost"] = "money"
-    page = ranked.ranked_page(parts, measures, ["leads", "sessions", "cost"], len(fields), offset, limit)
+    measures |= {"cost": "money", "cost_rows": "count"}
+    # A group is one when it has leads, or sessions, or a cost row (as the rows' report groups them).
+    present = "sum(leads) <> 0 OR sum(sessions) <> 0 OR sum(cost_rows) > 0"
+    page = ranked.ranked_page(
+        parts, measures, ["leads", "sessions", "cost"], len(fields), offset, limit, lowercase=True, present=present
+    )
     rows = [
         Row(
             key=values["key"],

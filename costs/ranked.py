@@ -56,6 +56,9 @@ def ranked_page(
     key_count: int,
     offset: int = 0,
     limit: int | None = None,
+    *,
+    lowercase: bool = False,
+    present: str | None = None,
 ) -> Page:
     """The groups of the parts' rows put together (a group is a tuple of
     `key_count` values; its measures summed over the parts), ranked by
@@ -63,8 +66,14 @@ def ranked_page(
     the `limit` groups from `offset` (None: all).
 
     `measures` maps each measure to "count" or "money" (a sum of numeric
-    with two decimals, read as a Decimal like the ORM reads it)."""
+    with two decimals, read as a Decimal like the ORM reads it).
+    `lowercase`: groups are of the values in lower case; the parts group by
+    the values as stored and are merged after (lower() then runs once per
+    part's group, not once per row read). `present`: the condition on the
+    parts' rows of a group for it to be one (SQL over sums of the measures,
+    e.g. "sum(leads) <> 0"; None: every group)."""
     keys = [f"k{n}" for n in range(key_count)]
+    outer_keys = [f"lower({key}) AS {key}" if lowercase else key for key in keys]
     selects, params = [], []
     for part in parts:
         sql, part_params = part.queryset.query.sql_with_params()
@@ -79,8 +88,8 @@ def ranked_page(
     ranking = [f"{name} DESC" for name in order] + [f'{key} COLLATE "C"' for key in keys]
     page = " LIMIT %s OFFSET %s" if limit is not None else " OFFSET %s"
     sql = (
-        f"WITH g AS (SELECT {', '.join(keys)}, {sums} FROM ({' UNION ALL '.join(selects)}) u"
-        f" GROUP BY {', '.join(keys)})"
+        f"WITH g AS (SELECT {', '.join(outer_keys)}, {sums} FROM ({' UNION ALL '.join(selects)}) u"
+        f" GROUP BY {', '.join(str(n + 1) for n in range(key_count))}{f' HAVING {present}' if present else ''})"
         f" SELECT g.*, count(*) OVER () AS group_count, {totals} FROM g ORDER BY {', '.join(ranking)}{page}"
     )
     bounds = [limit, offset] if limit is not None else [offset]

@@ -122,17 +122,19 @@ def top_sources(project, start: date, end: date) -> list[str]:
     """The TOP_SOURCES sources (lowercase) with the most leads in the period
     (from the report days), then the most cost: a lead weighs a million of
     the currency's units, as the chart's Python ranking weighs them."""
-    lead_part = (
-        rollups.report_days(project, start, end, "source")
-        .annotate(g_s=Lower("source"))
-        .values("g_s")
-        .annotate(n=Sum("leads"))
-        .filter(n__gt=0)
-        .order_by()
-    )
-    parts = [ranked.Part(lead_part, ["g_s"], {"leads": "n"})]
+    lead_part = rollups.report_days(project, start, end, "source").values("source").annotate(n=Sum("leads")).order_by()
+    parts = [ranked.Part(lead_part, ["source"], {"leads": "n"})]
     for rows in rollups.cost_period(project, start, end):
-        cost_part = rows.annotate(g_s=Lower("source")).values("g_s").annotate(total=Sum("amount")).order_by()
-        parts.append(ranked.Part(cost_part, ["g_s"], {"cost": "total"}))
-    page = ranked.ranked_page(parts, {"leads": "count", "cost": "money"}, ["leads * 1000000 + cost"], 1, 0, TOP_SOURCES)
+        cost_part = rows.values("source").annotate(total=Sum("amount"), n=Count("id")).order_by()
+        parts.append(ranked.Part(cost_part, ["source"], {"cost": "total", "cost_rows": "n"}))
+    page = ranked.ranked_page(
+        parts,
+        {"leads": "count", "cost": "money", "cost_rows": "count"},
+        ["leads * 1000000 + cost"],
+        1,
+        0,
+        TOP_SOURCES,
+        lowercase=True,
+        present="sum(leads) > 0 OR sum(cost_rows) > 0",
+    )
     return [row["key"][0] for row in page.rows]
