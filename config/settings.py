@@ -287,6 +287,8 @@ IMAP_CA_FILE = env.str("IMAP_CA_FILE", default="")
 # name the mailboxes use; any other host resolving to such an address is refused.
 IMAP_ALLOWED_PRIVATE_HOSTS = env.list("IMAP_ALLOWED_PRIVATE_HOSTS", default=[])
 IMAP_FETCH_BATCH = 200
+# Processes parsing a large folder's letters in a first sync, beside the one fetching them.
+SYNC_PARSE_PROCESSES = env.int("SYNC_PARSE_PROCESSES", default=2)
 SYNC_CLAIM_SECONDS = 15 * 60
 SYNC_MAX_BACKOFF = timedelta(hours=1)
 
