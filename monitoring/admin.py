@@ -3,7 +3,6 @@ from django.db.models import F
 from django.utils.translation import gettext_lazy as _
 
 from projects.admin_scoping import ScopedAdmin
-from simulation.sandbox import scratch_projects
 
 from .models import Condition
 
@@ -33,8 +32,7 @@ class HealthAdmin(ScopedAdmin):
     readonly_fields = ["project", "kind", "subject", "summary", "details", "started_at", "ended_at"]
 
     def get_queryset(self, request):
-        conditions = super().get_queryset(request).exclude(project__in=scratch_projects().values("pk"))
-        return conditions.order_by(F("ended_at").desc(nulls_first=True), "-started_at")
+        return super().get_queryset(request).order_by(F("ended_at").desc(nulls_first=True), "-started_at")
 
     @admin.display(description=_("state"))
     def state(self, obj):

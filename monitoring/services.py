@@ -15,7 +15,7 @@ from integrations.tasks import enqueue_alert
 from mailbox_sync.models import Mailbox
 from projects.languages import in_project_language
 from projects.models import Project
-from simulation.sandbox import scratch_projects
+from projects.selectors import people_projects
 
 from .checks import conditions_now
 from .models import Condition
@@ -93,7 +93,7 @@ def health_evaluate_all(now: datetime | None = None) -> int:
     """Every project, one at a time (a simulation's scratch project is no
     one's: never evaluated); returns how many conditions changed."""
     changed = 0
-    for project_id in Project.objects.exclude(pk__in=scratch_projects().values("pk")).values_list("pk", flat=True):
+    for project_id in people_projects().values_list("pk", flat=True):
         result = project_health_evaluate(project_id, now)
         changed += len(result["started"]) + len(result["ended"])
     return changed

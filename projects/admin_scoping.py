@@ -1,8 +1,9 @@
 """Admin that shows a user only the objects of their own projects.
 
 Each admin names `project_path`, the lookup from its model to Project. A
-superuser sees everything; anyone else sees the objects of projects they are a
-member of, and may change them only as that project's manager.
+superuser sees everything but a simulation's scratch project; anyone else sees
+the objects of projects they are a member of, and may change them only as that
+project's manager.
 """
 
 from django.contrib import admin
@@ -25,7 +26,7 @@ class ProjectScopedMixin:
     def get_queryset(self, request):
         qs = super().get_queryset(request)
         if request.user.is_superuser:
-            return qs
+            return qs.filter(**{f"{self.project_path}__scratch": False})
         return qs.filter(**{f"{self.project_path}__in": projects_for_user(request.user)}).distinct()
 
     def has_module_permission(self, request):

@@ -30,6 +30,9 @@ class Project(models.Model):
         help_text=_("The language of the project's notifications (new-lead emails, Telegram messages)."),
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    # A simulation's scratch project (the simulation app makes it and deletes
+    # it after the run): no one's, so no list for people shows it or its rows.
+    scratch = models.BooleanField(_("scratch"), default=False, editable=False)
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="projects", verbose_name=_("members")
     )

@@ -9,10 +9,7 @@ class SimulationConfig(AppConfig):
 
     def ready(self):
         from substitution.pools import register_size_advisor
-        from substitution.selectors import register_scratch_projects
 
         from .advice import simulated_size
-        from .sandbox import scratch_projects
 
         register_size_advisor(simulated_size)
-        register_scratch_projects(scratch_projects)

@@ -65,7 +65,7 @@ class Sandbox:
 
 def make_sandbox(shape: PoolShape) -> Sandbox:
     """The scratch setup (see the module's docstring)."""
-    project = Project.objects.create(name=PROJECT_NAME, time_zone=shape.time_zone)
+    project = Project.objects.create(name=PROJECT_NAME, time_zone=shape.time_zone, scratch=True)
     site = Site.objects.create(project=project, name="Simulation", original_email=ORIGINAL)
     SiteDomain.objects.create(site=site, domain=DOMAIN)
     pool = Pool.objects.create(
@@ -104,10 +104,9 @@ def _delete_project(pk: int) -> None:
 
 def scratch_projects():
     """The scratch projects that exist now (a running simulation's, or one
-    left by a run that died): named so, with their site on the reserved
-    .invalid domain. No one's: lists of projects for people leave them out."""
-    on_domain = SiteDomain.objects.filter(domain=DOMAIN).values("site__project_id")
-    return Project.objects.filter(name=PROJECT_NAME, pk__in=on_domain)
+    left by a run that died). No one's: `projects.selectors.people_projects`
+    and every list for people leave them out."""
+    return Project.objects.filter(scratch=True)
 
 
 def remove_leftovers() -> int:

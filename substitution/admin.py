@@ -12,14 +12,6 @@ from . import pools, selectors, services
 from .models import Address, Block, Lease, Pool, PoolExhaustion, Rule, RuleCondition, StaticAddress
 
 
-class OwnedAdmin(ScopedAdmin):
-    """Scoped to the user's projects, and never a simulation's scratch project
-    (no one's; a superuser would otherwise see it while a run lasts)."""
-
-    def get_queryset(self, request):
-        return selectors.without_scratch(super().get_queryset(request), self.project_path)
-
-
 class PoolForm(forms.ModelForm):
     upload_text = forms.CharField(
         label=_("Addresses to add"),
@@ -69,7 +61,7 @@ class PoolForm(forms.ModelForm):
 
 
 @admin.register(Pool)
-class PoolAdmin(OwnedAdmin):
+class PoolAdmin(ScopedAdmin):
     form = PoolForm
     list_display = ["name", "project", "kind", "base_email", "size", "hold_minutes", "live_leases", "exhausted_policy"]
     list_filter = ["kind", "exhausted_policy"]
@@ -134,7 +126,7 @@ class PoolAdmin(OwnedAdmin):
 
 
 @admin.register(Address)
-class AddressAdmin(OwnedAdmin):
+class AddressAdmin(ScopedAdmin):
     project_path = "pool__project"
     list_display = ["email", "pool", "active", "last_released_at"]
     list_filter = ["active"]
@@ -146,14 +138,14 @@ class AddressAdmin(OwnedAdmin):
 
 
 @admin.register(Block)
-class BlockAdmin(OwnedAdmin):
+class BlockAdmin(ScopedAdmin):
     list_display = ["name", "project", "kind", "selector", "original_email"]
     list_filter = ["kind"]
     search_fields = ["name", "selector", "original_email"]
 
 
 @admin.register(StaticAddress)
-class StaticAddressAdmin(OwnedAdmin):
+class StaticAddressAdmin(ScopedAdmin):
     list_display = ["name", "email", "channel", "source", "campaign", "active", "project"]
     list_filter = ["active", "channel"]
     search_fields = ["name", "email", "source", "campaign"]
@@ -166,7 +158,7 @@ class RuleConditionInline(ScopedTabularInline):
 
 
 @admin.register(Rule)
-class RuleAdmin(OwnedAdmin):
+class RuleAdmin(ScopedAdmin):
     """Rules in their order (the order decides, so it is shown and edited in
     the list), with a search box and filters by site, block, kind and pool."""
 
@@ -201,7 +193,7 @@ class RuleAdmin(OwnedAdmin):
 
 
 @admin.register(Lease)
-class LeaseAdmin(OwnedAdmin):
+class LeaseAdmin(ScopedAdmin):
     project_path = "pool__project"
     list_display = [
         "address",
@@ -225,7 +217,7 @@ class LeaseAdmin(OwnedAdmin):
 
 
 @admin.register(PoolExhaustion)
-class PoolExhaustionAdmin(OwnedAdmin):
+class PoolExhaustionAdmin(ScopedAdmin):
     project_path = "pool__project"
     list_display = ["pool", "at", "policy"]
     readonly_fields = ["pool", "at", "policy"]

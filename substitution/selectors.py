@@ -116,25 +116,3 @@ def pool_health(pool: Pool, now: datetime, block_id: int | None = None) -> PoolH
         basis=advice.basis if advice else pools.PEAK,
         advice=advice,
     )
-
-
-# --- Projects no person sees ----------------------------------------------------
-# A simulation runs the real services in a scratch project of its own (the
-# simulation app, which registers it in its AppConfig): its pools, leases and
-# exhaustions are no one's, and lists of them for people leave them out.
-# Substitution never imports the app that registers.
-
-_scratch_sources: list = []
-
-
-def register_scratch_projects(source) -> None:
-    """`source()` returns a queryset of projects no person should see."""
-    if source not in _scratch_sources:
-        _scratch_sources.append(source)
-
-
-def without_scratch(queryset, project_path: str = "project"):
-    """`queryset` without the rows of the projects registered as no one's."""
-    for source in _scratch_sources:
-        queryset = queryset.exclude(**{f"{project_path}__in": source().values("pk")})
-    return queryset

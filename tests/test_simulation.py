@@ -5,10 +5,12 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
 
 from attribution.models import MatchKind
+from journal.selectors import journal_projects
 from monitoring.models import Condition, Kind
 from monitoring.services import health_evaluate_all
 from projects.models import Project
@@ -192,6 +194,14 @@ def test_no_one_sees_a_scratch_project_while_a_run_lasts(admin_client):
     assert admin_client.get(f"/admin/substitution/pool/{sandbox.pool.pk}/change/").status_code == 302
     conditions = admin_client.get("/admin/monitoring/condition/").content.decode()
     assert "Real shop pool" in conditions and "Scratch pool ran dry" not in conditions
+    for page in ("projects/project", "tracker/site", "mailbox_sync/mailbox"):
+        response = admin_client.get(f"/admin/{page}/")
+        listed = response.content.decode()
+        assert response.status_code == 200, page
+        assert "simulation.invalid" not in listed and "Simulation" not in listed, page
+    superuser = get_user_model().objects.get(username="admin")
+    assert sandbox.project not in journal_projects(superuser)
+    assert real.project in journal_projects(superuser)
 
 
 @pytest.mark.django_db(transaction=True)
