@@ -9,6 +9,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from integrations.keys import api_key_create
 from monitoring import checks
 from monitoring.models import Kind
 from simulation import pool_sizing, tasks
@@ -165,6 +166,19 @@ def test_pool_health_and_the_alerts_use_a_fresh_simulated_size_and_say_so():
     assert health.basis == pools.PEAK
     summary, details = checks.pools(setup.project.pk, now)[(Kind.POOL_EXHAUSTED, f"pool:{setup.pool.pk}")]
     assert "(the peak with a margin)" in summary and details["recommended_basis"] == pools.PEAK
+
+
+def test_the_api_says_which_recommendation_it_gives(client):
+    setup = make_setup(pool_size=2, hold_minutes=30)
+    _row, key = api_key_create(project=setup.project, name="CRM")
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {key}"}
+
+    def health():
+        return client.get(f"/api/v1/pools/{setup.pool.pk}", **headers).json()["health"]
+
+    assert (health()["recommended"], health()["recommended_basis"]) == (0, "peak")
+    _ready(setup.pool, 17, timezone.now() - timedelta(hours=3))
+    assert (health()["recommended"], health()["recommended_basis"]) == (17, "simulated")
 
 
 def test_reading_a_result_never_asks_for_one(django_capture_on_commit_callbacks):

@@ -7,6 +7,7 @@ from rest_framework import serializers
 
 from attribution.models import Lead, MatchKind
 from costs.response import lead_response_seconds, response_seconds
+from substitution import pools
 from tracker.models import Channel
 
 NO_NUL = RegexValidator(r"^[^\x00]*$", "Text must not contain NUL characters.")
@@ -257,7 +258,14 @@ class PoolHealthSerializer(serializers.Serializer):
     live = serializers.IntegerField(help_text="Leases live now")
     peaks = PoolPeakSerializer(many=True, help_text="The last 7 days, in the project's time zone")
     exhaustions = serializers.IntegerField(help_text="Times the pool ran dry in the last 7 days")
-    recommended = serializers.IntegerField(help_text="Recommended size: the peak with a margin")
+    recommended = serializers.IntegerField(
+        help_text="Recommended size: simulated on the pool's own traffic where a fresh simulation exists, "
+        "else the peak of the last 7 days with a 25% margin (see recommended_basis)"
+    )
+    recommended_basis = serializers.ChoiceField(
+        choices=[pools.SIMULATED, pools.PEAK],
+        help_text="What the recommended size rests on: a simulation of the pool's traffic, or its peak",
+    )
     too_small = serializers.BooleanField()
 
 
@@ -281,6 +289,7 @@ class PoolSerializer(serializers.Serializer):
                 "peaks": [{"date": day, "peak": peak} for day, peak in health.peaks],
                 "exhaustions": health.exhaustions,
                 "recommended": health.recommended,
+                "recommended_basis": health.basis,
                 "too_small": health.too_small,
             }
         ).data
