@@ -28,7 +28,7 @@ of the machine used (other work on a shared machine), the allocation's scan
 checkpoints, rows, Redis keys and the activity waiting for its flush.
 At the end: each worker's RSS at the start and the end, 0 errors, p50 /
 p99 of the last third of the minutes against the first, and the statements
-collect waited on most. The machine's other work shows in "others' cores":
+that waited for a lock most, with what held it. The machine's other work shows in "others' cores":
 compare minutes at similar values, and the CPU per request, which contention
 changes far less than latency.
 
@@ -382,7 +382,7 @@ def soak(args, setup, server, postgres, redis_server, proxy, processes, work):
     report_details(details)
     report_end(minutes, start_rss, end_rss)
     if locks.blockers:
-        print("statements that collect's waited on (samples):")
+        print("lock waits seen most (samples): the waiting statement, and the blocking session's current one")
         for (waiting, blocking), count in locks.blockers.most_common(3):
             print(f"  {count:5d}  {waiting!r}\n         waited on {blocking!r}")
 
