@@ -328,8 +328,11 @@ def flush(orphans: bool = False) -> int:
             session_id = int(name.rsplit(":", 1)[1])
             urls[session_id] = [*kept, *urls.get(session_id, [])][-URLS_KEPT:]
     with transaction.atomic():
-        rows = Lease.objects.filter(id__in=leases, released_at__isnull=True).select_related("pool")
-        for lease in rows.select_for_update():
+        rows = Lease.objects.filter(id__in=leases, released_at__isnull=True).select_related("pool").order_by("pk")
+        # The leases only, and not for a key change: a plain FOR UPDATE through
+        # select_related would also lock their pool rows for the whole flush,
+        # and every new visitor's lease insert checks its pool row (FOR KEY SHARE).
+        for lease in rows.select_for_update(of=("self",), no_key=True):
             at = _at(leases[lease.pk])
             if at > lease.last_activity_at:
                 expires = at + timedelta(minutes=lease.pool.hold_minutes)

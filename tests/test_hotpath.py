@@ -3,6 +3,7 @@ activity written behind, PostgreSQL still deciding every allocation."""
 
 import json
 import logging
+import threading
 from datetime import timedelta
 
 import pytest
@@ -66,6 +67,39 @@ def test_written_behind_activity_reaches_the_database_on_flush(client):
     assert refreshed.last_activity_at > lease.last_activity_at
     assert refreshed.expires_at > lease.expires_at
     assert refreshed.expires_at <= later + timedelta(minutes=setup.pool.hold_minutes)
+
+
+def test_a_new_visitor_is_not_held_up_by_a_flush_in_progress(client):
+    """The flush locks the leases it writes, not their pools: a new visitor's
+    lease in the same pool goes in while a flush's transaction is open."""
+    setup = make_setup()
+    first = collect(client, setup.site)
+    collect(client, setup.site, vid=first["vid"], url="https://shop.test/later")
+    inside, finish = threading.Event(), threading.Event()
+
+    def hold(*_activity):
+        inside.set()
+        finish.wait(30)
+
+    flushed = []
+    activity.on_flush(hold)
+    flusher = threading.Thread(target=lambda: flushed.append(activity.flush()))
+    try:
+        flusher.start()
+        assert inside.wait(10), "the flush did not start"
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '3s'")
+        try:
+            second = collect(client, setup.site)
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("SET lock_timeout = 0")
+    finally:
+        finish.set()
+        flusher.join(30)
+        activity._flush_listeners.remove(hold)
+    assert second["subs"] and second["subs"][0]["email"] != first["subs"][0]["email"]
+    assert flushed == [1]
 
 
 def test_a_lease_with_pending_activity_is_not_released_on_a_stale_expiry():

@@ -62,7 +62,8 @@ def apply_written_behind(sessions: dict, views: dict, urls: dict, visitors: dict
     """Activity of returning visitors' page views written behind through Redis
     (substitution.activity), applied in its flush: last seen, page views and
     last URLs of sessions, last seen of visitors."""
-    for session in Session.objects.filter(id__in=set(sessions) | set(views)).select_for_update():
+    written = Session.objects.filter(id__in=set(sessions) | set(views)).order_by("pk")
+    for session in written.select_for_update(no_key=True):  # no key changes: inserts that refer to it go on
         fields = []
         seen = sessions.get(session.pk)
         if seen and seen > session.last_seen_at:
