@@ -382,7 +382,9 @@ def fold_session_deltas() -> int:
 
 
 def rebuild_every_project() -> int:
-    return sum(rebuild(project) for project in Project.objects.order_by("pk"))
+    # Only the columns the rebuild reads: a migration runs it before later
+    # migrations add the model's other columns.
+    return sum(rebuild(project) for project in Project.objects.only("pk", "time_zone").order_by("pk"))
 
 
 def leads_per_day_and_channel(project: Project, date_from: date, date_to: date) -> list[dict]:

@@ -62,10 +62,8 @@ def add_in_place(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    # The rebuild reads projects with today's model: their table must have its columns.
     dependencies = [
         ("costs", "0003_report_day_triggers"),
-        ("projects", "0004_project_scratch"),
     ]
 
     operations = [
