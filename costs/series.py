@@ -27,6 +27,14 @@ class SourceSeries:
     cost_per_lead: list[Decimal | None]
 
 
+def _days_by_source(rows, counted: str, chosen: list[str] | None):
+    """[{day, s, n}] of the day rows' `counted`, by lower-cased source (those in `chosen`, if given)."""
+    rows = rows.annotate(s=Lower("source"))
+    if chosen is not None:
+        rows = rows.filter(s__in=chosen)
+    return rows.values("day", "s").annotate(n=Sum(counted)).filter(n__gt=0).order_by()
+
+
 def daily_by_source(
     project, leads: QuerySet[Lead] | None, start: date, end: date
 ) -> tuple[list[date], list[SourceSeries]]:
@@ -35,45 +43,13 @@ def daily_by_source(
     days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
     first, after = period_bounds(project.time_zone, start, end)
     chosen = None
-    if leads is None and rollups.ready(project) and ranked.available():
-        # The top sources first, ranked by the database from the period's
-        # rows; then the days of those sources only.
-        chosen = top_sources(project, start, end)
-        lead_rows = (
-            rollups.report_days_daily(project, start, end, "source")
-            .annotate(s=Lower("source"))
-            .filter(s__in=chosen)
-            .values("day", "s")
-            .annotate(n=Sum("leads"))
-            .filter(n__gt=0)
-            .order_by()
-        )
-        session_rows = (
-            rollups.session_days_daily(project, start, end, "source")
-            .annotate(s=Lower("source"))
-            .filter(s__in=chosen)
-            .values("day", "s")
-            .annotate(n=Sum("sessions"))
-            .filter(n__gt=0)
-            .order_by()
-        )
-    elif leads is None and rollups.ready(project):
-        lead_rows = (
-            rollups.report_days_daily(project, start, end, "source")
-            .annotate(s=Lower("source"))
-            .values("day", "s")
-            .annotate(n=Sum("leads"))
-            .filter(n__gt=0)
-            .order_by()
-        )
-        session_rows = (
-            rollups.session_days_daily(project, start, end, "source")
-            .annotate(s=Lower("source"))
-            .values("day", "s")
-            .annotate(n=Sum("sessions"))
-            .filter(n__gt=0)
-            .order_by()
-        )
+    if leads is None and rollups.ready(project):
+        if ranked.available():
+            # The top sources first, ranked by the database from the period's
+            # rows; then the days of those sources only.
+            chosen = top_sources(project, start, end)
+        lead_rows = _days_by_source(rollups.report_days_daily(project, start, end, "source"), "leads", chosen)
+        session_rows = _days_by_source(rollups.session_days_daily(project, start, end, "source"), "sessions", chosen)
     else:
         if leads is None:
             leads = Lead.objects.filter(project=project, created_at__gte=first, created_at__lt=after)
