@@ -165,6 +165,8 @@ def test_a_server_that_says_bye_or_garbage_shows_why_and_is_listened_to_again(ma
     user, mailbox, relay = relayed
     with running_listener():
         wait_until(lambda: state_is(mailbox, Listening.State.LISTENING))
+        # The line comes while the server idles, not before it has said so.
+        wait_until(relay.idling.is_set, message="the server idling")
         connections = relay.accepted
         relay.say(line)
         wait_until(lambda: relay.accepted > connections, message="a new connection")

@@ -75,6 +75,7 @@ class FaultyRelay:
         self.silent = threading.Event()
         self.refusing = threading.Event()
         self.closed = threading.Event()
+        self.idling = threading.Event()  # the server has answered an IDLE ("+ idling")
         self.accepted = 0
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -104,6 +105,8 @@ class FaultyRelay:
                     continue  # swallowed: the server seems to hang
                 if from_server and self.hide_idle:
                     data = data.replace(b" IDLE", b"")
+                if from_server and b"+ idling" in data:
+                    self.idling.set()
                 target.sendall(data)
         except OSError:
             pass
