@@ -9,7 +9,10 @@ A batch is stored in one transaction: each event judged alone
   ENGAGEMENT_BURST_SECONDS are a scanner's burst.
 Earlier events are relabelled, never deleted. Then each recipient's state is
 settled: a person's open makes it "opened by a person"; a person's click or a
-reply without such an open adds an inferred open; the state only moves up.
+reply without such an open adds an inferred open; the state only moves up,
+except that an open inferred from clicks later found a scanner's (by a burst
+or a hidden-link hit in a later batch) is withdrawn: relabelled, not deleted,
+and the recipient goes back to what their other events say.
 
 A drain costs the same for a recipient opened thousands of times as for one
 opened once: it reads the new events, and of the earlier ones only those the
@@ -42,6 +45,7 @@ MAX_USER_AGENT = 500
 KIND_OF_TOKEN = {tokens.OPEN: EventKind.OPEN, tokens.CLICK: EventKind.CLICK, tokens.HONEYPOT: EventKind.HONEYPOT}
 # An inferred open is placed just before the click or reply it is inferred from.
 INFERRED_LEAD = timedelta(milliseconds=1)
+WITHDRAWN = "inferred from clicks found to be a scanner's"
 STATE_RANK = {OpenState.NONE: 0, OpenState.MACHINE: 1, OpenState.INFERRED: 2, OpenState.PERSON: 3}
 
 
@@ -128,10 +132,13 @@ def store(entries: list[tuple[str | None, dict]]) -> list[int]:
         for row in created:
             if row.kind in (EventKind.CLICK, EventKind.HONEYPOT):
                 earliest[row.recipient_id] = min(row.at, earliest.get(row.recipient_id, row.at))
+        relabelled = []
         if earliest:
-            _mark_honeypot_neighbours(earliest)
-            _mark_bursts(earliest)
+            relabelled = _mark_honeypot_neighbours(earliest) + _mark_bursts(earliest)
         inferred = settle([row.pk for row in created])
+        new_pks = {row.pk for row in created}
+        # A person's click of an earlier batch may have inferred an open.
+        withdraw_inferred_opens({recipient_id for pk, recipient_id in relabelled if pk not in new_pks})
         new_ids = [row.pk for row in created] + inferred
         announce.emit(new_ids)
     return new_ids
@@ -142,16 +149,28 @@ def _since(earliest: dict[int, datetime], window: timedelta) -> Q:
     return reduce(or_, (Q(recipient_id=pk, at__gte=at - window) for pk, at in earliest.items()))
 
 
-def _mark_honeypot_neighbours(earliest: dict[int, datetime]) -> None:
+def _relabel_as_scanner(events, reason: str) -> list[tuple[int, int]]:
+    """Relabel these events a scanner's; returns (id, recipient id) of those
+    that were a person's before."""
+    rows = list(events.exclude(verdict=Verdict.SCANNER).values_list("pk", "recipient_id", "verdict"))
+    if rows:
+        Event.objects.filter(pk__in=[pk for pk, _r, _v in rows]).update(verdict=Verdict.SCANNER, reason=reason)
+    return [(pk, recipient_id) for pk, recipient_id, verdict in rows if verdict in PERSON_VERDICTS]
+
+
+def _mark_honeypot_neighbours(earliest: dict[int, datetime]) -> list[tuple[int, int]]:
     window = timedelta(seconds=settings.ENGAGEMENT_HONEYPOT_SECONDS)
     hits = Event.objects.filter(_since(earliest, window), kind=EventKind.HONEYPOT)
+    relabelled = []
     for recipient_id, at in hits.values_list("recipient_id", "at"):
-        Event.objects.filter(
+        near = Event.objects.filter(
             recipient_id=recipient_id, kind=EventKind.CLICK, at__gte=at - window, at__lte=at + window
-        ).exclude(verdict=Verdict.SCANNER).update(verdict=Verdict.SCANNER, reason="near a followed hidden link")
+        )
+        relabelled += _relabel_as_scanner(near, "near a followed hidden link")
+    return relabelled
 
 
-def _mark_bursts(earliest: dict[int, datetime]) -> None:
+def _mark_bursts(earliest: dict[int, datetime]) -> list[tuple[int, int]]:
     window = timedelta(seconds=settings.ENGAGEMENT_BURST_SECONDS)
     clicks = defaultdict(list)
     recent = Event.objects.filter(_since(earliest, window), kind=EventKind.CLICK)
@@ -165,10 +184,9 @@ def _mark_bursts(earliest: dict[int, datetime]) -> None:
                 start += 1
             if len({link for _at, link, _pk in series[start : end + 1]}) >= settings.ENGAGEMENT_BURST_LINKS:
                 burst.update(pk for _at, _link, pk in series[start : end + 1])
-    if burst:
-        Event.objects.filter(pk__in=burst).exclude(verdict=Verdict.SCANNER).update(
-            verdict=Verdict.SCANNER, reason="burst of clicks on several links"
-        )
+    if not burst:
+        return []
+    return _relabel_as_scanner(Event.objects.filter(pk__in=burst), "burst of clicks on several links")
 
 
 def settle(event_ids: list[int]) -> list[int]:
@@ -228,6 +246,31 @@ def settle(event_ids: list[int]) -> list[int]:
         changed, ["open_state", "first_opened_at", "last_opened_at", "replied_at"], batch_size=500
     )
     return [event.pk for event in made]
+
+
+def withdraw_inferred_opens(recipient_ids: set[int]) -> None:
+    """These recipients' clicks were a person's and are now a scanner's: an
+    open inferred from them no longer stands when no person's click or reply
+    is left. It is relabelled (never deleted: a webhook may have told of it)
+    and the state goes back to what the other events say ("opened by a
+    machine" or "not opened"; a person's open keeps "opened by a person").
+    Rare (a scanner's clicks drained before the burst or hidden-link hit that
+    gives them away), so it may read these recipients' whole history."""
+    if not recipient_ids:
+        return
+    recipients = MessageRecipient.objects.select_for_update(no_key=True).filter(pk__in=recipient_ids).order_by("pk")
+    for recipient in recipients:
+        own = Event.objects.filter(recipient_id=recipient.pk)
+        person_act = Q(kind=EventKind.CLICK, verdict__in=PERSON_VERDICTS) | Q(kind=EventKind.REPLY)
+        if own.filter(person_act).exists():
+            continue
+        own.filter(kind=EventKind.OPEN, inferred=True, verdict__in=PERSON_VERDICTS).update(
+            verdict=Verdict.SCANNER, reason=WITHDRAWN
+        )
+        if recipient.open_state == OpenState.INFERRED:
+            opened = own.filter(kind=EventKind.OPEN, inferred=False).exists()
+            recipient.open_state = OpenState.MACHINE if opened else OpenState.NONE
+            recipient.save(update_fields=["open_state"])
 
 
 def reply_record(*, recipient: MessageRecipient, letter_id: int | None, at: datetime) -> Event | None:

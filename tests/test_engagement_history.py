@@ -31,13 +31,13 @@ LETTER = (
     "<a href='https://shop.test/c'>c</a></body></html>"
 )
 KIND = {tokens.OPEN: EventKind.OPEN, tokens.CLICK: EventKind.CLICK, tokens.HONEYPOT: EventKind.HONEYPOT}
-RANK = {OpenState.NONE: 0, OpenState.MACHINE: 1, OpenState.INFERRED: 2, OpenState.PERSON: 3}
 
 
 class WholeHistoryDrain:
     """The drain as it was: each event judged alone; a batch's honeypot and
     burst marks from a window before its earliest event; then each touched
-    recipient's state from all of their events."""
+    recipient's state from all of their events (an open inferred from clicks
+    that are no longer a person's withdrawn)."""
 
     def __init__(self, message):
         self.message = message
@@ -146,12 +146,18 @@ class WholeHistoryDrain:
             ]
             replies = [e["at"] for e in own if e["kind"] == EventKind.REPLY]
             row = self.rows[recipient_id]
+            standing = [e for e in opens if e["inferred"] and e["verdict"] in PERSON_VERDICTS]
+            if not person_acts:
+                # Its clicks turned out a scanner's: the open inferred from them is withdrawn.
+                for e in standing:
+                    e["verdict"], e["reason"] = Verdict.SCANNER, "inferred from clicks found to be a scanner's"
+                standing = []
             state = OpenState.NONE
             if person_opens:
                 state = OpenState.PERSON
             elif person_acts:
                 state = OpenState.INFERRED
-                if not any(e["inferred"] for e in opens):
+                if not standing:
                     self.events.append(
                         {
                             "sid": None,
@@ -165,10 +171,11 @@ class WholeHistoryDrain:
                             "at": min(person_acts) - timedelta(milliseconds=1),
                         }
                     )
-            elif opens:
+            elif any(not e["inferred"] for e in opens):
                 state = OpenState.MACHINE
-            if RANK[state] > RANK[row["state"]]:
-                row["state"] = state
+            # From the whole history: opens are never relabelled, so only an open inferred from clicks
+            # found to be a scanner's moves a state down.
+            row["state"] = state
             if person_opens:
                 row["first"], row["last"] = min(person_opens), max(person_opens)
             if replies:
@@ -312,9 +319,11 @@ def test_recipients_with_long_histories_get_the_verdicts_the_whole_history_drain
     assert Event.objects.filter(recipient=machines, inferred=True).get().at == t + 50 * s - timedelta(milliseconds=1)
     fresh.refresh_from_db()
     # Its first click looked like a person's when drained (an inferred open); the next, a second later on
-    # another link, made both a burst: the state never moves down.
-    assert fresh.open_state == OpenState.INFERRED
+    # another link, made both a burst: the inferred open is withdrawn (relabelled, kept), Apple's open stays.
+    assert fresh.open_state == OpenState.MACHINE
     assert {e.verdict for e in Event.objects.filter(recipient=fresh, kind=EventKind.CLICK)} == {Verdict.SCANNER}
+    [withdrawn] = Event.objects.filter(recipient=fresh, inferred=True)
+    assert withdrawn.verdict == Verdict.SCANNER
 
 
 def test_a_drain_reads_no_earlier_event_outside_the_rules_windows():

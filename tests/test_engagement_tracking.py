@@ -10,7 +10,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from engagement import networks, recording, rewriting, tokens
+from engagement import networks, recording, rewriting, selectors, tokens
 from engagement.endpoint import GIF
 from engagement.models import Event, EventKind, MessageRecipient, NetworkList, OpenState, OptOut, Verdict
 from engagement.services import EngagementError
@@ -255,6 +255,7 @@ def test_other_methods_are_405(http):
         ("Mozilla/5.0", PERSON_IP, Verdict.UNKNOWN, False),
         (CHROME_UA, EOP_IP, Verdict.SCANNER, False),
         (CHROME_UA, "2a01:111:f400:7e00::1", Verdict.SCANNER, False),
+        (CHROME_UA, "64.235.150.1", Verdict.SCANNER, False),  # Barracuda
         (CHROME_UA, PROOFPOINT_IP, Verdict.SCANNER, True),
         ("", PERSON_IP, Verdict.SCANNER, False),
         ("Googlebot/2.1 (+http://www.google.com/bot.html)", PERSON_IP, Verdict.UNKNOWN, False),
@@ -341,6 +342,54 @@ def test_a_honeypot_hit_marks_the_clicks_around_it_as_a_scanners(client):
         (EventKind.HONEYPOT, Verdict.SCANNER),
         (EventKind.CLICK, Verdict.SCANNER),
     ]
+    # The open the first click inferred is withdrawn with it: kept, labelled, never counted.
+    assert [(e.kind, e.verdict) for e in events if e.inferred] == [(EventKind.OPEN, Verdict.SCANNER)]
+    copy.recipient.refresh_from_db()
+    assert copy.recipient.open_state == OpenState.NONE
+    assert selectors.totals([copy.recipient.message_id])[copy.recipient.message_id]["opens"]["inferred"] == 0
+
+
+def test_a_burst_found_after_its_first_click_was_drained_withdraws_the_inferred_open(client):
+    project, _key = make_project()
+    copy = track(project).copies[0]
+    fetch(client, copy.pixel_url, ua="Mozilla/5.0", ip=APPLE_IP)
+    fetch(client, copy.links[0][1])
+    events_of(copy)
+    copy.recipient.refresh_from_db()
+    assert copy.recipient.open_state == OpenState.INFERRED  # a person's click, as far as is known yet
+    fetch(client, copy.links[1][1])  # the next link within the burst window: a scanner after all
+    events = events_of(copy)
+    assert {e.verdict for e in events if e.kind == EventKind.CLICK} == {Verdict.SCANNER}
+    [withdrawn] = [e for e in events if e.inferred]
+    assert withdrawn.verdict == Verdict.SCANNER and "scanner" in withdrawn.reason
+    copy.recipient.refresh_from_db()
+    assert copy.recipient.open_state == OpenState.MACHINE  # Apple's open is all that is left
+    figures = selectors.totals([copy.recipient.message_id])[copy.recipient.message_id]
+    assert (figures["opens"]["inferred"], figures["clicks"]["human"]) == (0, 0)
+    # A person's click later infers an open again.
+    Event.objects.filter(recipient=copy.recipient).update(at=timezone.now() - timedelta(minutes=5))
+    fetch(client, copy.links[0][1])
+    events = events_of(copy)
+    assert [e.verdict for e in events if e.inferred] == [Verdict.SCANNER, Verdict.HUMAN]
+    copy.recipient.refresh_from_db()
+    assert copy.recipient.open_state == OpenState.INFERRED
+    assert Event.objects.filter(recipient=copy.recipient).count() == 6  # nothing deleted
+
+
+def test_a_person_click_left_beside_the_scanners_keeps_the_inferred_open(client):
+    project, _key = make_project()
+    copy = track(project).copies[0]
+    fetch(client, copy.links[0][1])
+    events_of(copy)
+    Event.objects.filter(recipient=copy.recipient).update(at=timezone.now() - timedelta(minutes=5))
+    fetch(client, copy.links[0][1])
+    events_of(copy)
+    fetch(client, tokens.honeypot_url(copy.recipient.pk))  # marks the second click only
+    events = events_of(copy)
+    assert [e.verdict for e in events if e.kind == EventKind.CLICK] == [Verdict.HUMAN, Verdict.SCANNER]
+    assert [e.verdict for e in events if e.inferred] == [Verdict.HUMAN]
+    copy.recipient.refresh_from_db()
+    assert copy.recipient.open_state == OpenState.INFERRED
 
 
 def test_the_senders_own_open_through_the_relay_is_self_only_in_the_first_minutes(client):
