@@ -220,48 +220,70 @@ def forget(key: str) -> None:
         redis().delete(key)
 
 
-def _claim(key: str, orphans: bool, legacy: str = "") -> list[str]:
-    """Atomically move a pending hash aside; returns the names of the claimed
-    copies, oldest first. A claimed copy is deleted only after the database
-    has it; a copy left by a crash is taken up again (with `orphans`) once it
-    is older than ORPHAN_SECONDS. `legacy`: the hash's name before the keys
-    had a hash tag, taken too on a single Redis (what an upgrade left)."""
+def _claim(keys: list[str], orphans: bool) -> dict[str, list[str]]:
+    """Atomically move each pending key aside (all in one round trip); returns
+    the names of the claimed copies of each, oldest first. A claimed copy is
+    deleted only after the database has it; a copy left by a crash is taken
+    up again (with `orphans`) once it is older than ORPHAN_SECONDS. On a
+    single Redis a key's name before the keys had a hash tag (_LEGACY, what
+    an upgrade left) is taken too."""
     client = redis()
-    stem = f"{PROCESSING}{key.removeprefix(HOT + ':')}:"
-    names = []
+    names: dict[str, list[str]] = {key: [] for key in keys}
+    stems = {key: f"{PROCESSING}{key.removeprefix(HOT + ':')}:" for key in keys}
     if orphans:
         cutoff = time.time_ns() - ORPHAN_SECONDS * 10**9
-        for name in client.scan_iter(f"{stem}*"):
-            name = name.decode()
-            if int(name.split(":")[-1]) < cutoff:
-                mine = f"{stem}{time.time_ns()}"
-                try:
-                    client.rename(name, mine)  # only one flush wins an orphan
-                    names.append(mine)
-                except redis_errors.ResponseError:  # another flush took it
-                    continue
-    sources = [legacy, key] if legacy and not redis_client.is_cluster() else [key]
-    for source in sources:
-        claimed = f"{stem}{time.time_ns()}"
-        try:
-            client.rename(source, claimed)
-            names.append(claimed)
-        except redis_errors.ResponseError as error:  # "no such key": nothing pending
-            if "no such key" not in str(error).lower():
-                raise
+        for key, stem in stems.items():
+            for name in client.scan_iter(f"{stem}*"):
+                name = name.decode()
+                if int(name.split(":")[-1]) < cutoff:
+                    mine = f"{stem}{time.time_ns()}"
+                    try:
+                        client.rename(name, mine)  # only one flush wins an orphan
+                        names[key].append(mine)
+                    except redis_errors.ResponseError:  # another flush took it
+                        continue
+    renames = []
+    stamp = time.time_ns()
+    for key in keys:
+        legacy = _LEGACY.get(key, "")
+        for source in [legacy, key] if legacy and not redis_client.is_cluster() else [key]:
+            stamp += 1  # each copy its own name, in the order taken
+            renames.append((key, source, f"{stems[key]}{stamp}"))
+    replies = exchange(*(("RENAME", source, claimed) for _key, source, claimed in renames))
+    for (key, _source, claimed), reply in zip(renames, replies, strict=True):
+        if isinstance(reply, redis_errors.ResponseError):  # "no such key": nothing pending
+            if "no such key" not in str(reply).lower():
+                raise reply
+            continue
+        if isinstance(reply, Exception):
+            raise reply
+        names[key].append(claimed)
     return names
 
 
-def _read(names: list[str]) -> list[dict[int, bytes]]:
-    client = redis()
-    return [{int(field): value for field, value in client.hgetall(name).items()} for name in names]
+def _read(claimed: dict[str, list[str]]) -> dict[str, list]:
+    """The claimed copies' contents in one round trip: each hash as
+    {field: value}, each list (PAGE_VIEWS) as its entries."""
+    reads = [(key, name) for key, names in claimed.items() for name in names]
+    if not reads:
+        return {key: [] for key in claimed}
+    commands = [("LRANGE", name, 0, -1) if key == PAGE_VIEWS else ("HGETALL", name) for key, name in reads]
+    contents: dict[str, list] = {key: [] for key in claimed}
+    for (key, _name), reply in zip(reads, exchange(*commands), strict=True):
+        if isinstance(reply, Exception):
+            raise reply
+        if key == PAGE_VIEWS:
+            contents[key].append(reply)
+        else:
+            pairs = reply.items() if isinstance(reply, dict) else zip(reply[::2], reply[1::2], strict=True)
+            contents[key].append({int(field): value for field, value in pairs})
+    return contents
 
 
-def _page_views(names: list[str]):
+def _page_views(lists: list[list[bytes]]):
     """(session id, URL or "") of each page view queued in the claimed copies, oldest first."""
-    client = redis()
-    for name in names:
-        for entry in client.lrange(name, 0, -1):
+    for entries in lists:
+        for entry in entries:
             session_id, _, url = entry.decode().partition(" ")
             yield int(session_id), url
 
@@ -301,12 +323,15 @@ _LEGACY = {
 def flush(orphans: bool = False) -> int:
     """Apply pending activity to the database: lease last activity and
     expiry here, the sessions' and visitors' through the listeners.
-    Returns the number of leases touched."""
+    Returns the number of leases touched. Nothing pending costs one Redis
+    round trip and no database work."""
     if not enabled():
         return 0
-    keys = (PENDING_LEASES, PENDING_SESSIONS, PENDING_VIEWS, PENDING_VISITORS, SESSION_URLS, PAGE_VIEWS)
-    claimed = {key: _claim(key, orphans, _LEGACY.get(key, "")) for key in keys}
-    copies = {key: _read(names) for key, names in claimed.items() if key != PAGE_VIEWS}
+    keys = [PENDING_LEASES, PENDING_SESSIONS, PENDING_VIEWS, PENDING_VISITORS, SESSION_URLS, PAGE_VIEWS]
+    claimed = _claim(keys, orphans)
+    if not any(claimed.values()):
+        return 0
+    copies = _read(claimed)
     leases = _newest(copies[PENDING_LEASES])
     views: dict[int, int] = {}
     for copy in copies[PENDING_VIEWS]:
@@ -316,35 +341,50 @@ def flush(orphans: bool = False) -> int:
     for copy in copies[SESSION_URLS]:
         for session_id, kept in copy.items():
             urls[session_id] = [*urls.get(session_id, []), *json.loads(kept)][-URLS_KEPT:]
-    for session_id, url in _page_views(claimed[PAGE_VIEWS]):
+    for session_id, url in _page_views(copies[PAGE_VIEWS]):
         views[session_id] = views.get(session_id, 0) + 1
         if url:
             urls.setdefault(session_id, []).append(url)
     urls = {session_id: kept[-URLS_KEPT:] for session_id, kept in urls.items()}
     legacy_urls = [] if redis_client.is_cluster() else [f"et:urls:{session_id}" for session_id in views]
-    for name in legacy_urls:  # lists an upgrade left (one per session before the hash)
-        kept = [u.decode() for u in redis().lrange(name, 0, -1)]
+    # Lists an upgrade left (one per session before the hash), read in one round trip.
+    kept_lists = exchange(*(("LRANGE", name, 0, -1) for name in legacy_urls)) if legacy_urls else []
+    for name, kept in zip(legacy_urls, kept_lists, strict=True):
+        if isinstance(kept, Exception):
+            raise kept
         if kept:
             session_id = int(name.rsplit(":", 1)[1])
-            urls[session_id] = [*kept, *urls.get(session_id, [])][-URLS_KEPT:]
+            urls[session_id] = [*(u.decode() for u in kept), *urls.get(session_id, [])][-URLS_KEPT:]
     with transaction.atomic():
-        rows = Lease.objects.filter(id__in=leases, released_at__isnull=True).select_related("pool").order_by("pk")
-        # The leases only, and not for a key change: a plain FOR UPDATE through
-        # select_related would also lock their pool rows for the whole flush,
-        # and every new visitor's lease insert checks its pool row (FOR KEY SHARE).
-        for lease in rows.select_for_update(of=("self",), no_key=True):
-            at = _at(leases[lease.pk])
-            if at > lease.last_activity_at:
-                expires = at + timedelta(minutes=lease.pool.hold_minutes)
-                Lease.objects.filter(pk=lease.pk).update(last_activity_at=at, expires_at=max(expires, lease.expires_at))
+        _apply_leases(leases)
         sessions = {key: _at(value) for key, value in _newest(copies[PENDING_SESSIONS]).items()}
         visitors = {key: _at(value) for key, value in _newest(copies[PENDING_VISITORS]).items()}
         for listener in _flush_listeners:
             listener(sessions, views, urls, visitors)
-    for names in [*claimed.values(), legacy_urls]:
-        if names:
-            redis().delete(*names)
+    done = [name for names in claimed.values() for name in names] + legacy_urls
+    exchange(("DEL", *done))
     return len(leases)
+
+
+def _apply_leases(leases: dict[int, float]) -> None:
+    """Each live lease's last activity and expiry moved forward to its newest
+    pending activity, in two statements whatever their number: the rows
+    locked, then written in one UPDATE. The leases only, in id order, and not
+    for a key change: a plain FOR UPDATE through select_related would also lock
+    their pool rows for the whole flush, and every new visitor's lease insert
+    checks its pool row (FOR KEY SHARE)."""
+    if not leases:
+        return
+    rows = Lease.objects.filter(id__in=leases, released_at__isnull=True).select_related("pool").order_by("pk")
+    changed = []
+    for lease in rows.select_for_update(of=("self",), no_key=True):
+        at = _at(leases[lease.pk])
+        if at > lease.last_activity_at:
+            lease.last_activity_at = at
+            lease.expires_at = max(at + timedelta(minutes=lease.pool.hold_minutes), lease.expires_at)
+            changed.append(lease)
+    if changed:
+        Lease.objects.bulk_update(changed, ["last_activity_at", "expires_at"])
 
 
 def send_without_reply(*command) -> None:

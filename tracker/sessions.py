@@ -5,7 +5,8 @@ import json
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import F
+from django.db.models import F, Value
+from django.db.models.functions import Greatest
 
 from substitution.visits import Visit
 
@@ -61,25 +62,32 @@ def session_key_of(channel: str, source: str, campaign: str) -> str:
 def apply_written_behind(sessions: dict, views: dict, urls: dict, visitors: dict) -> None:
     """Activity of returning visitors' page views written behind through Redis
     (substitution.activity), applied in its flush: last seen, page views and
-    last URLs of sessions, last seen of visitors."""
+    last URLs of sessions, last seen of visitors. A few statements whatever
+    the number of rows: the sessions locked in id order and not for a key
+    change (inserts that refer to them go on), then written in one UPDATE;
+    the visitors in one UPDATE that never moves a time back."""
     written = Session.objects.filter(id__in=set(sessions) | set(views)).order_by("pk")
-    for session in written.select_for_update(no_key=True):  # no key changes: inserts that refer to it go on
-        fields = []
+    changed = []
+    for session in written.select_for_update(no_key=True).only("last_seen_at", "page_views", "last_urls"):
         seen = sessions.get(session.pk)
-        if seen and seen > session.last_seen_at:
+        moved = bool(seen and seen > session.last_seen_at)
+        if moved:
             session.last_seen_at = seen
-            fields.append("last_seen_at")
         added = views.get(session.pk, 0)
         if added:
-            session.page_views = F("page_views") + added
+            session.page_views += added  # the row is locked: no other write in between
             if urls.get(session.pk):
                 session.last_urls = (list(session.last_urls or []) + urls[session.pk])[-LAST_URLS_KEPT:]
-                fields.append("last_urls")
-            fields.append("page_views")
-        if fields:
-            session.save(update_fields=fields)
-    for visitor_id, seen in visitors.items():
-        Visitor.objects.filter(pk=visitor_id, last_seen_at__lt=seen).update(last_seen_at=seen)
+        if moved or added:
+            changed.append(session)
+    if changed:
+        Session.objects.bulk_update(changed, ["last_seen_at", "page_views", "last_urls"])
+    if visitors:
+        rows = [
+            Visitor(pk=visitor_id, last_seen_at=Greatest(F("last_seen_at"), Value(seen)))
+            for visitor_id, seen in visitors.items()
+        ]
+        Visitor.objects.bulk_update(sorted(rows, key=lambda row: row.pk), ["last_seen_at"])
 
 
 def _new_session_details(
