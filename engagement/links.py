@@ -18,13 +18,14 @@ _cache: dict[int, str] = {}
 def ascii_url(url: str) -> str | None:
     try:
         parts = urlsplit(url.strip())
-        host = parts.hostname or ""
-        ascii_host = host.encode("idna").decode("ascii") if not host.isascii() else host
+        netloc = parts.netloc
+        if not netloc.isascii():
+            # The host as written (any case: IDNA folds it), between the user info and the port.
+            userinfo, at, host_port = netloc.rpartition("@")
+            host, colon, port = host_port.partition(":")
+            netloc = f"{userinfo}{at}{host.encode('idna').decode('ascii')}{colon}{port}"
     except (ValueError, UnicodeError):
         return None
-    netloc = parts.netloc
-    if ascii_host != host:
-        netloc = netloc.replace(host, ascii_host) if host in netloc else netloc
     result = iri_to_uri(urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)))
     if not result.isascii() or any(c in result for c in "\r\n\x00"):
         return None
