@@ -228,6 +228,15 @@ def test_a_token_signed_for_another_letters_link_is_refused(client):
     assert events_of(mine) == [] and events_of(theirs) == []
 
 
+def test_a_signed_token_for_a_link_that_does_not_exist_is_a_400_page(http):
+    project, _key = make_project()
+    copy = track(project).copies[0]
+    unknown = tokens.click_url(copy.recipient.pk, 2**40)
+    response = fetch(http, unknown)
+    assert response.status_code == 400 and "Location" not in response
+    assert events_of(copy) == []
+
+
 def test_head_is_answered_but_never_counted_as_a_person(http):
     project, _key = make_project()
     copy = track(project).copies[0]
