@@ -131,3 +131,29 @@ def test_retry_now_makes_the_selected_waiting_letters_due(client, settings):
     waiting.refresh_from_db(), theirs.refresh_from_db()
     assert waiting.next_attempt_at <= timezone.now()
     assert theirs.next_attempt_at > timezone.now()
+
+
+def test_a_manager_sees_and_makes_only_their_own_projects_upstreams_and_credentials(client, relay_settings):
+    shop, other = Project.objects.create(name="Shop"), Project.objects.create(name="Other")
+    their_upstream = Upstream.objects.create(project=other, host="smtp.other.test", port=587)
+    their_credential, _password = credentials.credential_create(project=other, name="Boss mail client")
+    client.force_login(manager_of(shop))
+    assert "smtp.other.test" not in client.get("/admin/relay/upstream/").content.decode()
+    assert "Boss mail client" not in client.get("/admin/relay/credential/").content.decode()
+    assert client.get(f"/admin/relay/upstream/{their_upstream.pk}/change/").status_code == 302  # not found for them
+    assert client.get(f"/admin/relay/credential/{their_credential.pk}/change/").status_code == 302
+    response = client.post(
+        "/admin/relay/credential/add/",
+        {"project": other.pk, "name": "Sneaky", "allowed_senders": "", "recipients_per_hour": ""},
+    )
+    assert response.status_code == 200 and "Select a valid choice" in response.content.decode()
+    response = client.post(
+        "/admin/relay/upstream/add/",
+        {"project": other.pk, "host": "127.0.0.1", "port": 25, "security": "none", "active": "on"},
+    )
+    assert response.status_code == 200 and "Select a valid choice" in response.content.decode()
+    assert list(Credential.objects.values_list("project", flat=True)) == [other.pk]
+    assert list(Upstream.objects.values_list("host", flat=True)) == ["smtp.other.test"]
+    client.post("/admin/relay/credential/", {"action": "revoke", "_selected_action": [their_credential.pk]})
+    their_credential.refresh_from_db()
+    assert their_credential.revoked_at is None
