@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from mailbox_sync import threads
 from mailbox_sync.bulk import copy_insert
+from mailbox_sync.lookups import AnyOf
 from mailbox_sync.models import Letter, Mailbox
 from substitution.decoder import Match
 from substitution.models import Address, StaticAddress
@@ -97,14 +98,14 @@ def _lock_unattributed(order: list[int], stored: dict[int, Letter]) -> dict[int,
     held = [pk for pk in order if pk in stored]
     found = {}
     if held:
-        rows = unattributed.filter(pk__in=held).values_list("id", "message_id_reused", "not_lead_reason")
+        rows = unattributed.filter(AnyOf("id", held)).values_list("id", "message_id_reused", "not_lead_reason")
         for pk, reused, reason in rows:
             letter = stored[pk]
             letter.message_id_reused, letter.not_lead_reason = reused, reason
             found[pk] = letter
     rest = [pk for pk in order if pk not in stored]
     if rest:
-        found.update((letter.pk, letter) for letter in unattributed.filter(pk__in=rest).only(*LETTER_FIELDS))
+        found.update((letter.pk, letter) for letter in unattributed.filter(AnyOf("id", rest)).only(*LETTER_FIELDS))
     return found
 
 
@@ -141,9 +142,10 @@ class _ProjectBatch:
         original addresses, pools' base addresses), kept for the domains."""
         project = self.project_id
         self.own_mail = own_mail_addresses(project)
-        own = set(Address.objects.filter(pool__project_id=project, email__in=senders).values_list("email", flat=True))
+        wanted = AnyOf("email", senders)
+        own = set(Address.objects.filter(wanted, pool__project_id=project).values_list("email", flat=True))
         own |= self.own_mail
-        own |= set(StaticAddress.objects.filter(project_id=project, email__in=senders).values_list("email", flat=True))
+        own |= set(StaticAddress.objects.filter(wanted, project_id=project).values_list("email", flat=True))
         return own
 
     def _read_known(self, leads_wanted: list[Letter]):
@@ -156,7 +158,7 @@ class _ProjectBatch:
         self.lead_recipient: dict[int, str] = {}  # of the leads from before the batch
         thread_ids = {i for letter in leads_wanted for i in threads.thread_ids(letter.in_reply_to, letter.references)}
         if thread_ids:
-            rows = in_project.filter(message_id__in=thread_ids).values_list(
+            rows = in_project.filter(AnyOf("message_id", thread_ids)).values_list(
                 *threads.FIELDS, "message_id", "lead__recipient"
             )
             for *fields, message_id, recipient in rows:
@@ -169,7 +171,7 @@ class _ProjectBatch:
             periods = [letter.mailbox.repeat_period for letter in leads_wanted]
             times = [letter.received_at for letter in leads_wanted]
             rows = in_project.filter(
-                sender_email__in=named,
+                AnyOf("sender_email", named),
                 received_at__gt=min(times) - max(periods),
                 received_at__lt=max(times) + max(periods),
             ).values_list("id", "sender_email", "received_at", "lead_id", "lead__recipient")
@@ -178,7 +180,7 @@ class _ProjectBatch:
                 self.lead_recipient[lead_id] = recipient
         if senders:
             firsts = (
-                in_project.filter(sender_email__in=senders)
+                in_project.filter(AnyOf("sender_email", senders))
                 .values("sender_email")
                 .annotate(first=Min("received_at"))
                 .values_list("sender_email", "first")
@@ -279,9 +281,7 @@ class _ProjectBatch:
             for c in self.by_message_id.get(i, ())
             if c.letter_id != letter.pk
         ]
-        parent = threads.thread_parent(
-            sender=letter.sender_email, recipients=threads.addresses(letter.recipients), candidates=candidates
-        )
+        parent = threads.thread_parent(sender=letter.sender_email, recipients=letter.recipients, candidates=candidates)
         if parent is not None:
             return parent.lead
         if not letter.sender_email:

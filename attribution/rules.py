@@ -7,6 +7,7 @@ shown, never used for matching.
 
 from datetime import timedelta
 
+from mailbox_sync.bulk import new_instance
 from mailbox_sync.models import Letter
 from substitution.decoder import Decoded
 from substitution.models import Lease
@@ -93,23 +94,25 @@ def new_lead(
         }
     else:
         fields = _source_fields(session) or {"channel": Channel.UNKNOWN}
-    return Lead(
-        project_id=project_id,
-        created_at=letter.received_at,
-        last_letter_at=letter.received_at,
-        sender_email=letter.sender_email,
-        sender_name=letter.sender_name,
-        subject=letter.subject,
-        recipient=recipient,
-        match_kind=kind,
-        first_contact=first_contact,
-        address=decoded.address if decoded else None,
-        lease=lease,
-        visitor_id=lease.visitor_id if lease else None,
-        session=session,
-        site_id=session.visitor.site_id if session else None,
+    address = decoded.address if decoded else None
+    values = {
+        "project_id": project_id,
+        "created_at": letter.received_at,
+        "last_letter_at": letter.received_at,
+        "sender_email": letter.sender_email,
+        "sender_name": letter.sender_name,
+        "subject": letter.subject,
+        "recipient": recipient,
+        "match_kind": kind,
+        "first_contact": first_contact,
+        "address_id": address.pk if address else None,
+        "lease_id": lease.pk if lease else None,
+        "visitor_id": lease.visitor_id if lease else None,
+        "session_id": session.pk if session else None,
+        "site_id": session.visitor.site_id if session else None,
         **fields,
-    )
+    }
+    return new_instance(Lead, values, {"address": address, "lease": lease, "session": session})
 
 
 def _source_fields(session: Session | None) -> dict:

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from . import bulk, events, identity, parsing
 from .imap import is_spam_folder
+from .lookups import AnyOf
 from .models import Letter, LetterCopy, LetterSource, Mailbox
 
 # Letters announced again per query of pending ones.
@@ -159,9 +160,9 @@ def _known(mailbox: Mailbox, rows) -> tuple[dict, dict]:
     message_ids = {_clean(parsed.message_id) for _key, _item, parsed in rows} - {""}
     by_key: dict[str, Letter | int] = {}
     by_message_id: dict[str, list[tuple[Letter | int, str]]] = defaultdict(list)
-    same_mailbox = Q(mailbox=mailbox, dedupe_key__in=keys)
+    same_mailbox = Q(AnyOf("dedupe_key", keys), mailbox=mailbox)
     if message_ids:
-        same_mailbox |= Q(mailbox__project_id=mailbox.project_id, message_id__in=message_ids)
+        same_mailbox |= Q(AnyOf("message_id", message_ids), mailbox__project_id=mailbox.project_id)
     known = Letter.objects.filter(same_mailbox).order_by("id")
     for letter_id, mailbox_id, key, message_id in known.values_list("id", "mailbox_id", "dedupe_key", "message_id"):
         if mailbox_id == mailbox.pk and key in keys:
@@ -176,9 +177,9 @@ def _taken_uids(mailbox: Mailbox, folder: str, uidvalidity: int | None, uids: li
     uids = [uid for uid in uids if uid is not None]
     if not uids:
         return set()
-    where = {"mailbox": mailbox, "folder": folder, "uidvalidity": uidvalidity, "uid__in": uids}
-    letters = Letter.objects.filter(**where).values_list("uid", flat=True).order_by()
-    copies = LetterCopy.objects.filter(**where).values_list("uid", flat=True).order_by()
+    where = {"mailbox": mailbox, "folder": folder, "uidvalidity": uidvalidity}
+    letters = Letter.objects.filter(AnyOf("uid", uids), **where).values_list("uid", flat=True).order_by()
+    copies = LetterCopy.objects.filter(AnyOf("uid", uids), **where).values_list("uid", flat=True).order_by()
     return set(letters.union(copies, all=True))
 
 
@@ -290,8 +291,8 @@ def _arrival(item: Incoming, parsed) -> datetime:
 
 
 def _letter(mailbox, key, item: Incoming, parsed, origin, folder, uidvalidity, spam_folder) -> Letter:
-    return Letter(
-        mailbox=mailbox,
+    values = dict(
+        mailbox_id=mailbox.pk,
         origin=origin,
         folder=folder,
         uidvalidity=uidvalidity,
@@ -316,6 +317,7 @@ def _letter(mailbox, key, item: Incoming, parsed, origin, folder, uidvalidity, s
         parse_error=_clean(parsed.parse_error),
         not_lead_reason="spam folder" if spam_folder else "",
     )
+    return bulk.new_instance(Letter, values, {"mailbox": mailbox})
 
 
 def store_letter(

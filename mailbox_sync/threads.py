@@ -10,6 +10,7 @@ its recipients). Among the letters that count, the latest is the parent.
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 # The letter fields a candidate is read from, in Candidate's order.
 FIELDS = ("id", "received_at", "lead_id", "sender_email", "recipients", "message_id_reused")
@@ -28,7 +29,7 @@ def addresses(recipients: dict | list | None) -> frozenset[str]:
     return frozenset(email.lower() for email in recipients if email)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Candidate:
     """A stored letter a reply may answer."""
 
@@ -36,14 +37,19 @@ class Candidate:
     received_at: datetime
     lead: object  # the letter's lead: its id, or a lead made in the same batch
     sender: str
-    recipients: frozenset[str]
+    stored_recipients: dict | list | None  # as the letter stores them
     reused: bool
+
+    @cached_property
+    def recipients(self) -> frozenset[str]:
+        # Only a reused Message-ID asks (a batch makes a candidate of every letter).
+        return addresses(self.stored_recipients)
 
     @classmethod
     def of(cls, row: tuple) -> "Candidate":
         """From a row of FIELDS."""
         letter_id, received_at, lead, sender, recipients, reused = row
-        return cls(letter_id, received_at, lead, (sender or "").lower(), addresses(recipients), reused)
+        return cls(letter_id, received_at, lead, (sender or "").lower(), recipients, reused)
 
 
 def same_conversation(sender: str, recipients: frozenset[str], candidate: Candidate) -> bool:
@@ -53,9 +59,14 @@ def same_conversation(sender: str, recipients: frozenset[str], candidate: Candid
     return bool(candidate.sender) and candidate.sender in recipients
 
 
-def thread_parent(*, sender: str, recipients: frozenset[str], candidates) -> Candidate | None:
+def thread_parent(*, sender: str, recipients, candidates) -> Candidate | None:
     """The latest candidate that counts: any letter whose Message-ID is its
-    own, a letter with a reused Message-ID only from the same conversation."""
+    own, a letter with a reused Message-ID only from the same conversation.
+    `recipients`: the letter's addresses (`addresses`), or the letter's
+    recipients as stored, made into addresses only when a candidate's
+    Message-ID is reused."""
+    if any(c.reused for c in candidates) and not isinstance(recipients, frozenset):
+        recipients = addresses(recipients)
     counted = [c for c in candidates if not c.reused or same_conversation(sender, recipients, c)]
     if not counted:
         return None
