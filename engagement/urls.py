@@ -1,8 +1,9 @@
-from django.urls import path
+from django.urls import re_path
 
 from . import views
 
+# Any token, the empty one too: the pixel is always the GIF, a click always the 400 page or the link.
 urlpatterns = [
-    path("o/<path:token>.gif", views.pixel, name="engagement-pixel"),
-    path("c/<path:token>", views.click, name="engagement-click"),
+    re_path(r"^o/(?P<token>.*)\.gif$", views.pixel, name="engagement-pixel"),
+    re_path(r"^c/(?P<token>.*)$", views.click, name="engagement-click"),
 ]
