@@ -121,6 +121,15 @@ def message_page(messages: QuerySet[Message], before: str = "") -> tuple[list[Me
     return page, cursor
 
 
+def campaign_figures(messages: QuerySet[Message], form: MessageFilterForm) -> dict | None:
+    """With a campaign chosen, the figures of all its letters the other
+    filters keep (every page) summed: the campaign's figures."""
+    if "campaign" not in form.values:
+        return None
+    figures = engagement.totals(list(messages.values_list("pk", flat=True)))
+    return engagement.summed(list(figures.values()))
+
+
 @dataclass
 class Moment:
     """One line of a timeline."""

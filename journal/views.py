@@ -230,12 +230,15 @@ def message_list(request):
     if project is None:
         return _no_projects(request, projects)
     form = sent.MessageFilterForm(request.GET, project=project)
-    page, cursor = sent.message_page(sent.filter_messages(project, form), request.GET.get("before", ""))
+    messages = sent.filter_messages(project, form)
+    page, cursor = sent.message_page(messages, request.GET.get("before", ""))
     context = {
         "projects": projects,
         "project": project,
         "form": form,
         "messages_page": page,
+        "campaign": form.values.get("campaign", ""),
+        "campaign_figures": sent.campaign_figures(messages, form),
         "cursor": cursor,
         "paged": bool(request.GET.get("before")),
         "filter_query": form.query(),
