@@ -71,6 +71,21 @@ def test_a_rotated_key_still_verifies_old_tokens_and_a_dropped_one_does_not(sett
         tokens.verify(old)
 
 
+def test_letters_sent_before_a_key_rotation_keep_working_until_the_old_key_is_dropped(http, settings):
+    settings.ENGAGEMENT_TOKEN_KEYS = ["old-key"]
+    project, _key = make_project()
+    copy = track(project).copies[0]
+    settings.ENGAGEMENT_TOKEN_KEYS = ["new-key", "old-key"]
+    assert fetch(http, copy.pixel_url).content == GIF
+    assert fetch(http, copy.links[0][1])["Location"] == "https://shop.test/price"
+    assert [e.kind for e in events_of(copy)] == [EventKind.OPEN, EventKind.CLICK]
+    settings.ENGAGEMENT_TOKEN_KEYS = ["new-key"]
+    assert fetch(http, copy.pixel_url).content == GIF  # still the GIF, recorded nowhere
+    response = fetch(http, copy.links[0][1])
+    assert response.status_code == 400 and "Location" not in response
+    assert len(events_of(copy)) == 2
+
+
 # --- Rewriting ----------------------------------------------------------------
 
 
