@@ -348,3 +348,28 @@ def test_a_drain_reads_no_earlier_event_outside_the_rules_windows():
     for sql in reads:
         # By id or stream id (the new events), or from a time on (a window before the new ones).
         assert '"engagement_event"."id" IN' in sql or '"stream_id" IN' in sql or '"at" >=' in sql, sql
+
+
+def test_a_hidden_link_hit_marks_the_clicks_within_ten_seconds_either_side_and_no_further():
+    project, _key = make_project()
+    now = timezone.now().replace(microsecond=0)
+    tracked = track(project, html=LETTER, recipients=["anna@client.test"], now=now - timedelta(hours=2))
+    anna = tracked.copies[0].recipient
+    sender = Sender(tracked)
+    hit, s = now - timedelta(hours=1), timedelta(seconds=1)
+    # Clicks on one link (never a burst), then the hidden link in a later drain.
+    offsets = (-70, -11, -10, 10, 11, 70)
+    for offset in offsets:
+        sender.drain([sender.entry(anna, hit + offset * s, tokens.CLICK, link=0)])
+    sender.drain([sender.entry(anna, hit, tokens.HONEYPOT)])
+    clicks = {e.at: e.verdict for e in Event.objects.filter(recipient=anna, kind=EventKind.CLICK)}
+    assert [clicks[hit + offset * s] for offset in offsets] == [
+        Verdict.HUMAN,
+        Verdict.HUMAN,
+        Verdict.SCANNER,
+        Verdict.SCANNER,
+        Verdict.HUMAN,
+        Verdict.HUMAN,
+    ]
+    anna.refresh_from_db()
+    assert anna.open_state == OpenState.INFERRED  # the clicks outside the window still infer the open
