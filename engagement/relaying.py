@@ -208,9 +208,11 @@ def track_relayed_letter(
     """The copies to send: one per tracked recipient (their own pixel and signed links in every
     text/html part; every other byte of the letter unchanged), and one untracked copy (the raw
     bytes as given) for all the recipients that are not tracked (opted out, tracking off for the
-    project, or the letter has no HTML part). Registers a Message (via "relay", with the letter's
-    Message-ID header and the client's address for the `self` verdict) and one recipient per
-    tracked address. Never raises on bad input: a letter it cannot track goes out unchanged."""
+    project, or HTML it cannot track). A letter with no HTML part at all (plain text) goes out
+    unchanged, its recipients registered all the same (delivered, replied). Registers a Message
+    (via "relay", with the letter's Message-ID header and the client's address for the `self`
+    verdict) and one recipient per tracked address. Never raises on bad input: a letter it
+    cannot track goes out unchanged."""
     try:
         return _track(project_id=project_id, raw=raw, mail_from=mail_from, recipients=recipients, client_ip=client_ip)
     except Exception:  # noqa: BLE001 - a letter is never lost for want of tracking
@@ -223,8 +225,6 @@ def _track(*, project_id, raw, mail_from, recipients, client_ip) -> list[Tracked
     if not recipients or not services.engagement_settings(project_id).tracking_enabled:
         return untouched
     parts = find_html_parts(raw)
-    if not parts:
-        return untouched
     excluded = services.opted_out(project_id, recipients)
     tracked_keys, tracked_envelope, untracked = {}, [], []
     for address in recipients:
@@ -236,6 +236,11 @@ def _track(*, project_id, raw, mail_from, recipients, client_ip) -> list[Tracked
             untracked.append(address)
     if not tracked_keys:
         return untouched
+    top = _headers(raw[: _body_start(raw, 0, len(raw))])
+    if not parts:
+        if b"text/html" in raw.lower():  # HTML in a form that cannot be tracked: out unchanged, not a text letter
+            return untouched
+        return _registered_untracked(project_id, raw, top, mail_from, client_ip, tracked_keys, untracked)
     urls, index_of = [], {}
     for part in parts:
         part.template = rewriting.prepare(decode_body(raw, part))
@@ -245,7 +250,6 @@ def _track(*, project_id, raw, mail_from, recipients, client_ip) -> list[Tracked
                 index_of[url] = len(urls)
                 urls.append(url)
             part.global_links.append(index_of[url])
-    top = _headers(raw[: _body_start(raw, 0, len(raw))])
     message, links, rows = services.register(
         project_id=project_id,
         origin=Origin.RELAY,
@@ -269,6 +273,30 @@ def _track(*, project_id, raw, mail_from, recipients, client_ip) -> list[Tracked
             position = part.end
         pieces.append(raw[position:])
         copies.append(TrackedCopy([tracked_keys[row.email]], b"".join(pieces), [row.pk]))
+    if untracked:
+        copies.append(TrackedCopy(untracked, raw, []))
+    return copies
+
+
+def _registered_untracked(project_id, raw, top, mail_from, client_ip, tracked_keys, untracked) -> list[TrackedCopy]:
+    """A letter with no HTML part to track (plain text): it goes out unchanged,
+    but the message and its recipients are registered all the same, so the
+    Sent letters show it with its deliveries, and a reply to it is a reply."""
+    _message, _links, rows = services.register(
+        project_id=project_id,
+        origin=Origin.RELAY,
+        urls=[],
+        emails=list(tracked_keys),
+        subject=_header_text(top, "subject"),
+        has_html=False,
+        has_text=True,
+        message_id=replies.normalize_message_id(_header_text(top, "message-id")),
+        mail_from=mail_from,
+        client_ip=client_ip,
+        size=len(raw),
+    )
+    by_email = {row.email: row.pk for row in rows}
+    copies = [TrackedCopy(list(tracked_keys.values()), raw, [by_email[key] for key in tracked_keys])]
     if untracked:
         copies.append(TrackedCopy(untracked, raw, []))
     return copies

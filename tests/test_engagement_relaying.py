@@ -129,7 +129,6 @@ def test_opted_out_recipients_share_one_untracked_copy_of_the_original_bytes():
 @pytest.mark.parametrize(
     "raw",
     [
-        b"Subject: plain\r\n\r\nJust text https://shop.test/x\r\n",
         b"",
         b"\x00\xff garbage without headers",
         b'Content-Type: multipart/alternative; boundary="b"\r\n\r\n--b\r\nContent-Type: text/html\r\n\r\n<a href',
@@ -175,3 +174,25 @@ def test_a_quoted_printable_body_decodes_to_the_same_text_outside_our_additions(
     part = [p for p in email.message_from_bytes(copy.raw).walk() if p.get_content_type() == "text/html"][0]
     decoded = quopri.decodestring(part.get_payload().encode()).decode("utf-8")
     assert decoded.startswith('<html><body><p>Привет! <a href="') and decoded.endswith("</body></html>\r\n")
+
+
+def test_a_plain_text_letter_goes_out_unchanged_with_its_recipients_registered():
+    project, _key = make_project()
+    OptOut.objects.create(project=project, email="boris@client.test")
+    raw = b"Subject: plain\r\nMessage-ID: <plain-2@shop.test>\r\n\r\nJust text https://shop.test/x\r\n"
+    copies = relay(project, raw, ["anna@client.test", "Carl@client.test", "boris@client.test"])
+    message = Message.objects.get()
+    anna, carl = MessageRecipient.objects.filter(message=message).order_by("email")
+    assert copies == [
+        TrackedCopy(["anna@client.test", "Carl@client.test"], raw, [anna.pk, carl.pk]),
+        TrackedCopy(["boris@client.test"], raw, []),
+    ]
+    assert (message.has_html, message.has_text, message.origin) == (False, True, Origin.RELAY)
+    assert message.message_id == "<plain-2@shop.test>" and not message.links.exists()
+
+
+def test_html_it_cannot_track_is_not_registered_as_a_plain_text_letter():
+    project, _key = make_project()
+    raw = b"Content-Type: text/html; charset=utf-16\r\n\r\n\xff\xfe<\x00a\x00"
+    assert relay(project, raw, ["anna@client.test"]) == [TrackedCopy(["anna@client.test"], raw, [])]
+    assert not Message.objects.exists()

@@ -14,9 +14,11 @@ from engagement.relaying import track_relayed_letter
 from engagement.replies import record_replies_of_leads
 from mailbox_sync.models import Reply
 from mailbox_sync.services import ingest_raw
+from projects.models import Membership
 from tests.engagement_fixtures import IPHONE_UA, empty_stream, fetch, trusted_proxy  # noqa: F401 - fixtures
 from tests.factories import letter_bytes, make_setup
 from tests.test_engagement_relaying import letter
+from tests.test_journal_support import member
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("empty_stream", "trusted_proxy")]
 
@@ -96,3 +98,29 @@ def test_a_managers_reply_sent_through_the_relay_brings_its_opens_into_the_leads
     [found] = selectors.lead_messages(lead_letter.lead)
     assert found == message
     assert selectors.totals([found.pk])[found.pk]["opens"]["human"] == 1
+
+
+def test_a_reply_to_a_plain_text_letter_sent_through_the_relay_is_a_reply_too(shop, client):
+    raw = b"Subject: Prices\r\nMessage-ID: <plain-3@shop.test>\r\n\r\nOur prices: https://shop.test/prices\r\n"
+    track_relayed_letter(
+        project_id=shop.project.pk,
+        raw=raw,
+        mail_from="manager@shop.test",
+        recipients=["anna@client.test"],
+        client_ip="198.51.100.5",
+    )
+    message = Message.objects.get()
+    answer = letter_bytes(
+        to=shop.site.original_email, sender="anna@client.test", headers={"In-Reply-To": "<plain-3@shop.test>"}
+    )
+    stored = ingest_raw(mailbox=shop.mailbox, raw=answer)
+    assert [(e.kind, e.inferred) for e in Event.objects.filter(message=message).order_by("at", "id")] == [
+        (EventKind.OPEN, True),
+        (EventKind.REPLY, False),
+    ]
+    message.refresh_from_db()
+    assert message.lead_id == stored.lead_id
+    client.force_login(member("mark", shop.project, role=Membership.Role.MARKETER))
+    page = client.get(f"/journal/sent/{message.pk}/").content.decode()
+    assert "The letter had no HTML part: opens and clicks cannot be tracked." in page
+    assert 'id="replies">1' in page

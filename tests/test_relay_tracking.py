@@ -105,3 +105,23 @@ def test_a_garbled_letter_is_relayed_unchanged(relay_server, upstream_server, tr
         conn.sendmail("anna@shop.test", ["ivan@client.test"], raw)
     [received] = upstream_server.letters
     assert received.content == raw
+
+
+def test_a_plain_text_letter_goes_out_unchanged_and_its_recipients_count_as_delivered(
+    relay_server, upstream_server, tracked
+):
+    raw = (
+        b"From: anna@shop.test\r\nTo: ivan@client.test, olga@client.test, quiet@client.test\r\n"
+        b"Subject: Prices\r\nMessage-ID: <plain-1@shop.test>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        b"Our prices: https://shop.test/prices\r\n"
+    )
+    with client(relay_server, tracked) as conn:
+        assert conn.sendmail("anna@shop.test", RECIPIENTS, raw) == {}
+    assert all(received.content == raw for received in upstream_server.letters)
+    assert sorted(r for received in upstream_server.letters for r in received.rcpt_tos) == sorted(RECIPIENTS)
+    message = Message.objects.get(project=tracked.project)
+    assert (message.has_html, message.subject, message.message_id) == (False, "Prices", "<plain-1@shop.test>")
+    recipients = MessageRecipient.objects.filter(message=message)
+    assert sorted(r.email for r in recipients) == ["ivan@client.test", "olga@client.test"]  # quiet opted out
+    assert all(r.delivered_at is not None for r in recipients)
+    assert not message.links.exists()
