@@ -27,6 +27,11 @@ class AnyOf(Lookup):
             raise EmptyResultSet
         if connection.vendor == "postgresql":
             # Of the column's own type: an array of another (psycopg picks
-            # smallint[] for small numbers) is not matched by a hash or an index.
-            return f"{lhs} = ANY(%s::{self.lhs.output_field.cast_db_type(connection)}[])", [*params, self.rhs]
+            # smallint[] for small numbers) is not matched by a hash or an
+            # index. Text without a length: a cast to varchar(n) would cut a
+            # longer value down until it matched.
+            column_type = self.lhs.output_field.cast_db_type(connection)
+            if column_type.startswith("varchar"):
+                column_type = "text"
+            return f"{lhs} = ANY(%s::{column_type}[])", [*params, self.rhs]
         return f"{lhs} IN ({', '.join(['%s'] * len(self.rhs))})", [*params, *self.rhs]
