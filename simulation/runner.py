@@ -69,7 +69,7 @@ from attribution.services import attribute_letters
 from mailbox_sync.models import Letter
 from mailbox_sync.store import Incoming, store_letters
 from substitution.activity import flush as flush_activity
-from substitution.activity import forget as forget_answer
+from substitution.activity import forget_many as forget_answers
 from substitution.activity import visit_key
 from substitution.models import Lease, Pool, PoolExhaustion
 from substitution.services import release_expired_leases
@@ -242,9 +242,7 @@ class Simulation:
         """The fast path's answers cached for the run's visitors (they would
         only expire by Redis's clock)."""
         if self.written_behind and hasattr(self, "sandbox"):
-            for state in self.visitors:
-                if state.vid:
-                    forget_answer(visit_key(self.sandbox.site.pk, state.vid))
+            forget_answers([visit_key(self.sandbox.site.pk, state.vid) for state in self.visitors if state.vid])
 
     def _request(self, minute: float, visitor: int, number: int, kind: str) -> None:
         state = self.visitors[visitor]

@@ -12,15 +12,16 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
+from attribution.models import Lead
 from mailbox_sync.models import Mailbox
 from mailbox_sync.services import mailbox_set_password
 from projects.models import Project
-from substitution.models import Block, Pool, Rule
+from substitution.models import Address, Block, Lease, Pool, Rule
 from substitution.services import pool_fill
-from tracker.models import Site, SiteDomain
+from tracker.models import Session, Site, SiteDomain, Visitor
 
 DOMAIN = "simulation.invalid"
 ORIGINAL = f"info@{DOMAIN}"
@@ -97,9 +98,35 @@ def remove_sandbox(sandbox: Sandbox) -> None:
 
 
 def _delete_project(pk: int) -> None:
+    """The scratch project and all under it. The rows a run writes by the
+    thousand (leases, sessions, visitors, addresses) go in one statement
+    each: Django's deletion would load every one of them to cascade and set
+    to NULL what refers to them, which is only the project's own leads (set to
+    NULL first). The constraints are checked at commit, so a row anyone else
+    referred to would stop the deletion rather than be lost."""
     with transaction.atomic():
+        Lead.objects.filter(project_id=pk).update(lease=None, session=None, visitor=None, address=None)
+        visitors = Visitor.objects.filter(site__project_id=pk)
+        for rows in (
+            Lease.objects.filter(pool__project_id=pk),
+            Session.objects.filter(visitor__in=visitors),
+            visitors,
+            Address.objects.filter(pool__project_id=pk),
+        ):
+            _delete_rows(rows)
         Rule.objects.filter(project_id=pk).delete()  # a rule protects its pool
         Project.objects.filter(pk=pk).delete()
+
+
+def _delete_rows(rows) -> None:
+    """DELETE the queryset's rows in one statement, without loading them."""
+    model = rows.model
+    select, params = rows.values("pk").query.sql_with_params()
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {quote(model._meta.db_table)} WHERE {quote(model._meta.pk.column)} IN ({select})", params
+        )
 
 
 def scratch_projects():

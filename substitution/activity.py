@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from redis import exceptions as redis_errors
 
 from lib import ratelimit, redis_client
@@ -220,6 +220,20 @@ def forget(key: str) -> None:
         redis().delete(key)
 
 
+FORGET_BATCH = 1000
+
+
+def forget_many(keys: list[str]) -> None:
+    """Drop many visitors' cached answers, a thousand keys a round trip (the
+    visit keys all carry the hash tag HOT, so one command may name many)."""
+    if not enabled():
+        return
+    for first in range(0, len(keys), FORGET_BATCH):
+        (reply,) = exchange(("DEL", *keys[first : first + FORGET_BATCH]))
+        if isinstance(reply, Exception):
+            raise reply
+
+
 def _claim(keys: list[str], orphans: bool) -> dict[str, list[str]]:
     """Atomically move each pending key aside (all in one round trip); returns
     the names of the claimed copies of each, oldest first. A claimed copy is
@@ -375,16 +389,41 @@ def _apply_leases(leases: dict[int, float]) -> None:
     checks its pool row (FOR KEY SHARE)."""
     if not leases:
         return
-    rows = Lease.objects.filter(id__in=leases, released_at__isnull=True).select_related("pool").order_by("pk")
+    rows = Lease.objects.filter(id__in=leases, released_at__isnull=True).order_by("pk")
     changed = []
-    for lease in rows.select_for_update(of=("self",), no_key=True):
-        at = _at(leases[lease.pk])
-        if at > lease.last_activity_at:
-            lease.last_activity_at = at
-            lease.expires_at = max(at + timedelta(minutes=lease.pool.hold_minutes), lease.expires_at)
-            changed.append(lease)
-    if changed:
-        Lease.objects.bulk_update(changed, ["last_activity_at", "expires_at"])
+    for lease_id, last_activity_at, expires_at, hold_minutes in rows.select_for_update(
+        of=("self",), no_key=True
+    ).values_list("id", "last_activity_at", "expires_at", "pool__hold_minutes"):
+        at = _at(leases[lease_id])
+        if at > last_activity_at:
+            changed.append((lease_id, at, max(at + timedelta(minutes=hold_minutes), expires_at)))
+    update_rows(Lease, ["last_activity_at", "expires_at"], changed)
+
+
+def update_rows(model, fields: list[str], rows: list[tuple], condition: str = "") -> None:
+    """One UPDATE giving each row (primary key first, then `fields`' values)
+    its own values, from a VALUES list (PostgreSQL and SQLite alike; its
+    columns are column1, column2, ... in both). `condition`: SQL on the table
+    and `v` that a row must also meet."""
+    if not rows:
+        return
+    table = connection.ops.quote_name(model._meta.db_table)
+    columns = [model._meta.get_field(name) for name in fields]
+    assignments = ", ".join(
+        f"{connection.ops.quote_name(field.column)} = v.column{i + 2}" for i, field in enumerate(columns)
+    )
+    placeholder = "(" + ", ".join(["%s"] * (len(fields) + 1)) + ")"
+    params = []
+    for key, *values in rows:
+        params.append(key)
+        params += [field.get_db_prep_save(value, connection) for field, value in zip(columns, values, strict=True)]
+    sql = (
+        f"UPDATE {table} SET {assignments} FROM (VALUES {', '.join([placeholder] * len(rows))}) AS v "
+        f"WHERE {table}.{connection.ops.quote_name(model._meta.pk.column)} = v.column1"
+        + (f" AND ({condition})" if condition else "")
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def send_without_reply(*command) -> None:

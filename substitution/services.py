@@ -46,8 +46,8 @@ def release_expired_leases(pool: Pool, now: datetime) -> int:
         Lease.objects.filter(id__in=[lease_id for lease_id, _address, _at in rows]).update(
             released_at=F("expires_at"), end_reason=Lease.EndReason.EXPIRED
         )
-        freed = [Address(pk=address_id, last_released_at=at, held=False) for _lease, address_id, at in rows]
-        Address.objects.bulk_update(sorted(freed, key=lambda address: address.pk), ["last_released_at", "held"])
+        freed = sorted((address_id, at, False) for _lease, address_id, at in rows)
+        activity.update_rows(Address, ["last_released_at", "held"], freed)
         return len(rows)
 
 

@@ -5,9 +5,9 @@ import json
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import F, Value
-from django.db.models.functions import Greatest
+from django.db import connection
 
+from substitution.activity import update_rows
 from substitution.visits import Visit
 
 from . import geo
@@ -62,32 +62,26 @@ def session_key_of(channel: str, source: str, campaign: str) -> str:
 def apply_written_behind(sessions: dict, views: dict, urls: dict, visitors: dict) -> None:
     """Activity of returning visitors' page views written behind through Redis
     (substitution.activity), applied in its flush: last seen, page views and
-    last URLs of sessions, last seen of visitors. A few statements whatever
+    last URLs of sessions, last seen of visitors. Three statements whatever
     the number of rows: the sessions locked in id order and not for a key
     change (inserts that refer to them go on), then written in one UPDATE;
     the visitors in one UPDATE that never moves a time back."""
     written = Session.objects.filter(id__in=set(sessions) | set(views)).order_by("pk")
     changed = []
-    for session in written.select_for_update(no_key=True).only("last_seen_at", "page_views", "last_urls"):
-        seen = sessions.get(session.pk)
-        moved = bool(seen and seen > session.last_seen_at)
-        if moved:
-            session.last_seen_at = seen
-        added = views.get(session.pk, 0)
-        if added:
-            session.page_views += added  # the row is locked: no other write in between
-            if urls.get(session.pk):
-                session.last_urls = (list(session.last_urls or []) + urls[session.pk])[-LAST_URLS_KEPT:]
+    for session_id, last_seen_at, page_views, last_urls in written.select_for_update(no_key=True).values_list(
+        "id", "last_seen_at", "page_views", "last_urls"
+    ):
+        seen = sessions.get(session_id)
+        moved = bool(seen and seen > last_seen_at)
+        added = views.get(session_id, 0)
+        if added and urls.get(session_id):
+            last_urls = (list(last_urls or []) + urls[session_id])[-LAST_URLS_KEPT:]
         if moved or added:
-            changed.append(session)
-    if changed:
-        Session.objects.bulk_update(changed, ["last_seen_at", "page_views", "last_urls"])
-    if visitors:
-        rows = [
-            Visitor(pk=visitor_id, last_seen_at=Greatest(F("last_seen_at"), Value(seen)))
-            for visitor_id, seen in visitors.items()
-        ]
-        Visitor.objects.bulk_update(sorted(rows, key=lambda row: row.pk), ["last_seen_at"])
+            # The row is locked: page views counted on what it holds now.
+            changed.append((session_id, seen if moved else last_seen_at, page_views + added, last_urls))
+    update_rows(Session, ["last_seen_at", "page_views", "last_urls"], changed)
+    table = connection.ops.quote_name(Visitor._meta.db_table)
+    update_rows(Visitor, ["last_seen_at"], sorted(visitors.items()), condition=f"{table}.last_seen_at < v.column2")
 
 
 def _new_session_details(
