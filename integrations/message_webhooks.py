@@ -2,12 +2,19 @@
 `message.replied`, one delivery per event and subscribed webhook, signed and
 retried like the lead events (integrations.webhooks). A person's events only,
 unless the project's engagement settings include machine events; a followed
-hidden link is never sent."""
+hidden link is never sent.
+
+A person's click, and an open inferred from one, can still turn out a
+machine's: a burst of clicks or a hidden-link hit up to
+ENGAGEMENT_HONEYPOT_SECONDS later relabels them in a later drain. Their
+deliveries wait until that has had its drain (`settle_delay`), and the event is
+read again before it is sent (`webhooks.delivery_attempt`)."""
 
 import uuid
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -22,6 +29,16 @@ EVENT_OF_KIND = {
     EventKind.CLICK: announce.MESSAGE_CLICKED,
     EventKind.REPLY: announce.MESSAGE_REPLIED,
 }
+
+
+def settle_delay() -> timedelta:
+    """How long a person's click or inferred open waits before it is sent."""
+    return timedelta(seconds=settings.ENGAGEMENT_HONEYPOT_SECONDS + 2 * settings.ENGAGEMENT_DRAIN_SECONDS)
+
+
+def may_be_relabelled(event: Event) -> bool:
+    """A click or an inferred open can still be found a scanner's later."""
+    return event.kind == EventKind.CLICK or event.inferred
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -76,6 +93,7 @@ def deliveries_for_message_events(event_ids: list[int], now: datetime | None = N
             if event.method == "HEAD" or (event.verdict not in PERSON_VERDICTS and not machines_too):
                 continue
             name = EVENT_OF_KIND[event.kind]
+            due = now + settle_delay() if may_be_relabelled(event) else now
             for hook in hooks[name]:
                 delivery_id = uuid.uuid4()
                 delivery = WebhookDelivery.objects.create(
@@ -84,8 +102,9 @@ def deliveries_for_message_events(event_ids: list[int], now: datetime | None = N
                     event=name,
                     lead_id=event.message.lead_id,
                     payload=message_event_payload(webhook_event=name, event_id=str(delivery_id), event=event),
-                    next_attempt_at=now,
-                    give_up_at=now + RETRY_WINDOW,
+                    engagement_event=event,
+                    next_attempt_at=due,
+                    give_up_at=due + RETRY_WINDOW,
                 )
                 ids.append(delivery.pk)
     return ids

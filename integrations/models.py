@@ -136,6 +136,17 @@ class WebhookDelivery(Outbound):
     )
     payload = models.JSONField(_("payload"))
     last_status_code = models.PositiveSmallIntegerField(_("last status code"), null=True, blank=True)
+    # A tracked letter's click or inferred open is sent once its verdict has
+    # settled; the event is read again then (a later drain may have found it a
+    # machine's).
+    engagement_event = models.ForeignKey(
+        "engagement.Event",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("engagement event"),
+    )
 
     class Meta:
         verbose_name_plural = _("webhook deliveries")

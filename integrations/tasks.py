@@ -39,7 +39,15 @@ def on_lead_event(event: str, lead_id: int) -> None:
 @shared_task
 def on_engagement_events(event_ids: list[int]) -> None:
     made = message_webhooks.deliveries_for_message_events(event_ids)
-    transaction.on_commit(lambda: [send_webhook_delivery.delay(pk) for pk in made])
+    due = dict(WebhookDelivery.objects.filter(pk__in=made).values_list("pk", "next_attempt_at"))
+
+    def enqueue():
+        # A click or an inferred open waits for its verdict to settle (the beat's send_due would send it too).
+        now = timezone.now()
+        for pk, at in due.items():
+            send_webhook_delivery.apply_async((pk,), countdown=max((at - now).total_seconds(), 0))
+
+    transaction.on_commit(enqueue)
 
 
 @shared_task

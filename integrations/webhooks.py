@@ -20,6 +20,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from attribution.models import Lead
+from engagement.models import PERSON_VERDICTS, EngagementSettings
 from lib import crypto
 
 from . import conf, http, outbox
@@ -97,6 +98,26 @@ def _retry_after(answer: http.Answer):
     return int(value) if value.isdigit() else None
 
 
+def _engagement_verdict_changed(delivery: WebhookDelivery) -> str | None:
+    """Before a tracked letter's event is sent, read it again: the reason to
+    skip it if it turned out a machine's and the project sends a person's
+    events only; otherwise None, its payload brought up to date."""
+    event = delivery.engagement_event
+    if event is None:
+        return None
+    engagement = delivery.payload.get("engagement") or {}
+    if event.verdict == engagement.get("verdict"):
+        return None
+    project_id = delivery.webhook.project_id
+    machines_too = EngagementSettings.objects.filter(project_id=project_id, webhook_machine_events=True).exists()
+    if event.verdict not in PERSON_VERDICTS and not machines_too:
+        return "The event turned out a machine's."
+    engagement.update(verdict=event.verdict, by_person=event.verdict in PERSON_VERDICTS, probable=event.probable)
+    delivery.payload["engagement"] = engagement
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(payload=delivery.payload)
+    return None
+
+
 def delivery_attempt(delivery_id: int, now: datetime | None = None) -> outbox.Outcome | None:
     """POST the delivery once, if it is due and no one else is sending it.
     2xx is success; 410 Gone or a refused target gives up; anything else
@@ -105,10 +126,12 @@ def delivery_attempt(delivery_id: int, now: datetime | None = None) -> outbox.Ou
     now = now or timezone.now()
     if not outbox.claim(WebhookDelivery, delivery_id, now):
         return None
-    delivery = WebhookDelivery.objects.select_related("webhook").get(pk=delivery_id)
+    delivery = WebhookDelivery.objects.select_related("webhook", "engagement_event").get(pk=delivery_id)
     hook = delivery.webhook
     if not hook.active:
         return outbox.skipped(delivery, now, "The webhook was switched off.")
+    if reason := _engagement_verdict_changed(delivery):
+        return outbox.skipped(delivery, now, reason)
     body = json.dumps(delivery.payload, ensure_ascii=False, separators=(",", ":")).encode()
     started = time.monotonic()
     answer, error = None, None
