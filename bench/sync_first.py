@@ -22,9 +22,10 @@ attribution app's `attribute_letters`, a batch of 500 letters or more at a
 time, up to 2,000 when batches queue up, on a thread of its own); the
 slowest of them bounds the sync. The CPU
 share is that of the sync's own process (the children apart); the CPU a letter
-takes is shown for the sync's process and the fetching and parsing processes (PostgreSQL's
-and Dovecot's apart). On a loaded machine the ratio follows the total CPU
-more than the overlap. PostgreSQL and
+takes is shown for the sync's process, the fetching and parsing processes and
+this database's PostgreSQL backends (Dovecot's apart), and for the bare loop's
+process. On a loaded machine the ratio follows the total CPU more than the
+overlap: the last line's CPU figures are the ones to compare. PostgreSQL and
 Redis as in the tests, in a throwaway database `emailtrack_bench_sync`,
 recreated each run. The machine is shared: run it two or three times and
 read the ratios, which compare runs made moments apart.
