@@ -7,8 +7,10 @@ the mailbox is connected again (a later refusal alerts again)."""
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core import mail
 
-from integrations.models import AlertNotification, Notification, NotificationSetting
+from integrations import alerts
+from integrations.models import AlertNotification, Notification, NotificationSetting, WebhookDelivery
 from mailbox_sync import grants, oauth
 from mailbox_sync.models import Mailbox
 from mailbox_sync.providers import Provider
@@ -76,6 +78,19 @@ def test_connecting_again_ends_the_alert_and_a_later_refusal_alerts_again(oauth_
     first = Condition.objects.get(project=mailbox.project)
     assert first.ended_at is not None
     assert alerts_to_managers() == [("boss", "started"), ("boss", "ended")]
+    # What the manager reads (sent by the alert machinery's own sender) and what the CRM's webhook gets.
+    for row in AlertNotification.objects.order_by("id"):
+        assert alerts.alert_notification_send(row.pk).status == "sent"
+    assert [(m.subject.split(":")[0], m.to) for m in mail.outbox] == [
+        ("Alert", ["boss@shop.test"]),
+        ("Resolved", ["boss@shop.test"]),
+    ]
+    assert all(mailbox.name in m.subject and "Reconnect needed" in m.subject for m in mail.outbox)
+    payloads = WebhookDelivery.objects.order_by("id").values_list("event", "payload")
+    assert [(event, p["alert"]["subject"]) for event, p in payloads] == [
+        ("alert.started", f"mailbox:{mailbox.pk}"),
+        ("alert.ended", f"mailbox:{mailbox.pk}"),
+    ]
     deliver(oauth_mail, user, "Read again")
     assert sync_mailbox(mailbox.pk).stored == 1
     provider.revoke_all(user)
