@@ -167,15 +167,25 @@ def machine_ticks() -> tuple[int, int]:
     return sum(fields), fields[3] + fields[4]
 
 
+def wal_position() -> int:
+    """Bytes of write-ahead log the cluster has written so far."""
+    import psycopg
+
+    with psycopg.connect(ENV["DATABASE_URL"].replace("postgres://", "postgresql://"), autocommit=True) as conn:
+        return int(conn.execute("SELECT pg_current_wal_lsn() - '0/0'").fetchone()[0])
+
+
 def wrk(url, seconds, script=None, data=None, usage=None):
     """(requests/s, non-2xx). With `usage` (a dict), fills it with the CPU
-    microseconds per request each program used, and the idle share."""
+    microseconds per request each program used, the idle share and the log
+    bytes written per request (the whole cluster's: a commit waits for them)."""
     command = ["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency"]
     if script:
         command += ["-s", script]
     command.append(url)
     if data:
         command += ["--", data]
+    wal_before = wal_position() if usage is not None else 0
     before, machine_before = cpu_by_process(), machine_ticks()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     wrk_ticks = 0
@@ -188,6 +198,7 @@ def wrk(url, seconds, script=None, data=None, usage=None):
         time.sleep(0.2)
     out = process.stdout.read()
     after, machine_after = cpu_by_process(), machine_ticks()
+    wal_after = wal_position() if usage is not None else 0
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if usage is not None:
@@ -198,17 +209,27 @@ def wrk(url, seconds, script=None, data=None, usage=None):
         usage.update({p: used * per_tick for p, used in ticks.items()})
         total, idle = (a - b for a, b in zip(machine_after, machine_before, strict=True))
         usage["idle share"] = idle / total
+        usage["wal"] = (wal_after - wal_before) / requests
     return rps, int(errors.group(1)) if errors else 0
 
 
 def describe(usage: dict) -> str:
     parts = [f"{p} {usage[p]:.0f}" for p in ("gunicorn", "postgres", "redis", "wrk", "other") if p in usage]
-    return "CPU us/request: " + ", ".join(parts) + f"; machine idle {usage['idle share']:.0%}"
+    return (
+        "CPU us/request: "
+        + ", ".join(parts)
+        + f"; machine idle {usage['idle share']:.0%}; log {usage['wal'] / 1000:.1f} kB/request"
+    )
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 WHERE = (
     "where the time goes (first baseline run, first returning and new runs; gunicorn: this run's"
-    " server, postgres: its database's backends, redis: the server, shared with anything else on it):"
+    " server, postgres: its database's backends, redis: the server, shared with anything else on it;"
+    " log: what the PostgreSQL cluster wrote, also shared):"
 )
 
 
@@ -221,6 +242,7 @@ def main():
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install -y wrk (make test installs it through bin/test-services)")
+    print(f"load average at start {load_average()}")
     setup = setup_database()
     key = setup.site.site_key
     base = f"http://127.0.0.1:{args.port}"
@@ -304,6 +326,7 @@ def main():
                 f"median of {args.rounds} rounds: returning {returning_ratio:.2f} x baseline (target >= 0.9), "
                 f"new {new_ratio:.2f} x baseline (target >= 0.3)"
             )
+        print(f"load average at the end {load_average()}")
         print(WHERE)
         for case in ("ping", "returning", "new"):
             print(f"  {case:10s} {describe(usage[case])}")
