@@ -31,9 +31,9 @@ from django.db.models import Case, DateTimeField, F, Min, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from lib.lookups import AnyOf
 from mailbox_sync import threads
 from mailbox_sync.bulk import copy_insert
-from mailbox_sync.lookups import AnyOf
 from mailbox_sync.models import Letter, Mailbox
 from substitution.decoder import Match
 from substitution.models import Address, StaticAddress

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from django.db.models import Max, Min, Q
 
-from mailbox_sync.lookups import AnyOf
+from lib.lookups import AnyOf
 from substitution.decoder import Decoded, Match, one_edit_variants, token_of
 from substitution.models import Address, Lease, Pool, PoolExhaustion, StaticAddress
 from tracker.models import Session

@@ -81,7 +81,7 @@ def rebuild_later(project_id: int) -> None:
 
 
 def connect() -> None:
-    events.subscribe_in_transaction(events.LEAD_CREATED, rollups.recount_leads)
+    events.subscribe_in_transaction(events.LEAD_CREATED, rollups.count_new_leads)
     # Changes people make save the lead (lead_saved, in their transaction); a
     # letter joining a lead changes a counted figure only if it became the
     # lead's first letter (its mailbox): counted after commit.

@@ -32,7 +32,7 @@ from django.db.models.functions import Concat, TruncDate, TruncWeek
 from django.utils import timezone
 
 from attribution.models import Lead
-from mailbox_sync.lookups import AnyOf
+from lib.lookups import AnyOf
 from projects.models import Project
 from tracker.models import Session, Site
 

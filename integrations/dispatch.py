@@ -3,6 +3,7 @@ new lead also notifications and analytics conversions."""
 
 from attribution import events
 from attribution.models import Lead
+from lib.lookups import AnyOf
 
 from . import analytics, notifications, webhooks
 from .models import NotificationSetting, SiteAnalytics
@@ -12,7 +13,7 @@ def leads_with_work(event: str, lead_ids: list[int]) -> list[int]:
     """The leads (in the order given) whose project, or for a new lead its
     site's analytics, listens to the event; asked once per project and site,
     however many leads."""
-    found = Lead.objects.filter(pk__in=lead_ids).order_by().values_list("pk", "project_id", "site_id")
+    found = Lead.objects.filter(AnyOf("id", lead_ids)).order_by().values_list("pk", "project_id", "site_id")
     where = {lead_id: (project_id, site_id) for lead_id, project_id, site_id in found}
     projects, sites = {}, {}
 

@@ -18,9 +18,10 @@ from django.db import IntegrityError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from lib.lookups import AnyOf
+
 from . import bulk, events, identity, parsing
 from .imap import is_spam_folder
-from .lookups import AnyOf
 from .models import Letter, LetterCopy, LetterSource, Mailbox
 
 # Letters announced again per query of pending ones.

@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from mailbox_sync.lookups import AnyOf
+from lib.lookups import AnyOf
 from mailbox_sync.models import Letter
 from mailbox_sync.services import store_letter
 from tests.factories import letter_bytes, make_setup
