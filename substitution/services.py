@@ -14,6 +14,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef
 
+from lib import sql
+
 from . import activity
 from .models import Address, Lease, Pool, PoolExhaustion
 from .pools import pool_address_for_token, pool_fill  # noqa: F401 - the services API
@@ -47,7 +49,7 @@ def release_expired_leases(pool: Pool, now: datetime) -> int:
             released_at=F("expires_at"), end_reason=Lease.EndReason.EXPIRED
         )
         freed = sorted((address_id, at, False) for _lease, address_id, at in rows)
-        activity.update_rows(Address, ["last_released_at", "held"], freed)
+        sql.update_rows(Address, ["last_released_at", "held"], freed)
         return len(rows)
 
 

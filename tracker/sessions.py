@@ -7,7 +7,7 @@ from datetime import datetime
 from django.conf import settings
 from django.db import connection
 
-from substitution.activity import update_rows
+from lib.sql import update_rows
 from substitution.visits import Visit
 
 from . import geo
