@@ -19,7 +19,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from engagement import announce
-from engagement.models import PERSON_VERDICTS, EngagementSettings, Event, EventKind
+from engagement.models import PERSON_VERDICTS, Event, EventKind
+from engagement.services import engagement_settings
 
 from .models import WebhookDelivery
 from .webhooks import RETRY_WINDOW, subscribed
@@ -87,7 +88,7 @@ def deliveries_for_message_events(event_ids: list[int], now: datetime | None = N
         by_project[event.message.project_id].append(event)
     ids = []
     for project_id, project_events in by_project.items():
-        machines_too = EngagementSettings.objects.filter(project_id=project_id, webhook_machine_events=True).exists()
+        machines_too = engagement_settings(project_id).webhook_machine_events
         hooks = {name: subscribed(project_id, name) for name in EVENT_OF_KIND.values()}
         for event in project_events:
             if event.method == "HEAD" or (event.verdict not in PERSON_VERDICTS and not machines_too):

@@ -20,7 +20,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from attribution.models import Lead
-from engagement.models import PERSON_VERDICTS, EngagementSettings
+from engagement.models import PERSON_VERDICTS
+from engagement.services import engagement_settings
 from lib import crypto
 
 from . import conf, http, outbox
@@ -98,7 +99,7 @@ def _retry_after(answer: http.Answer):
     return int(value) if value.isdigit() else None
 
 
-def _engagement_verdict_changed(delivery: WebhookDelivery) -> str | None:
+def _engagement_skip_reason(delivery: WebhookDelivery) -> str | None:
     """Before a tracked letter's event is sent, read it again: the reason to
     skip it if it turned out a machine's and the project sends a person's
     events only; otherwise None, its payload brought up to date."""
@@ -108,8 +109,7 @@ def _engagement_verdict_changed(delivery: WebhookDelivery) -> str | None:
     engagement = delivery.payload.get("engagement") or {}
     if event.verdict == engagement.get("verdict"):
         return None
-    project_id = delivery.webhook.project_id
-    machines_too = EngagementSettings.objects.filter(project_id=project_id, webhook_machine_events=True).exists()
+    machines_too = engagement_settings(delivery.webhook.project_id).webhook_machine_events
     if event.verdict not in PERSON_VERDICTS and not machines_too:
         return "The event turned out a machine's."
     engagement.update(verdict=event.verdict, by_person=event.verdict in PERSON_VERDICTS, probable=event.probable)
@@ -130,7 +130,7 @@ def delivery_attempt(delivery_id: int, now: datetime | None = None) -> outbox.Ou
     hook = delivery.webhook
     if not hook.active:
         return outbox.skipped(delivery, now, "The webhook was switched off.")
-    if reason := _engagement_verdict_changed(delivery):
+    if reason := _engagement_skip_reason(delivery):
         return outbox.skipped(delivery, now, reason)
     body = json.dumps(delivery.payload, ensure_ascii=False, separators=(",", ":")).encode()
     started = time.monotonic()

@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from attribution.models import Lead
@@ -113,20 +113,9 @@ def _delete_project(pk: int) -> None:
             visitors,
             Address.objects.filter(pool__project_id=pk),
         ):
-            _delete_rows(rows)
+            rows._raw_delete(rows.db)  # one DELETE, nothing loaded
         Rule.objects.filter(project_id=pk).delete()  # a rule protects its pool
         Project.objects.filter(pk=pk).delete()
-
-
-def _delete_rows(rows) -> None:
-    """DELETE the queryset's rows in one statement, without loading them."""
-    model = rows.model
-    select, params = rows.values("pk").query.sql_with_params()
-    quote = connection.ops.quote_name
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"DELETE FROM {quote(model._meta.db_table)} WHERE {quote(model._meta.pk.column)} IN ({select})", params
-        )
 
 
 def scratch_projects():
