@@ -10,6 +10,7 @@ from engagement import recording, services
 from engagement.models import EngagementSettings, Origin
 from integrations.keys import api_key_create
 from projects.models import Project
+from tests.factories import make_setup
 from tests.route import RouteClient
 
 CHROME_UA = (
@@ -71,6 +72,14 @@ def http(request, client):
     """The Django test client, then the WSGI application as gunicorn serves it
     (engagement.wsgi answers before Django)."""
     return client if request.param == "django" else RouteClient()
+
+
+@pytest.fixture
+def shop():
+    """The usual shop (tests.factories.make_setup) with engagement tracking on."""
+    setup = make_setup()
+    EngagementSettings.objects.create(project=setup.project, tracking_enabled=True)
+    return setup
 
 
 @pytest.fixture

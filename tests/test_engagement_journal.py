@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from engagement import recording, storing
-from engagement.models import EngagementSettings, Message, MessageRecipient
+from engagement.models import Message, MessageRecipient
 from engagement.relaying import track_relayed_letter
 from mailbox_sync.models import Reply
 from mailbox_sync.services import ingest_raw
@@ -22,21 +22,15 @@ from tests.engagement_fixtures import (  # noqa: F401 - fixtures
     IPHONE_UA,
     empty_stream,
     fetch,
+    shop,
     track,
     trusted_proxy,
 )
-from tests.factories import letter_bytes, make_setup
+from tests.factories import letter_bytes
 from tests.test_engagement_relaying import html_of, letter
 from tests.test_journal_support import member
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("empty_stream", "trusted_proxy")]
-
-
-@pytest.fixture
-def shop():
-    setup = make_setup()
-    EngagementSettings.objects.create(project=setup.project, tracking_enabled=True)
-    return setup
 
 
 def signed_in(client, setup):

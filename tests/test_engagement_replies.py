@@ -15,19 +15,12 @@ from engagement.replies import record_replies_of_leads
 from mailbox_sync.models import Reply
 from mailbox_sync.services import ingest_raw
 from projects.models import Membership
-from tests.engagement_fixtures import IPHONE_UA, empty_stream, fetch, trusted_proxy  # noqa: F401 - fixtures
+from tests.engagement_fixtures import IPHONE_UA, empty_stream, fetch, shop, trusted_proxy  # noqa: F401 - fixtures
 from tests.factories import letter_bytes, make_setup
 from tests.test_engagement_relaying import letter
 from tests.test_journal_support import member
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("empty_stream", "trusted_proxy")]
-
-
-@pytest.fixture
-def shop():
-    setup = make_setup()
-    EngagementSettings.objects.create(project=setup.project, tracking_enabled=True)
-    return setup
 
 
 def relayed(setup, recipients=("anna@client.test",)):
