@@ -17,6 +17,12 @@ from django.conf import settings
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from redis import exceptions as redis_errors
 from redis.cluster import RedisCluster
+from redis.utils import HIREDIS_AVAILABLE
+
+if HIREDIS_AVAILABLE:
+    from hiredis import pack_command
+else:
+    pack_command = None
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +66,13 @@ def connect():
     return redis_lib.Redis.from_url(settings.REDIS_URL, **TIMEOUTS)
 
 
+def _clustered(client) -> bool:
+    """Whether `client` is a RedisCluster. A plain Redis is told by its type
+    at once: isinstance against RedisCluster (a typing Protocol underneath)
+    costs a few microseconds, and the hot paths ask it on every exchange."""
+    return type(client) is not redis_lib.Redis and isinstance(client, RedisCluster)
+
+
 def _first_key(command) -> str | bytes | None:
     name = str(command[0]).upper()
     if name in ("EVAL", "EVALSHA"):
@@ -70,7 +83,7 @@ def _first_key(command) -> str | bytes | None:
 def _pool(client, commands):
     """The connection pool that serves `commands`: on a Cluster, the master of
     the first command's first key (every key of one exchange shares its slot)."""
-    if isinstance(client, RedisCluster):
+    if _clustered(client):
         key = _first_key(commands[0])
         node = client.get_node_from_key(key) if key is not None else client.get_default_node()
         return node.redis_connection.connection_pool
@@ -87,10 +100,10 @@ def exchange(client, *commands) -> list:
     try:
         replies = _exchange_once(client, commands)
     except redis_errors.ConnectionError:
-        if isinstance(client, RedisCluster):
+        if _clustered(client):
             client.nodes_manager.initialize()
         return _exchange_once(client, commands)
-    if isinstance(client, RedisCluster) and any(isinstance(r, redis_errors.AskError) for r in replies):
+    if _clustered(client) and any(isinstance(r, redis_errors.AskError) for r in replies):
         client.nodes_manager.initialize()  # MOVED / ASK: a resharding moved the slot
         replies = _exchange_once(client, commands)
     return replies
@@ -116,7 +129,7 @@ def _connection(client, commands):
     """(pool, connection) for `commands`: on one server this thread's held
     connection; on a Cluster (whose map of nodes changes) one from the pool."""
     pool = _pool(client, commands)
-    if isinstance(client, RedisCluster):
+    if _clustered(client):
         return pool, pool.get_connection()
     held = _held
     if held.pid != os.getpid():
@@ -130,17 +143,31 @@ def _connection(client, commands):
 def _done(client, pool, connection, broken: bool) -> None:
     if broken:
         connection.disconnect()  # not reused half-read or half-written
-    if isinstance(client, RedisCluster):
+    if _clustered(client):
         pool.release(connection)
     elif broken:
         _held.connections.pop(id(pool), None)
+
+
+def _packed(connection, commands) -> list[bytes]:
+    """`commands` in the Redis protocol. With hiredis, each command goes
+    straight to its packer: redis-py's own wrapper around it looks at every
+    argument first (a bytearray or memoryview, a command name holding spaces),
+    which cost the collect endpoint's script call more than the packing; a
+    command such an argument would need still takes redis-py's way."""
+    if pack_command is not None and not any(" " in str(command[0]) for command in commands):
+        try:
+            return [b"".join([pack_command(command) for command in commands])]
+        except TypeError:  # a bytearray or memoryview
+            pass
+    return connection.pack_commands(commands)
 
 
 def _exchange_once(client, commands) -> list:
     pool, connection = _connection(client, commands)
     broken = True
     try:
-        connection.send_packed_command(connection.pack_commands(commands), check_health=False)
+        connection.send_packed_command(_packed(connection, commands), check_health=False)
         replies = []
         for _command in commands:
             try:
@@ -168,7 +195,7 @@ def send_without_reply(client, *command) -> None:
         return
     broken = True
     try:
-        connection.send_packed_command(connection.pack_commands([("CLIENT", "REPLY", "SKIP"), command]))
+        connection.send_packed_command(_packed(connection, [("CLIENT", "REPLY", "SKIP"), command]))
         broken = False
     except Exception:  # noqa: BLE001 - as above; the connection is not reused half-written
         log.warning("Redis write failed: a cache write was skipped", exc_info=True)

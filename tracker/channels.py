@@ -173,7 +173,29 @@ def _query(url: str) -> dict:
 def classify(url: str, referrer: str, own_host: str = "", excluded: tuple[str, ...] = ()) -> Source:
     """Channel, source, search engine and keyword of a visit that landed on `url`
     from `referrer`. A referrer on the site itself (`own_host`) or on the
-    `excluded` list (payment gateways, sign-in providers) counts as none."""
+    `excluded` list (payment gateways, sign-in providers) counts as none.
+
+    Every page view is classified (a returning visitor's tells whether it
+    starts a new campaign), and a site's pages and referrers repeat from
+    visitor to visitor: the answers are remembered (CLASSIFIED_KEPT of them),
+    each caller getting its own copy of the tags and click ids."""
+    known = _classified(url, referrer, own_host, tuple(excluded))
+    return Source(
+        known.channel,
+        known.source,
+        known.keyword,
+        dict(known.utm),
+        dict(known.click_ids),
+        known.search_engine,
+        known.inherited,
+    )
+
+
+CLASSIFIED_KEPT = 1024
+
+
+@lru_cache(maxsize=CLASSIFIED_KEPT)
+def _classified(url: str, referrer: str, own_host: str, excluded: tuple[str, ...]) -> Source:
     query = _query(url)
     utm = {key: (query.get(key) or [""])[0][:200] for key in UTM_KEYS}
     click_ids = {key: query[key][0][:200] for key in CLICK_ID_KEYS if query.get(key)}

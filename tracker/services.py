@@ -73,6 +73,8 @@ def _text(payload: dict, key: str, limit: int) -> str:
 
 
 def clean_text(value: str, limit: int) -> str:
+    if value.isascii() and "\x00" not in value:  # most values: nothing to remove, no regex run
+        return value[:limit]
     return UNSTORABLE_RE.sub("", value)[:limit]
 
 
