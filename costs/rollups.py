@@ -198,7 +198,12 @@ def recount_leads(lead_ids) -> None:
 
 
 ADD_LEADS = """
-WITH d (project_id, grouping, day, {keys}, {measures}) AS ({selects})
+WITH l AS MATERIALIZED ({leads}),
+d (project_id, grouping, day, {keys}, {measures}) AS (
+    SELECT %s, k.grouping, l.k_day, {key_values}, {sums}
+    FROM l CROSS JOIN LATERAL (VALUES {groupings}) AS k (grouping, {keys})
+    GROUP BY k.grouping, l.k_day, {key_values}
+)
 INSERT INTO {table} AS r (project_id, grouping, day, {keys}, {measures})
 SELECT * FROM d
 UNION ALL
@@ -209,14 +214,51 @@ DO UPDATE SET {added}
 """
 
 
+def _new_leads_statement(leads: QuerySet, project_id: int, time_zone: str) -> tuple[str, list]:
+    """ADD_LEADS for the leads: read once and summed (by LEAD_MEASURES) per
+    day and combination of their keys in every grouping (by LEAD_KEYS), a
+    handful of rows (`l`), each fanned out to one row per grouping and
+    summed again per day and group."""
+    columns = {
+        f"k_{grouping}_{name}": expression for grouping, keys in LEAD_KEYS.items() for name, expression in keys.items()
+    }
+    summed = (
+        leads.annotate(k_day=TruncDate("created_at", tzinfo=ZoneInfo(time_zone)), **columns)
+        .values("k_day", *columns)
+        .annotate(**LEAD_MEASURES)
+        .order_by()
+    )
+    select, params = summed.query.sql_with_params()
+    groupings = []
+    for grouping, keys in LEAD_KEYS.items():
+        values = [
+            f"coalesce(l.k_{grouping}_{name}, {default})" if name in keys else default
+            for name, default in KEY_DEFAULTS.items()
+        ]
+        groupings.append(f"('{grouping}', {', '.join(values)})")
+    sql = ADD_LEADS.format(
+        leads=select,
+        groupings=", ".join(groupings),
+        table=ReportDay._meta.db_table,
+        keys=", ".join(KEY_DEFAULTS),
+        key_values=", ".join(f"k.{name}" for name in KEY_DEFAULTS),
+        measures=", ".join(LEAD_COLUMNS),
+        week=WEEK,
+        sums=", ".join(f"coalesce(sum({name}), 0)" for name in LEAD_COLUMNS),
+        added=", ".join(f"{name} = r.{name} + excluded.{name}" for name in LEAD_COLUMNS),
+    )
+    return sql, [*params, project_id]
+
+
 def count_new_leads(lead_ids) -> None:
     """Leads just created (by id, not counted yet): added to the figures of
     their days and weeks, in one statement per project whatever the project
     has counted before, so attribution's transaction does not count its
-    days' leads again for every batch. Under the project's lock, as a
-    recount: a recount or rebuild committed before sees none of these leads,
-    one after sees them all. Where there is no upsert of this shape (SQLite),
-    the days are counted again."""
+    days' leads again for every batch; the statement reads each lead once
+    for all groupings. Under the project's lock, as a recount: a recount or
+    rebuild committed before sees none of these leads, one after sees them
+    all. Where there is no upsert of this shape (SQLite), the days are
+    counted again."""
     lead_ids = list(lead_ids)
     if not lead_ids:
         return
@@ -226,22 +268,7 @@ def count_new_leads(lead_ids) -> None:
     # New leads' ids are the latest: the range lets the index find them.
     new = Lead.objects.filter(AnyOf("id", lead_ids), id__gte=min(lead_ids), id__lte=max(lead_ids))
     for project_id, time_zone in new.values_list("project_id", "project__time_zone").distinct().order_by():
-        leads = new.filter(project_id=project_id)
-        day = TruncDate("created_at", tzinfo=ZoneInfo(time_zone))
-        selects = [
-            _select(grouping, _grouped_query(leads, keys, LEAD_MEASURES, day), keys, LEAD_COLUMNS)
-            for grouping, keys in LEAD_KEYS.items()
-        ]
-        sql = ADD_LEADS.format(
-            selects=" UNION ALL ".join(select for select, _params in selects),
-            table=ReportDay._meta.db_table,
-            keys=", ".join(KEY_DEFAULTS),
-            measures=", ".join(LEAD_COLUMNS),
-            week=WEEK,
-            sums=", ".join(f"sum({name})" for name in LEAD_COLUMNS),
-            added=", ".join(f"{name} = r.{name} + excluded.{name}" for name in LEAD_COLUMNS),
-        )
-        params = [value for _sql, part in selects for value in [project_id, *part]]
+        sql, params = _new_leads_statement(new.filter(project_id=project_id), project_id, time_zone)
         with transaction.atomic(savepoint=False):
             _lock(project_id)
             with connection.cursor() as cursor:

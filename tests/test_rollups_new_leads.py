@@ -10,9 +10,13 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 
+from attribution.batch import attribute_letters
 from attribution.models import Lead, MatchKind
 from costs import rollups
 from costs.models import ReportDay
+from substitution.models import Lease
+from tests.factories import make_setup
+from tests.test_attribution_batch import world
 from tests.test_journal_support import make_lead
 from tests.test_rollups import MOSCOW, PAID, assert_days_as_rebuilt, shop  # noqa: F401 - the fixture
 from tracker.models import Channel
@@ -74,3 +78,18 @@ def test_no_leads_change_nothing(shop):  # noqa: F811
     before = assert_days_as_rebuilt(shop.project)
     rollups.count_new_leads([])
     assert assert_days_as_rebuilt(shop.project) == before
+
+
+def test_a_batch_of_letters_attributed_together_leaves_the_days_as_a_rebuild_counts_them():
+    """Attribution's leads of every kind (a lease shown in a block, static,
+    unknown, letters joining leads from before, two mailboxes) added by
+    count_new_leads in the batch's transaction."""
+    setup = make_setup(original="info@shop.test", pool_size=8, hold_minutes=30)
+    order, _before = world(setup)
+    Lease.objects.filter(pool=setup.pool).update(block=setup.block)
+    rollups.rebuild(setup.project)
+    attribute_letters([letter.pk for letter in order])
+    leads = Lead.objects.filter(project=setup.project)
+    assert leads.filter(lease__block=setup.block).exists()
+    assert leads.exclude(lease__isnull=False).exists()
+    assert_days_as_rebuilt(setup.project)
