@@ -18,6 +18,10 @@ storing the rows one by one.
 import functools
 
 from django.db import connection
+from django.db.models.base import ModelState
+from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
+from django.db.models.query_utils import DeferredAttribute
+from django.db.models.signals import post_init, pre_init
 from django.utils import timezone
 
 from .models import Letter, LetterSource
@@ -99,22 +103,48 @@ def _copy_rows(cursor, model, objects: list, layout) -> None:
 
 
 @functools.cache
-def _fields(model) -> tuple[list[str], dict]:
+def _fields(model) -> tuple[list[str], dict, bool]:
+    """The model's attribute names in field order, its fields by attribute
+    name, and whether setting each of those attributes on a new instance
+    only stores the value (a plain field, or a foreign key's id: with no
+    related object cached yet, its descriptor stores the id and does
+    nothing else)."""
     fields = model._meta.concrete_fields
-    return [field.attname for field in fields], {field.attname: field for field in fields}
+    plain = all(
+        type(_class_attribute(model, field.attname)) in (DeferredAttribute, ForeignKeyDeferredAttribute)
+        for field in fields
+    )
+    return [field.attname for field in fields], {field.attname: field for field in fields}, plain
+
+
+def _class_attribute(model, name: str):
+    for klass in model.__mro__:
+        if name in vars(klass):
+            return vars(klass)[name]
+    return None
 
 
 def new_instance(model, values: dict, related: dict | None = None):
     """`model(**values)` for a batch's rows: `values` by attribute name
-    (`mailbox_id`), given to the model by position, which takes a third of
-    the time keywords do (Django matches each keyword to its field, and sets
-    a related object through its descriptor); the fields left out get their
-    defaults. `related`: objects already at hand, by field name, cached as
-    a keyword would have cached them (their ids must be among `values`)."""
-    names, fields = _fields(model)
+    (`mailbox_id`); the fields left out get their defaults. Built as
+    `Model.__init__` builds a row read from the database, by position, but
+    without its per-field attribute calls when every field is plain and
+    nothing listens to the model's init signals: the values go straight
+    into the instance's dict, a seventh of the time positional arguments
+    take (keywords take three times those: Django matches each keyword to
+    its field, and sets a related object through its descriptor).
+    `related`: objects already at hand, by field name, cached as a keyword
+    would have cached them (their ids must be among `values`)."""
+    names, fields, plain = _fields(model)
     if not values.keys() <= fields.keys():
         raise TypeError(f"{model.__name__} has no field {', '.join(sorted(values.keys() - fields.keys()))}")
-    instance = model(*[values[name] if name in values else fields[name].get_default() for name in names])
+    row = [values[name] if name in values else fields[name].get_default() for name in names]
+    if plain and not (pre_init.has_listeners(model) or post_init.has_listeners(model)):
+        instance = model.__new__(model)
+        instance._state = ModelState()
+        instance.__dict__.update(zip(names, row, strict=True))
+    else:
+        instance = model(*row)
     for name, value in (related or {}).items():
         if value is not None:
             model._meta.get_field(name).set_cached_value(instance, value)

@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection, transaction
+from django.db.models.signals import post_init
 
+from mailbox_sync.bulk import new_instance
 from mailbox_sync.models import Letter, LetterSource
 from mailbox_sync.services import Incoming, store_letters
 from tests.factories import letter_bytes, make_setup
@@ -106,3 +108,39 @@ def test_a_letter_another_sync_stores_meanwhile_is_skipped_and_the_rest_stored()
     assert [letter.uid for letter in stored.letters] == [10, 12]
     assert sorted(Letter.objects.filter(mailbox=mailbox).values_list("uid", flat=True)) == [1, 10, 12]
     assert LetterSource.objects.filter(letter__mailbox=mailbox).count() == 3
+
+
+def test_a_row_built_by_position_is_the_instance_keywords_build(mailbox):
+    """new_instance fills the instance's dict directly: the same values and
+    defaults as `Letter(**values)`, unsaved, with the related objects given
+    cached; saved, it reads back the same."""
+    values = {"mailbox_id": mailbox.pk, "dedupe_key": "k1", "received_at": T0, "subject": "Price", "uid": 7}
+    built = new_instance(Letter, values, {"mailbox": mailbox})
+    expected = Letter(**values)
+    for field in Letter._meta.concrete_fields:
+        assert getattr(built, field.attname) == getattr(expected, field.attname), field.name
+    assert built.recipients == {} and built.recipients is not expected.recipients  # a default of its own
+    assert built._state.adding and built._state.db is None and built.pk is None
+    assert Letter.mailbox.is_cached(built) and built.mailbox is mailbox
+    built.save()
+    again = Letter.objects.get(pk=built.pk)
+    assert (again.subject, again.uid, again.mailbox_id, again.received_at) == ("Price", 7, mailbox.pk, T0)
+
+
+def test_a_row_of_a_model_whose_init_is_listened_to_is_built_by_init(mailbox):
+    heard = []
+
+    def listener(sender, instance, **kwargs):
+        heard.append(instance)
+
+    post_init.connect(listener, sender=LetterSource)
+    try:
+        source = new_instance(LetterSource, {"letter_id": 1, "raw": b"x"})
+    finally:
+        post_init.disconnect(listener, sender=LetterSource)
+    assert heard == [source] and source.raw == b"x"
+
+
+def test_a_row_of_a_model_with_an_unknown_field_is_refused(mailbox):
+    with pytest.raises(TypeError, match="no field nonsense"):
+        new_instance(Letter, {"nonsense": 1})
