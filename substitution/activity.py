@@ -99,7 +99,8 @@ if #KEYS == 6 then
   local rate = rate_step(KEYS[6], tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12]), false)
   if rate[1] == 0 then return {-1, rate[3]} end
 end
-local e = redis.call('HMGET', KEYS[1], 'cfg', 'db_exp', 'hold', 'seen', 'ga', 'ym', 'sk', 'session', 'visitor', 'leases', 'subs')
+local e = redis.call('HMGET', KEYS[1], 'cfg', 'db_exp', 'hold', 'seen', 'ga', 'ym', 'sk',
+  'session', 'visitor', 'leases', 'subs')
 if not e[1] then return {0} end
 local now = tonumber(ARGV[1])
 local hold = tonumber(e[3])
