@@ -10,9 +10,9 @@ to decide. What runs is what production runs:
   statement, a known one through the fast path or `lease_acquire`: leasing,
   extension, the returning visitor's previous address, LRU, the exhaustion
   policy);
-- every virtual minute the beat's work for the pool runs: the activity
-  written behind is flushed and the leases whose hold ran out are released
-  (`substitution.services.release_expired_leases`);
+- every `beat_minutes` virtual minutes the beat's work for the pool runs:
+  the activity written behind is flushed and the leases whose hold ran out
+  are released (`substitution.services.release_expired_leases`);
 - every `sync_minutes` the letters that reached the mailbox meanwhile are
   stored (`mailbox_sync.store.store_letters`, raw RFC 822 bytes, arrival time
   as IMAP INTERNALDATE) and attributed (`attribution.services.
@@ -21,14 +21,23 @@ to decide. What runs is what production runs:
 Where Redis is configured (as in production), a returning visitor's page
 views and heartbeats go through collect's fast path as real ones do: answered
 from Redis, their activity written behind and flushed to PostgreSQL by
-`substitution.activity.flush` every virtual minute (production flushes every
-ACTIVITY_FLUSH_SECONDS) and before every release, so the database sees each
-activity within the minute, before any release or letter reads it. The
+`substitution.activity.flush` (production flushes every
+ACTIVITY_FLUSH_SECONDS) every `beat_minutes` virtual minutes, before the
+leases whose hold ran out are released, and before any letter is read. The
 fast path's checks (database expiry half a hold away, session timeout) read
 the virtual clock; its keys' real-time TTLs only decide when Redis forgets
 them. Without Redis, and for pools that "take over" (the victim is the lease
 least recently active in the database, which must be exact), every page view
 is written through, as the embedded default runs.
+
+The beat (flush and release) every `beat_minutes`, not every minute, changes
+no decision: a lease's release time is its expiry whenever it is released,
+and every allocation releases what has expired first (the first-visit
+statement leaves to it any visitor an expired lease could matter to), so
+releasing later changes which address no one takes; a lease whose activity
+is still in Redis is never taken for expired by a returning visitor's slow
+path, because the fast path only answers while the database's expiry is half
+a hold away, and `beat_minutes` is at most half the hold.
 
 Heartbeats: the snippet beats every minute while the page is visible. A
 heartbeat changes a lease only by moving its expiry; when nothing else can
@@ -83,7 +92,12 @@ USER_AGENT = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
 )
 SYNC_MINUTES = 10
-RELEASE_MINUTES = 1
+BEAT_MINUTES = 5  # at most; and at most half the hold (see the module's docstring)
+
+
+def beat_minutes(shape: PoolShape) -> int:
+    """Minutes between the beats (flush and release) of a run."""
+    return max(1, min(BEAT_MINUTES, shape.hold_minutes // 2))
 
 
 def activity_step(shape: PoolShape) -> float:
@@ -151,6 +165,7 @@ class Simulation:
         self.start = start
         self.progress = progress
         self.step = step or activity_step(shape)  # 1: every minute's beat, as the snippet sends them
+        self.beat_minutes = beat_minutes(shape)
         if written_behind is None:
             written_behind = bool(settings.REDIS_URL) and shape.exhausted_policy != Pool.ExhaustedPolicy.TAKE_OVER
         self.written_behind = written_behind
@@ -186,6 +201,8 @@ class Simulation:
             try:
                 with _commits_without_waiting():
                     self._drive()
+                    with self._timed("flush"):
+                        flush_activity()  # nothing of the run left in Redis
                 with self._timed("verdicts"), transaction.atomic():
                     vids = [state.vid for state in self.visitors]
                     verdicts = judge(self.sandbox.site, vids, self.truths, self.letter_ids, self.start)
@@ -224,9 +241,9 @@ class Simulation:
                 next_request += 1
             # The beat's work: activity written behind reaches the database,
             # then the leases whose hold ran out are released.
-            with self._timed("flush"):
-                flush_activity()
-            if horizon - last_release >= RELEASE_MINUTES:
+            if horizon - last_release >= self.beat_minutes:
+                with self._timed("flush"):
+                    flush_activity()
                 with self._timed("release"):
                     release_expired_leases(self.sandbox.pool, self.at(horizon))
                 last_release = horizon
@@ -234,7 +251,15 @@ class Simulation:
                 arrived = next_letter
                 while arrived < len(letters) and letters[arrived].arrives < horizon:
                     arrived += 1
+                if next_request >= len(requests):
+                    # Past the last request no lease starts or ends but at its
+                    # expiry, which is all attribution reads of a lease, so the
+                    # letters still to come are attributed as they would be
+                    # one sync at a time: in one sync.
+                    arrived = len(letters)
                 if arrived > next_letter:
+                    with self._timed("flush"):
+                        flush_activity()
                     with self._timed("letters"):
                         self._sync(next_letter, arrived)
                     next_letter = arrived

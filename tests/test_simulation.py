@@ -250,6 +250,46 @@ def test_fewer_heartbeats_and_the_fast_path_leave_every_verdict_as_every_minutes
     assert behind.total() < through.total()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_beat_every_few_minutes_leaves_every_verdict_as_the_beat_every_minute():
+    """Activity flushed and expired leases released every few virtual minutes
+    (at most half the hold) instead of every minute, and the letters that
+    arrive after the last request attributed in one sync: the same letters
+    credited to the same visitors by the same kind of match, with addresses
+    reused and the pool run dry now and then."""
+    scenario = Scenario(
+        days=0.1,
+        visitors_per_hour=60,
+        profile=(1,) * 24,
+        session_median=6,
+        return_share=0.3,
+        return_median_hours=0.7,
+        write_share=0.5,
+        write_during=0.4,
+        write_hours=0.4,
+        write_days=0.2,
+        days_later_max=1.5,
+        hours_mean=0.5,
+    )
+    traffic = plan(scenario, seed=11)
+    shape = PoolShape(size=12, hold_minutes=10)
+    every_minute = Simulation(traffic, shape, START, written_behind=True)
+    every_minute.beat_minutes = 1
+    every = every_minute.run()
+    default = Simulation(traffic, shape, START, written_behind=True)
+    assert default.beat_minutes == 5
+    fewer = default.run()
+
+    def seen(verdicts):
+        return [(d.letter, d.credited, d.verdict, d.source_ok, d.match_kind) for d in verdicts.details]
+
+    assert every.letters >= 20 and every.exhaustions > 0
+    assert max(letter.arrives for letter in traffic.letters) > 0.1 * 24 * 60 + 60  # letters after the last request
+    assert {d.match_kind for d in every.details} >= {MatchKind.LIVE_LEASE, MatchKind.AFTER_HOLD}
+    assert seen(fewer) == seen(every)
+    assert (fewer.exhaustions, fewer.requests) == (every.exhaustions, every.requests)
+
+
 def _counting(counter: Counter):
     def count(execute, sql, params, many, context):
         counter["visitor read" if sql.startswith('SELECT "tracker_visitor"."id"') else "other"] += 1
