@@ -7,7 +7,10 @@ each side's round trips leave the interpreter to the other. Batches are
 attributed one at a time in the order they were committed, so a later letter
 still joins the lead of an earlier one; batches that queued up while one was
 attributed go together (a batch costs the same few queries whatever its
-size). The letters are handed over as stored, so attribution need not read
+size). The first batch a sync stores is handed over at once, so that the
+thread starts on it while the next ones are fetched and stored (attribution
+is the longest of the three stages); after that a few batches' worth at a
+time. The letters are handed over as stored, so attribution need not read
 them back.
 
 Letters a sync stored but did not attribute (it stopped, failed or was
@@ -36,6 +39,11 @@ class InlineAttribution:
     def __init__(self):
         self.seconds = 0.0
 
+    def gather(self) -> int:
+        """Stored letters to gather before the next `add()`: a batch costs the
+        same few queries whatever its size."""
+        return store.ATTRIBUTION_BATCH
+
     def add(self, letter_ids: list[int]) -> None:
         started = time.perf_counter()
         store.attribute_stored(letter_ids)
@@ -55,6 +63,7 @@ class BackgroundAttribution:
 
     def __init__(self):
         self.seconds = 0.0
+        self._added = False
         self._batches: queue.Queue = queue.Queue()
         self._dropping = threading.Event()
         self._error: BaseException | None = None
@@ -97,9 +106,15 @@ class BackgroundAttribution:
             letters.extend(more)
         return letters, False
 
+    def gather(self) -> int:
+        """Stored letters to gather before the next `add()`: the first
+        batch at once, then a few batches' worth."""
+        return store.ATTRIBUTION_BATCH if self._added else 1
+
     def add(self, letter_ids: list[int]) -> None:
         if self._error is not None:
             raise self._error
+        self._added = True
         self._batches.put(list(letter_ids))
 
     def finish(self) -> None:

@@ -271,9 +271,10 @@ def _sync_folder(
 
     # Stored letters wait for attribution until a few batches' worth are
     # there (a batch of letters costs the same few queries whatever its
-    # size), then are attributed while the next ones are stored; letters a
-    # crash leaves unattributed are picked up by the next sync's
-    # attribute_pending.
+    # size; on a thread of its own, attribution starts on the first batch
+    # at once: attributing.py), then are attributed while the next ones are
+    # stored; letters a crash leaves unattributed are picked up by the next
+    # sync's attribute_pending.
     unattributed: list = []
     fetching = _start_fetching(
         client, connect, folder, uidvalidity, produce, prepare, many=len(uids), for_replies=for_replies
@@ -325,7 +326,7 @@ def _sync_folder(
                     result.truncated += stored.truncated
                     result.copies += stored.copies
                     unattributed.extend(stored.letters)  # as stored: attribution need not read them back
-                    attribute(store.ATTRIBUTION_BATCH)
+                    attribute(attribution.gather())
                 if progress is not None:
                     progress.advance(len(run))
         attribute(0)

@@ -13,7 +13,7 @@ import pytest
 from django.utils import timezone
 
 from attribution.models import Lead
-from mailbox_sync import imap, store
+from mailbox_sync import events, imap, store
 from mailbox_sync.fetcher import ChildFetch
 from mailbox_sync.models import Letter
 from mailbox_sync.services import sync_mailbox
@@ -57,6 +57,32 @@ def test_a_large_folder_gives_the_same_letters_and_leads_either_way(mail_server,
         assert first.subject in {"Letter 0", "Letter 1", "Letter 2", "Letter 3"}
     assert before.get_flags(before.search("ALL")) == flags  # read-only, PEEK: not even \Seen
     before.logout()
+
+
+@pytest.mark.imap
+@pytest.mark.django_db(transaction=True)
+def test_attribution_on_its_own_thread_starts_on_the_first_stored_batch(mail_server, settings, monkeypatch):
+    """It does not wait for a few batches' worth before its first batch:
+    the longest stage starts while the next letters are fetched."""
+    user, _password, mailbox = new_account(mail_server)
+    fill(mail_server, user, 30)
+    settings.SYNC_FETCH_PROCESS_MIN_LETTERS = 1
+    monkeypatch.setattr(store, "ATTRIBUTION_BATCH", 12)
+    announced = []
+
+    def listener(letter_ids):
+        announced.append(len(letter_ids))
+
+    events.subscribe_letters_stored(listener)
+    try:
+        result = sync_mailbox(mailbox.pk, batch=5)
+    finally:
+        events.unsubscribe(listener)
+
+    assert (result.error, result.stored) == ("", 30)
+    assert announced[0] == 5  # the first stored batch, alone
+    assert sum(announced) == 30 and all(size >= 12 for size in announced[1:-1])
+    assert Lead.objects.filter(project=mailbox.project).count() == 4
 
 
 @pytest.mark.imap
