@@ -210,6 +210,20 @@ def test_a_cache_write_sent_without_reply_lands_and_leaves_the_connection_clean(
     assert activity.redis().ttl("et:test:key") > 0
 
 
+def test_an_exchange_sends_any_argument_redis_py_would():
+    """Commands are packed by hiredis directly; what it does not take (a
+    command name holding a space, a bytearray) still goes redis-py's way."""
+    replies = activity.exchange(
+        ("SET", "et:test:key", bytearray(b"raw")),
+        ("GET", "et:test:key"),
+        ("SET", "et:test:number", 1.5),
+        ("GET", "et:test:number"),
+        ("CLIENT ID",),
+    )
+    assert replies[1] == b"raw" and replies[3] == b"1.5"
+    assert isinstance(replies[4], int)
+
+
 def test_a_cache_write_to_an_unreachable_redis_is_skipped_without_an_error(caplog):
     reachable = activity._client
     activity._client = redis_lib.Redis(port=free_port(), socket_connect_timeout=1)

@@ -105,6 +105,16 @@ def test_every_click_id_is_kept_with_the_visit():
     }
 
 
+def test_a_page_classified_again_gives_each_caller_its_own_tags():
+    url = "https://s.test/?utm_source=news&utm_campaign=spring&gclid=G1"
+    first = classify(url, "", own_host="s.test")
+    first.utm["utm_campaign"] = "changed"
+    first.click_ids.clear()
+    again = classify(url, "", own_host="s.test")
+    assert again.utm["utm_campaign"] == "spring" and again.click_ids == {"gclid": "G1"}
+    assert (again.channel, again.source) == (Channel.PAID, "news")
+
+
 @pytest.mark.parametrize(
     "ref",
     ["https://www.paypal.com/checkout", "https://checkout.stripe.com/pay/x", "https://id.vk.com/authorize"],
