@@ -25,6 +25,7 @@ simulation itself never vacuums: in production its tables are everyone's.
 import argparse
 import cProfile
 import os
+import re
 import resource
 import sys
 import time
@@ -97,9 +98,12 @@ def main():
         traffic, shape, start=timezone.now().replace(microsecond=0) - timezone.timedelta(days=8), on_minute=vacuum
     )
     queries = [0]
+    kinds: dict[str, int] = {}
 
     def count(execute, sql, params, many, context):
         queries[0] += 1
+        kind = _statement_kind(sql)
+        kinds[kind] = kinds.get(kind, 0) + 1
         return execute(sql, params, many, context)
 
     with connection.execute_wrapper(count):
@@ -118,6 +122,8 @@ def main():
         f"{queries[0]} SQL statements, {queries[0] / max(verdicts.requests, 1):.1f} a request"
     )
     print(f"where the time went: {parts}")
+    top = sorted(kinds.items(), key=lambda item: -item[1])[:12]
+    print("statements by kind: " + "; ".join(f"{n} {kind}" for kind, n in top))
     print(vacuum.summary())
 
     # The baseline: bare allocations (a new visitor takes a free address), in
@@ -145,6 +151,18 @@ def main():
     print(f"ratio simulation / bare allocations: {verdicts.seconds / baseline:.2f}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory: {peak:.0f} MB")
+
+
+def _statement_kind(sql: str) -> str:
+    """A statement's verb and the first table it reads or writes (for the tally)."""
+    verb = sql.split(None, 1)[0].upper() if sql.strip() else ""
+    if verb == "WITH":
+        return "WITH (first visit)" if "new_visitor" in sql else "WITH " + (_TABLE.findall(sql) or [""])[0]
+    tables = _TABLE.findall(sql)
+    return f"{verb} {tables[0] if tables else ''}".strip()
+
+
+_TABLE = re.compile(r'(?:FROM|UPDATE|INTO)\s+"?(\w+)')
 
 
 # The tables whose rows every request or beat updates (see the docstring).
