@@ -64,18 +64,26 @@ class Connection:
     # --- Lines ---------------------------------------------------------------
 
     async def _line(self, timeout: float) -> bytes:
-        """One response line without its CRLF; a literal is read into it."""
+        """One response line without its CRLF, within `timeout` seconds."""
         try:
-            line = await asyncio.wait_for(self.reader.readuntil(b"\r\n"), timeout)
+            async with asyncio.timeout(timeout):
+                return await self._read_line()
+        except TimeoutError:
+            raise IdleError(f"{self.address} did not answer within {timeout:g} s", Failure.TIMEOUT) from None
+
+    async def _read_line(self) -> bytes:
+        """One response line without its CRLF; a literal is read into it. No
+        time limit of its own: the caller's `asyncio.timeout` bounds it (a
+        timeout, one task-free timer, rather than `wait_for`'s task per read)."""
+        try:
+            line = await self.reader.readuntil(b"\r\n")
             while (literal := _LITERAL.search(line.rstrip(b"\r\n"))) is not None:
                 size = int(literal.group(1))
                 if size > MAX_LINE:
                     raise IdleError(f"{self.address} sent a {size}-byte literal", Failure.PROTOCOL)
-                data = await asyncio.wait_for(self.reader.readexactly(size), timeout)
-                rest = await asyncio.wait_for(self.reader.readuntil(b"\r\n"), timeout)
+                data = await self.reader.readexactly(size)
+                rest = await self.reader.readuntil(b"\r\n")
                 line = line.rstrip(b"\r\n") + data + rest
-        except TimeoutError:
-            raise IdleError(f"{self.address} did not answer within {timeout:g} s", Failure.TIMEOUT) from None
         except asyncio.LimitOverrunError:
             raise IdleError(f"{self.address} sent a line over {MAX_LINE} bytes", Failure.PROTOCOL) from None
         except asyncio.IncompleteReadError:
@@ -92,11 +100,21 @@ class Connection:
         return line
 
     async def _send(self, data: bytes) -> None:
+        self._write(data)
+        if self.writer.transport.get_write_buffer_size():  # the kernel did not take it all at once
+            try:
+                async with asyncio.timeout(self.timing.answer):
+                    await self.writer.drain()
+            except TimeoutError:
+                raise IdleError(f"{self.address} stopped reading", Failure.TIMEOUT) from None
+            except OSError as error:
+                raise IdleError(f"Connection to {self.address} dropped: {error}", Failure.DROPPED) from None
+
+    def _write(self, data: bytes) -> None:
+        if self.writer.transport.is_closing():
+            raise IdleError(f"{self.address} closed the connection", Failure.DROPPED)
         try:
             self.writer.write(data)
-            await asyncio.wait_for(self.writer.drain(), self.timing.answer)
-        except TimeoutError:
-            raise IdleError(f"{self.address} stopped reading", Failure.TIMEOUT) from None
         except OSError as error:
             raise IdleError(f"Connection to {self.address} dropped: {error}", Failure.DROPPED) from None
 
@@ -196,40 +214,64 @@ class Connection:
         """IDLE until `stop` is set or the connection fails (IdleError).
         `on_new` on every EXISTS; `on_renumbered` when the server announces
         another UIDVALIDITY. Every `timing.ping` seconds the IDLE is ended
-        with DONE and begun again: the server's answer proves the connection
-        alive, and no IDLE outlives the 29 minutes of RFC 2177."""
-        while not stop.is_set():
-            tag = self._next_tag()
-            await self._send(tag + b" IDLE\r\n")
-            while True:  # until the continuation "+ idling"
-                line = await self._line(self.timing.answer)
-                if line.startswith(b"+"):
-                    break
-                self._hear(line, tag, on_new, on_renumbered)
-            await self._listen(stop, on_new, on_renumbered)
-            await self._send(b"DONE\r\n")
-            while True:  # until IDLE's tagged answer
-                line = await self._line(self.timing.answer)
-                if self._hear(line, tag, on_new, on_renumbered):
-                    break
+        with DONE and begun again: the server's answer (DONE's and the next
+        IDLE's, within `timing.answer`) proves the connection alive, and no
+        IDLE outlives the 29 minutes of RFC 2177.
 
-    async def _listen(self, stop: asyncio.Event, on_new, on_renumbered) -> None:
+        A thousand connections do this every few seconds between them, so a
+        turn is lean: one timer while idling (no task per read), the time
+        for DONE and the next IDLE bounded by one timeout, and a `stop`
+        heard through one callback for the whole of the IDLE."""
         loop = asyncio.get_running_loop()
-        until = loop.time() + self.timing.ping
+        quiet: asyncio.Timeout | None = None  # the wait for news, while idling
+
+        def stopped(_waited=None) -> None:
+            if quiet is not None and not quiet.expired():
+                quiet.reschedule(loop.time())  # end the wait now: DONE, then out
+
         stopping = asyncio.ensure_future(stop.wait())
+        stopping.add_done_callback(stopped)
         try:
-            while (left := until - loop.time()) > 0 and not stop.is_set():
-                reading = asyncio.ensure_future(self._line(left + 1))
-                done, _ = await asyncio.wait({reading, stopping}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
-                if reading not in done:
-                    reading.cancel()
-                    # Time for DONE. A cancelled readuntil consumes nothing,
-                    # so the next read starts at the same place.
-                    await asyncio.gather(reading, return_exceptions=True)
-                    return
-                self._hear(reading.result(), None, on_new, on_renumbered)
+            tag = self._next_tag()
+            try:
+                async with asyncio.timeout(self.timing.answer):
+                    await self._begin_idle(tag, on_new, on_renumbered)
+            except TimeoutError:
+                raise self._no_answer() from None
+            while True:
+                if not stop.is_set():
+                    try:
+                        async with asyncio.timeout(self.timing.ping) as quiet:
+                            while True:
+                                self._hear(await self._read_line(), None, on_new, on_renumbered)
+                    except TimeoutError:
+                        # Time for DONE. A cancelled read consumes nothing, so
+                        # the next read starts at the same place.
+                        pass
+                    finally:
+                        quiet = None
+                try:
+                    async with asyncio.timeout(self.timing.answer):
+                        await self._send(b"DONE\r\n")
+                        while not self._hear(await self._read_line(), tag, on_new, on_renumbered):
+                            pass
+                        if stop.is_set():
+                            return
+                        tag = self._next_tag()
+                        await self._begin_idle(tag, on_new, on_renumbered)
+                except TimeoutError:
+                    raise self._no_answer() from None
         finally:
+            stopping.remove_done_callback(stopped)
             stopping.cancel()
+
+    def _no_answer(self) -> IdleError:
+        return IdleError(f"{self.address} did not answer within {self.timing.answer:g} s", Failure.TIMEOUT)
+
+    async def _begin_idle(self, tag: bytes, on_new, on_renumbered) -> None:
+        await self._send(tag + b" IDLE\r\n")
+        while not (line := await self._read_line()).startswith(b"+"):  # until the continuation "+ idling"
+            self._hear(line, tag, on_new, on_renumbered)
 
     def _hear(self, line: bytes, tag: bytes | None, on_new, on_renumbered) -> bool:
         """React to one line; True when it is `tag`'s tagged answer."""

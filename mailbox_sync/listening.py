@@ -15,6 +15,8 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.db.models import Q
 
+from lib.lookups import AnyOf
+
 from . import conf, credentials, imap, sync
 from .models import FolderState, ListenerProcess, Listening, Mailbox
 
@@ -41,7 +43,7 @@ class Held:
 
 # A listener not seen for this long is forgotten.
 GONE_AFTER = timedelta(days=1)
-# What `_held` reads of a mailbox.
+# What `_held` reads of a mailbox, after its id.
 HELD_FIELDS = (
     "host",
     "port",
@@ -58,25 +60,21 @@ HELD_FIELDS = (
 def listened_folder(mailbox: Mailbox) -> str:
     """The folder whose new letters the listener hears: INBOX, unless only
     other folders are watched (then the first of them)."""
-    if mailbox.folder_mode == Mailbox.FolderMode.ALL:
+    return _listened_folder(mailbox.folder_mode, mailbox.folders)
+
+
+def _listened_folder(folder_mode: str, folders: str) -> str:
+    if folder_mode == Mailbox.FolderMode.ALL:
         return "INBOX"
-    names = mailbox.folder_names
+    names = Mailbox.split_folders(folders)
     return "INBOX" if any(name.upper() == "INBOX" for name in names) else names[0]
 
 
-def _held(mailbox: Mailbox, sent_folder: str | None) -> Held:
-    folders = (listened_folder(mailbox),) + ((sent_folder,) if sent_folder else ())
-    return Held(
-        mailbox.pk,
-        mailbox.host,
-        mailbox.port,
-        mailbox.security,
-        mailbox.username,
-        mailbox.password_encrypted,
-        folders,
-        mailbox.auth,
-        mailbox.watch_sent,
-    )
+def _held(row: tuple, sent_folder: str | None) -> Held:
+    """A Held from a row of ("id", *HELD_FIELDS)."""
+    pk, host, port, security, username, password_encrypted, auth, watch_sent, folder_mode, folders = row
+    listened = (_listened_folder(folder_mode, folders),) + ((sent_folder,) if sent_folder else ())
+    return Held(pk, host, port, security, username, password_encrypted, listened, auth, watch_sent)
 
 
 def _listenable():
@@ -87,22 +85,28 @@ def refresh(name: str, now: datetime, sent_folders: dict[int, str | None]) -> di
     """Renew this process's leases and take its share of the mailboxes no
     live process holds; give back the ones switched off, deleted, or above
     its share (another process takes them). Returns what it now holds.
-    `sent_folders`: the Sent folder found for a mailbox that watches it."""
+    `sent_folders`: the Sent folder found for a mailbox that watches it.
+
+    It runs every few seconds in a process holding a thousand mailboxes, so
+    it renews the leases it keeps with one statement (no list of ids), and
+    reads what it holds as plain rows rather than model instances."""
     until = now + conf.listener_lease()
-    ListenerProcess.objects.update_or_create(name=name, defaults={"seen_at": now})
+    if not ListenerProcess.objects.filter(name=name).update(seen_at=now):
+        ListenerProcess.objects.create(name=name, seen_at=now)
     ListenerProcess.objects.filter(seen_at__lt=now - GONE_AFTER).delete()  # listeners that died long ago
     live = ListenerProcess.objects.filter(seen_at__gt=now - conf.listener_lease()).count()
     listenable = _listenable()
     total = listenable.count()
     share = min(conf.listener_capacity(), math.ceil(total / max(live, 1)))
+    mine = Listening.objects.filter(listener=name)
     with transaction.atomic():
-        Listening.objects.filter(listener=name).exclude(mailbox__in=listenable).update(listener="", held_until=None)
-        mine = list(Listening.objects.filter(listener=name).order_by("mailbox_id").values_list("pk", flat=True))
-        if len(mine) > share:
-            Listening.objects.filter(pk__in=mine[share:]).update(listener="", held_until=None)
-            mine = mine[:share]
-        Listening.objects.filter(pk__in=mine).update(held_until=until)
-    wanted = share - len(mine)
+        mine.exclude(mailbox__in=listenable).update(listener="", held_until=None)
+        kept = mine.update(held_until=until)
+        if kept > share:
+            over = list(mine.order_by("mailbox_id").values_list("pk", flat=True)[share:])
+            Listening.objects.filter(AnyOf("pk", over)).update(listener="", held_until=None)
+            kept = share
+    wanted = share - kept
     if wanted > 0:
         unlisted = listenable.filter(listening__isnull=True).values_list("pk", flat=True)
         Listening.objects.bulk_create(
@@ -117,10 +121,10 @@ def refresh(name: str, now: datetime, sent_folders: dict[int, str | None]) -> di
                 .values_list("pk", flat=True)[:wanted]
             )
             taken = list(free)
-            Listening.objects.filter(pk__in=taken).update(listener=name, held_until=until)
-        mine += taken
-    mailboxes = Mailbox.objects.filter(pk__in=mine, active=True).only(*HELD_FIELDS)
-    return {mailbox.pk: _held(mailbox, sent_folders.get(mailbox.pk)) for mailbox in mailboxes}
+            if taken:
+                Listening.objects.filter(AnyOf("pk", taken)).update(listener=name, held_until=until)
+    rows = Mailbox.objects.filter(listening__listener=name, active=True).values_list("pk", *HELD_FIELDS)
+    return {row[0]: _held(row, sent_folders.get(row[0])) for row in rows}
 
 
 def release_all(name: str) -> None:

@@ -111,7 +111,12 @@ class Mailbox(models.Model):
 
     @property
     def folder_names(self) -> list[str]:
-        return [f.strip() for f in self.folders.split(",") if f.strip()] or ["INBOX"]
+        return self.split_folders(self.folders)
+
+    @staticmethod
+    def split_folders(folders: str) -> list[str]:
+        """The names in a `folders` value (INBOX when it names none)."""
+        return [f.strip() for f in folders.split(",") if f.strip()] or ["INBOX"]
 
 
 class FolderState(models.Model):

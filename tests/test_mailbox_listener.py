@@ -5,6 +5,7 @@ listeners share the mailboxes; and the faults: a dropped connection, BYE, a
 server that goes silent or sends garbage, no IDLE, a UIDVALIDITY change, a
 mailbox deleted while listened to."""
 
+import asyncio
 import threading
 from datetime import timedelta
 
@@ -13,6 +14,7 @@ from django.utils import timezone
 from imapclient.exceptions import IMAPClientError
 
 from attribution.models import Lead
+from mailbox_sync import conf, idle
 from mailbox_sync.listening import refresh
 from mailbox_sync.models import Letter, ListenerProcess, Listening, Mailbox, Reply
 from mailbox_sync.services import sync_mailbox
@@ -345,3 +347,72 @@ def test_a_listener_takes_its_share_counting_only_listeners_seen_lately(db):
     assert len(held) == 2  # four mailboxes, two live listeners
     assert set(ListenerProcess.objects.values_list("name", flat=True)) == {"me", "other"}
     assert set(held) <= {box.pk for box in boxes}
+
+
+@pytest.mark.django_db
+def test_a_refresh_renews_every_lease_it_keeps_and_hears_a_mailbox_changed_deleted_or_switched_off(db):
+    changed, deleted, switched_off, kept = (make_setup(name=f"Held {n}").mailbox for n in range(4))
+    now = timezone.now()
+    assert sorted(refresh("me", now, {})) == sorted(box.pk for box in (changed, deleted, switched_off, kept))
+    later = now + timedelta(seconds=20)
+    Mailbox.objects.filter(pk=changed.pk).update(port=10143, username="renamed@shop.test", folders="Leads, INBOX")
+    Mailbox.objects.filter(pk=deleted.pk).delete()
+    Mailbox.objects.filter(pk=switched_off.pk).update(active=False)
+    held = refresh("me", later, {kept.pk: "Sent"})
+    assert sorted(held) == sorted([changed.pk, kept.pk])
+    assert (held[changed.pk].port, held[changed.pk].username) == (10143, "renamed@shop.test")
+    assert held[changed.pk].folders == ("INBOX",)
+    assert held[kept.pk].folders == ("INBOX", "Sent")
+    leases = dict(Listening.objects.values_list("pk", "held_until"))
+    assert leases == {
+        changed.pk: later + conf.listener_lease(),
+        switched_off.pk: None,
+        kept.pk: later + conf.listener_lease(),
+    }
+    assert Listening.objects.get(pk=switched_off.pk).listener == ""
+
+
+@pytest.mark.django_db
+def test_a_listener_above_its_share_gives_back_the_mailboxes_after_its_first(db):
+    boxes = sorted(make_setup(name=f"Given back {n}").mailbox.pk for n in range(4))
+    now = timezone.now()
+    assert sorted(refresh("me", now, {})) == boxes
+    later = now + timedelta(seconds=20)
+    ListenerProcess.objects.create(name="other", seen_at=later)
+    assert sorted(refresh("me", later, {})) == boxes[:2]
+    owners = dict(Listening.objects.values_list("pk", "listener"))
+    assert owners == {boxes[0]: "me", boxes[1]: "me", boxes[2]: "", boxes[3]: ""}
+    assert sorted(refresh("other", later, {})) == boxes[2:]
+
+
+def test_an_idle_is_renewed_on_one_connection_hears_a_letter_after_renewals_and_stops_when_asked(mail_server, account):
+    user, password, _mailbox = account
+    heard = []
+
+    async def listen():
+        timing = idle.Timing(connect=5, answer=5, ping=0.1)
+        connection = await idle.open_connection("127.0.0.1", mail_server.port, "none", timing)
+        await connection.login(user, password)
+        await connection.examine("INBOX")
+        stop = asyncio.Event()
+        idling = asyncio.ensure_future(
+            connection.idle(on_new=lambda: heard.append("new"), on_renumbered=list, stop=stop)
+        )
+        while connection._tag < 12:  # LOGIN, EXAMINE, then an IDLE begun again ten times
+            assert not idling.done(), idling.exception()
+            await asyncio.sleep(0.05)
+        await asyncio.to_thread(append, mail_server, user, "After renewals")
+        while not heard:
+            assert not idling.done(), idling.exception()
+            await asyncio.sleep(0.05)
+        # A long ping: only `stop` ends this IDLE.
+        connection.timing.ping = 3600
+        tag = connection._tag
+        while connection._tag == tag:
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(idling, 10)
+        await connection.logout()
+
+    asyncio.run(asyncio.wait_for(listen(), 60))  # a renewal that stalls fails here
+    assert heard == ["new"]
