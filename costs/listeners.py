@@ -12,6 +12,7 @@ from attribution.models import Lead
 from mailbox_sync.models import Letter, Mailbox
 from projects.models import Project
 from substitution.models import Block
+from tracker import first_visit
 from tracker.models import Session, Site
 
 from . import rollups
@@ -80,7 +81,23 @@ def rebuild_later(project_id: int) -> None:
     transaction.on_commit(lambda: rebuild_report_days.delay(project_id))
 
 
+# A new visitor's session, counted in the first-visit statement that inserts
+# it (as the session table's trigger would count it: the same delta from the
+# same row, the day in the project's time zone as the statement reads it),
+# with the flag that tells the trigger (migration 0007) that this statement's
+# sessions are counted. RETURNING sets the flag even though nothing reads it.
+FIRST_VISIT_SESSION = (
+    "costs_session_counted AS (INSERT INTO costs_sessiondelta "
+    "(project_id, day, channel, source, medium, campaign, keyword, site_id, n) "
+    "SELECT t.project_id, (s.started_at AT TIME ZONE p.time_zone)::date, s.channel, s.source, s.utm_medium, "
+    "s.utm_campaign, s.keyword, v.site_id, 1 FROM new_session s JOIN new_visitor v ON v.id = s.visitor_id "
+    "JOIN tracker_site t ON t.id = v.site_id JOIN projects_project p ON p.id = t.project_id "
+    "RETURNING set_config('costs.sessions_counted', 'on', true))"
+)
+
+
 def connect() -> None:
+    first_visit.write_also(FIRST_VISIT_SESSION)
     events.subscribe_in_transaction(events.LEAD_CREATED, rollups.count_new_leads)
     # Changes people make save the lead (lead_saved, in their transaction); a
     # letter joining a lead changes a counted figure only if it became the

@@ -4,6 +4,7 @@ counted from scratch from the raw rows; days are the project's (a lead just
 after local midnight is the next day's); the report read from them equals the
 report read from the rows, for every grouping."""
 
+import json
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -28,12 +29,14 @@ from projects.models import Project
 from tests.factories import make_setup
 from tests.test_journal_support import make_lead, member, visit_and_write
 from tracker.models import Channel, Session, Visitor
+from tracker.services import collect, parse_request
 
 pytestmark = pytest.mark.django_db
 
 MOSCOW = "Europe/Moscow"  # UTC+3: 21:00 UTC is the next day's midnight
 BEFORE_MIDNIGHT = datetime(2025, 7, 1, 20, 59, tzinfo=UTC)  # 1 July, 23:59 in Moscow
 AFTER_MIDNIGHT = datetime(2025, 7, 1, 21, 1, tzinfo=UTC)  # 2 July, 00:01 in Moscow
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36"
 PAID = {"channel": Channel.PAID, "source": "Yandex", "medium": "cpc", "campaign": "Autumn", "keyword": "bricks"}
 
 
@@ -145,6 +148,35 @@ def test_sessions_inserted_without_the_orm_are_counted_too(shop):
     assert sorted(queued.values_list("n", flat=True)) == [-2, -1]
     rollups.fold_session_deltas()
     assert set(counted.values_list("sessions", flat=True)) == {0}
+
+
+def test_a_first_visit_queues_its_session_in_its_own_statement_once(shop):
+    """Collect's first-visit statement queues the session it inserts itself, and
+    the table's trigger leaves that statement's rows alone: counted once, on
+    the project's day. A session inserted after it in the same transaction is
+    queued by the trigger as ever (the statement's word holds for itself only)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the triggers are PostgreSQL's")
+    url = "https://shop.test/?utm_source=newsletter&utm_medium=email&utm_campaign=autumn"
+    raw = json.dumps({"v": 1, "site": shop.site.site_key, "vid": None, "url": url, "ref": "", "consent": True})
+    answer = collect(
+        request=parse_request(raw.encode()), origin="https://shop.test", user_agent=BROWSER, now=BEFORE_MIDNIGHT
+    )
+    queued = SessionDelta.objects.filter(project_id=shop.project.pk).order_by("pk")
+    fields = ("day", "channel", "source", "medium", "campaign", "keyword", "site_id", "n")
+    assert list(queued.values_list(*fields)) == [
+        (date(2025, 7, 1), Channel.EMAIL, "newsletter", "email", "autumn", "", shop.site.pk, 1)
+    ]
+    person = Visitor.objects.get(vid=answer["vid"])
+    Session.objects.bulk_create(  # no signals: the trigger's count
+        [Session(visitor=person, started_at=AFTER_MIDNIGHT, last_seen_at=AFTER_MIDNIGHT, channel=Channel.SOCIAL)]
+    )
+    assert list(queued.values_list("day", "channel", "n"))[1:] == [(date(2025, 7, 2), Channel.SOCIAL, 1)]
+    kept = assert_days_as_rebuilt(shop.project)
+    assert sorted(row[1:4] + row[-1:] for row in kept["sessions"] if row[0] == "channel") == [
+        (date(2025, 7, 1), Channel.EMAIL, "", 1),
+        (date(2025, 7, 2), Channel.SOCIAL, "", 1),
+    ]
 
 
 def test_a_rebuild_takes_the_queued_sessions_of_its_range_only(shop):

@@ -4,7 +4,11 @@ completes (see there why one statement).
 
 Every new visitor pays for this module, so it builds the rows as plain
 values: no model instance is made for rows the statement inserts, and what
-can be worked out once (columns, defaults, the statement's text) is."""
+can be worked out once (columns, defaults, the statement's text) is.
+
+Other apps may write rows of their own in the same statement (`write_also`):
+costs counts the new session in its report days there, instead of its
+session table trigger doing it in a query of its own after the statement."""
 
 import json
 import uuid
@@ -22,6 +26,20 @@ from .sessions import first_session, session_key_of, visit_of
 # The statement's parameters are named: one name used twice is sent once.
 # The tracker's names start with "t_"; substitution.first_visit uses others.
 _VISITOR_PARAMS = {"site_id": "t_site", "vid": "t_vid", "created_at": "t_at", "last_seen_at": "t_at"}
+
+
+# Each a common table expression ("name AS (...)") that another app adds to
+# the statement; it may read new_visitor's and new_session's rows.
+_also: list[str] = []
+
+
+def write_also(cte: str) -> None:
+    """Add `cte` to every first visit's statement (once however often it is
+    given; an app's ready() gives it). Both rows are returned whole
+    (RETURNING *), so it can read any of their columns."""
+    if cte not in _also:
+        _also.append(cte)
+        _sql.cache_clear()
 
 
 @cache
@@ -75,9 +93,9 @@ def _sql() -> str:
     )
     return (
         f"WITH new_visitor AS (INSERT INTO {Visitor._meta.db_table}({_columns(Visitor)}) "
-        f"VALUES({visitor_values}) RETURNING id),"
+        f"VALUES({visitor_values}) RETURNING *),"
         f"new_session AS (INSERT INTO {table}({_columns(Session)}) SELECT {_columns(Session)} "
-        f"FROM {given} RETURNING id)"
+        f"FROM {given} RETURNING *)" + "".join(f",{cte}" for cte in _also)
     )
 
 
