@@ -1,0 +1,123 @@
+"""A known visitor's lease in two statements (PostgreSQL).
+
+`services.lease_acquire` decides; on PostgreSQL its two busiest steps run
+here as one statement each instead of the ORM's several round trips:
+
+- `extend_current`: the visitor's unreleased lease in the pool, locked (with
+  its address, as the ORM's select_for_update through select_related locked
+  both) and, when its hold has not run out, extended: the returning visitor
+  within the hold costs one statement;
+- `allocate`: the visitor's previous address if it is free, else the free
+  address released longest ago (never used ones first), each under a row
+  lock (FOR UPDATE SKIP LOCKED, so concurrent allocations take different
+  rows; a row another allocation has just marked held fails the re-check),
+  marked held, and the new lease inserted. Nothing when no address is free:
+  the pool's exhaustion policy is the ORM's (services._exhausted). The partial
+  unique indexes on live leases stay the final arbiter: a conflict rolls the
+  statement back and lease_acquire tries again.
+
+The rest of lease_acquire (the release of an expired lease of the visitor's
+own, the per-IP cap, the release of the pool's expired leases first) runs
+before `allocate`, in the same transaction, as on every database.
+"""
+
+from datetime import datetime, timedelta
+
+from django.db import connection
+
+from .models import Lease
+
+# Its columns in the order Lease.from_db is given them (a foreign key's attribute is its column).
+_FIELDS = tuple(field.attname for field in Lease._meta.concrete_fields)
+_COLUMNS = ", ".join(f"lease.{field.column}" for field in Lease._meta.concrete_fields)
+
+# The locked row's own values are returned (under READ COMMITTED, the newest
+# version, which a concurrent flush may have moved), not the statement's snapshot.
+_CURRENT = f"""
+WITH current AS MATERIALIZED (
+    SELECT {_COLUMNS}, address.email FROM substitution_lease lease
+    JOIN substitution_address address ON address.id = lease.address_id
+    WHERE lease.pool_id = %(pool)s AND lease.visitor_id = %(visitor)s AND lease.released_at IS NULL
+    ORDER BY lease.id LIMIT 1 FOR UPDATE
+), extended AS (
+    UPDATE substitution_lease SET last_activity_at = %(at)s, expires_at = %(until)s
+    FROM current WHERE substitution_lease.id = current.id AND current.expires_at > %(at)s
+    RETURNING substitution_lease.id
+)
+SELECT current.*, EXISTS (SELECT 1 FROM extended) FROM current
+"""
+
+_ALLOCATE = f"""
+WITH previous AS (
+    SELECT address_id FROM substitution_lease WHERE pool_id = %(pool)s AND visitor_id = %(visitor)s
+    ORDER BY started_at DESC LIMIT 1
+), own AS MATERIALIZED (
+    SELECT id, email, last_released_at FROM substitution_address
+    WHERE id IN (SELECT address_id FROM previous) AND pool_id = %(pool)s AND active AND NOT held
+    ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
+), lru AS MATERIALIZED (
+    SELECT id, email, last_released_at FROM substitution_address
+    WHERE pool_id = %(pool)s AND active AND NOT held AND NOT EXISTS (SELECT 1 FROM own)
+    ORDER BY last_released_at ASC NULLS FIRST, id LIMIT 1 FOR UPDATE SKIP LOCKED
+), chosen AS MATERIALIZED (
+    SELECT * FROM own UNION ALL SELECT * FROM lru
+), held AS (
+    UPDATE substitution_address SET held = true FROM chosen WHERE substitution_address.id = chosen.id
+), lease AS (
+    INSERT INTO substitution_lease
+        (pool_id, address_id, visitor_id, block_id, started_at, last_activity_at, expires_at, end_reason, ip_hash)
+    SELECT %(pool)s, chosen.id, %(visitor)s, %(block)s::bigint, start.at, start.at,
+        start.at + make_interval(mins => %(hold)s), '', %(ip)s::text
+    FROM chosen,
+        -- A lease never starts before the address's previous lease ended
+        -- (clocks of two web processes may differ by a little).
+        LATERAL (SELECT greatest(%(at)s::timestamptz, chosen.last_released_at) AS at) start
+    RETURNING *
+)
+SELECT {_COLUMNS}, chosen.email FROM lease JOIN chosen ON chosen.id = lease.address_id
+"""
+
+
+def supported() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def extend_current(pool, visitor_id: int, now: datetime) -> tuple[Lease | None, str, bool]:
+    """The visitor's unreleased lease in the pool (locked), its address, and
+    whether it was live and is now extended to `now` plus the hold."""
+    until = now + timedelta(minutes=pool.hold_minutes)
+    row = _fetch(_CURRENT, {"pool": pool.pk, "visitor": visitor_id, "at": now, "until": until})
+    if row is None:
+        return None, "", False
+    lease = _lease(row)
+    email, extended = row[len(_FIELDS)], row[len(_FIELDS) + 1]
+    if extended:
+        lease.last_activity_at, lease.expires_at = now, until
+    return lease, email, extended
+
+
+def allocate(pool, visitor_id: int, now: datetime, ip_hash: str, block_id) -> tuple[Lease | None, str]:
+    """A new lease on the visitor's previous address if free, else on the free
+    address released longest ago; (None, "") when none is free."""
+    params = {
+        "pool": pool.pk,
+        "visitor": visitor_id,
+        "at": now,
+        "hold": pool.hold_minutes,
+        "block": block_id,
+        "ip": ip_hash,
+    }
+    row = _fetch(_ALLOCATE, params)
+    if row is None:
+        return None, ""
+    return _lease(row), row[len(_FIELDS)]
+
+
+def _fetch(sql: str, params: dict):
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def _lease(row) -> Lease:
+    return Lease.from_db(connection.alias, _FIELDS, row[: len(_FIELDS)])
