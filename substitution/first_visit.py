@@ -38,10 +38,11 @@ from django.db import (
     connections,
     transaction,
 )
-from django.db.backends.postgresql.base import ServerBindingCursor
+from psycopg import RawCursor
 
 _COMMENT = re.compile(r"--[^\n]*")
 _PUNCTUATION = re.compile(r" ?([(),=<>]) ?")  # the statement has no string literal with spaces
+_NAMED = re.compile(r"%\((\w+)\)s")
 # One pool's part of the statement; {i} numbers the pool.
 # One pool's part of the statement; {i} numbers the pool. Parameters are
 # named: "at" (now) and "ip" (the client's IP hash) are sent once for all pools.
@@ -108,9 +109,10 @@ def supported() -> bool:
 
 
 @cache
-def _sql(prelude: str, pools: int) -> str:
+def _sql(prelude: str, pools: int) -> tuple[str, tuple]:
     """The statement's text, the same for the same number of pools, so it is
-    planned once per connection."""
+    planned once per connection, with its parameters numbered ($1, $2...; a
+    name used twice is one parameter), and the names in their numbers' order."""
     answers = ", ".join(_ANSWER.format(i=i) for i in range(pools))
     sql = (
         prelude
@@ -118,9 +120,12 @@ def _sql(prelude: str, pools: int) -> str:
         + "\nSELECT (SELECT id FROM new_visitor), (SELECT id FROM new_session)"
         + (", " + answers if answers else "")
     )
-    # Without comments and runs of spaces: psycopg caches the conversion of a
-    # query's text only up to 4 KiB, and this one is converted on every visit.
-    return _PUNCTUATION.sub(r"\1", " ".join(_COMMENT.sub("", sql).split()))
+    # Numbered here once: psycopg would convert the names on every visit (it
+    # keeps converted texts only up to 4 KiB, which this one passes). Without
+    # comments and runs of spaces the text sent on every visit is shorter.
+    names: dict[str, int] = {}
+    numbered = _NAMED.sub(lambda m: f"${names.setdefault(m.group(1), len(names) + 1)}", sql)
+    return _PUNCTUATION.sub(r"\1", " ".join(_COMMENT.sub("", numbered).split())), tuple(names)
 
 
 def first_page_view(
@@ -133,8 +138,9 @@ def first_page_view(
     for i, (pool_id, block_ids) in enumerate(pools):
         params[f"pool{i}"] = pool_id
         params[f"block{i}"] = block_ids[0]
+    sql, names = _sql(rows.sql, len(pools))
     try:
-        row = _execute(_sql(rows.sql, len(pools)), params)
+        row = _execute(sql, [params[name] for name in names])
     except IntegrityError:
         return None
     answers = [PoolAnswer(*row[2 + 5 * i : 7 + 5 * i]) for i in range(len(pools))]
@@ -144,8 +150,9 @@ def first_page_view(
 NEVER_BY_COUNT = 2**31
 
 
-class _PreparedCursor(ServerBindingCursor):
-    """Parameters bound by the server, and the statement prepared once per
+class _PreparedCursor(RawCursor):
+    """Parameters bound by the server, numbered as PostgreSQL numbers them
+    (nothing to convert on every visit), and the statement prepared once per
     connection: PostgreSQL plans it once, not on every first visit. (Behind a
     pooler in transaction mode, prepared statements need its support, e.g.
     PgBouncer 1.21's max_prepared_statements.)"""
@@ -154,7 +161,7 @@ class _PreparedCursor(ServerBindingCursor):
         return super().execute(query, params, prepare=True)
 
 
-def _execute(sql: str, params: dict):
+def _execute(sql: str, params: list):
     # Inside a transaction (a test's, a caller's) a savepoint keeps a conflict
     # from breaking it; otherwise the statement commits on its own, with no
     # BEGIN and COMMIT round trips. The connection is looked up once: each
@@ -166,7 +173,7 @@ def _execute(sql: str, params: dict):
     return _fetch(db, sql, params)
 
 
-def _fetch(db, sql: str, params: dict):
+def _fetch(db, sql: str, params: list):
     """Run the statement. A reused connection is not health-checked first (a
     SELECT 1 round trip on every first visit); when the server closed it
     meanwhile, the statement fails before it ran and is sent again on a new
@@ -193,7 +200,7 @@ class _Kept(threading.local):
 _kept = _Kept()
 
 
-def _run(db, sql: str, params: dict):
+def _run(db, sql: str, params: list):
     db.ensure_connection()
     raw = db.connection
     cursor = _kept.cursor
