@@ -10,6 +10,7 @@ password and tokens never appear in it.
 
 import asyncio
 import base64
+import math
 import re
 import ssl
 from collections.abc import Callable
@@ -23,6 +24,9 @@ from .imap import Failure, tls_context
 # A server may send at most this much in one response line (a sane greeting
 # or CAPABILITY is far shorter): more is garbage.
 MAX_LINE = 64 * 1024
+# An IDLE's turns (DONE, IDLE again) fall on a grid of this many seconds (at
+# most an eighth of the ping), shared by every connection of the process.
+TURN_GRID = 2.0
 _TAGGED = re.compile(rb"^(?P<tag>[A-Za-z0-9]+) (?P<status>OK|NO|BAD)\b ?(?P<text>.*)$", re.IGNORECASE)
 _NUMBERED = re.compile(rb"^\* (?P<number>\d+) (?P<name>[A-Za-z]+)\b", re.IGNORECASE)
 _CODE = re.compile(rb"\[(?P<name>[A-Z-]+) (?P<value>\d+)\]", re.IGNORECASE)
@@ -51,6 +55,16 @@ class Timing:
     connect: float = 15.0
     answer: float = 10.0
     ping: float = 45.0
+
+
+def turn_at(now: float, ping: float) -> float:
+    """When an IDLE begun at `now` is next ended with DONE: the last point of
+    the grid at most `ping` seconds on. So the turns of a thousand
+    connections come in batches (a dozen wakeups of the process every grid
+    step instead of one or more per connection), and never later than
+    `ping`: a dead connection is still found within ping and answer."""
+    grid = min(TURN_GRID, ping / 8)
+    return math.floor((now + ping) / grid) * grid
 
 
 class Connection:
@@ -213,15 +227,17 @@ class Connection:
     async def idle(self, *, on_new: Callable[[], None], on_renumbered: Callable[[], None], stop: asyncio.Event):
         """IDLE until `stop` is set or the connection fails (IdleError).
         `on_new` on every EXISTS; `on_renumbered` when the server announces
-        another UIDVALIDITY. Every `timing.ping` seconds the IDLE is ended
+        another UIDVALIDITY. Every `timing.ping` seconds (at most) the IDLE is ended
         with DONE and begun again: the server's answer (DONE's and the next
         IDLE's, within `timing.answer`) proves the connection alive, and no
         IDLE outlives the 29 minutes of RFC 2177.
 
-        A thousand connections do this every few seconds between them, so a
-        turn is lean: one timer while idling (no task per read), the time
-        for DONE and the next IDLE bounded by one timeout, and a `stop`
-        heard through one callback for the whole of the IDLE."""
+        A thousand connections make some twenty turns a second between
+        them, so a turn is lean: one timer while idling (no task per read),
+        the time for DONE and the next IDLE bounded by one timeout, a `stop`
+        heard through one callback for the whole of the IDLE; and the turns
+        fall on a grid shared by every connection (`turn_at`), so the
+        process wakes for a batch of them rather than for each."""
         loop = asyncio.get_running_loop()
         quiet: asyncio.Timeout | None = None  # the wait for news, while idling
 
@@ -241,7 +257,7 @@ class Connection:
             while True:
                 if not stop.is_set():
                     try:
-                        async with asyncio.timeout(self.timing.ping) as quiet:
+                        async with asyncio.timeout_at(turn_at(loop.time(), self.timing.ping)) as quiet:
                             while True:
                                 self._hear(await self._read_line(), None, on_new, on_renumbered)
                     except TimeoutError:

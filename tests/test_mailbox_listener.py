@@ -416,3 +416,14 @@ def test_an_idle_is_renewed_on_one_connection_hears_a_letter_after_renewals_and_
 
     asyncio.run(asyncio.wait_for(listen(), 60))  # a renewal that stalls fails here
     assert heard == ["new"]
+
+
+def test_the_turns_of_idles_fall_on_a_shared_grid_never_later_than_the_ping():
+    turns = {idle.turn_at(1000.0 + start / 10, 45.0) for start in range(20)}  # begun over two seconds
+    assert len(turns) <= 2  # one or two batches, not twenty
+    for start in range(200):
+        now = 5000.0 + start * 0.37
+        turn = idle.turn_at(now, 45.0)
+        assert now + 45.0 - idle.TURN_GRID < turn <= now + 45.0
+        assert idle.turn_at(now, 1.0) <= now + 1.0  # a short ping (the tests') gets a finer grid
+        assert idle.turn_at(now, 1.0) > now + 1.0 - 1.0 / 8 - 1e-9
