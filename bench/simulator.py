@@ -11,7 +11,8 @@ Redis (REDIS_URL, default database 10): returning visitors' requests take
 collect's fast path, as in production. The baseline times `--baseline`
 allocations and scales them to the simulation's number of requests (a loop
 of all of them would take as long as the thing measured); its per-allocation
-time is printed too, and where the simulation's time went.
+time is printed too, and where the simulation's time went: by part of the
+run, and the SQL statements by verb and first table named (count and time).
 
 Autovacuum: production's PostgreSQL runs it, this machine's may not
 (autovacuum=off here). Addresses, leases, visitors and sessions are updated
@@ -98,13 +99,17 @@ def main():
         traffic, shape, start=timezone.now().replace(microsecond=0) - timezone.timedelta(days=8), on_minute=vacuum
     )
     queries = [0]
-    kinds: dict[str, int] = {}
+    kinds: dict[str, tuple[int, float]] = {}
 
     def count(execute, sql, params, many, context):
         queries[0] += 1
         kind = _statement_kind(sql)
-        kinds[kind] = kinds.get(kind, 0) + 1
-        return execute(sql, params, many, context)
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            n, seconds = kinds.get(kind, (0, 0.0))
+            kinds[kind] = (n + 1, seconds + time.perf_counter() - started)
 
     with connection.execute_wrapper(count):
         if args.profile:
@@ -122,8 +127,8 @@ def main():
         f"{queries[0]} SQL statements, {queries[0] / max(verdicts.requests, 1):.1f} a request"
     )
     print(f"where the time went: {parts}")
-    top = sorted(kinds.items(), key=lambda item: -item[1])[:12]
-    print("statements by kind: " + "; ".join(f"{n} {kind}" for kind, n in top))
+    top = sorted(kinds.items(), key=lambda item: -item[1][1])[:14]
+    print("statements by kind (count, seconds): " + "; ".join(f"{kind} {n} {t:.1f} s" for kind, (n, t) in top))
     print(vacuum.summary())
 
     # The baseline: bare allocations (a new visitor takes a free address), in

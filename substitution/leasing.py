@@ -3,10 +3,11 @@
 `services.lease_acquire` decides; on PostgreSQL its two busiest steps run
 here as one statement each instead of the ORM's several round trips:
 
-- `extend_current`: the visitor's unreleased lease in the pool, locked (with
+- `settle_current`: the visitor's unreleased lease in the pool, locked (with
   its address, as the ORM's select_for_update through select_related locked
-  both) and, when its hold has not run out, extended: the returning visitor
-  within the hold costs one statement;
+  both) and, when its hold has not run out, extended, else released at its
+  expiry with its address freed; and the per-IP cap's count: the returning
+  visitor within the hold costs one statement, after it one more;
 - `allocate`: the visitor's previous address if it is free, else the free
   address released longest ago (never used ones first), each under a row
   lock (FOR UPDATE SKIP LOCKED, so concurrent allocations take different
@@ -16,11 +17,11 @@ here as one statement each instead of the ORM's several round trips:
   unique indexes on live leases stay the final arbiter: a conflict rolls the
   statement back and lease_acquire tries again.
 
-The rest of lease_acquire (the release of an expired lease of the visitor's
-own, the per-IP cap, the release of the pool's expired leases first) runs
-before `allocate`, in the same transaction, as on every database.
+The rest of lease_acquire (the release of the pool's expired leases first)
+runs between the two, in the same transaction, as on every database.
 """
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import connection
@@ -32,7 +33,9 @@ _FIELDS = tuple(field.attname for field in Lease._meta.concrete_fields)
 _COLUMNS = ", ".join(f"lease.{field.column}" for field in Lease._meta.concrete_fields)
 
 # The locked row's own values are returned (under READ COMMITTED, the newest
-# version, which a concurrent flush may have moved), not the statement's snapshot.
+# version, which a concurrent flush may have moved), not the statement's
+# snapshot. The per-IP count leaves out the visitor's own lease, expired when
+# it is used. The final SELECT gives one row even with no current lease.
 _CURRENT = f"""
 WITH current AS MATERIALIZED (
     SELECT {_COLUMNS}, address.email FROM substitution_lease lease
@@ -43,8 +46,20 @@ WITH current AS MATERIALIZED (
     UPDATE substitution_lease SET last_activity_at = %(at)s, expires_at = %(until)s
     FROM current WHERE substitution_lease.id = current.id AND current.expires_at > %(at)s
     RETURNING substitution_lease.id
+), ended AS (
+    UPDATE substitution_lease SET released_at = current.expires_at, end_reason = %(expired)s
+    FROM current WHERE substitution_lease.id = current.id AND current.expires_at <= %(at)s
+    RETURNING substitution_lease.address_id, substitution_lease.released_at
+), freed AS (
+    UPDATE substitution_address SET last_released_at = ended.released_at, held = false
+    FROM ended WHERE substitution_address.id = ended.address_id
 )
-SELECT current.*, EXISTS (SELECT 1 FROM extended) FROM current
+SELECT current.*, EXISTS (SELECT 1 FROM extended),
+    %(cap)s > 0 AND %(ip)s::text <> '' AND (
+        SELECT count(*) FROM substitution_lease
+        WHERE pool_id = %(pool)s AND released_at IS NULL AND expires_at > %(at)s AND ip_hash = %(ip)s::text
+    ) >= %(cap)s
+FROM (SELECT) one LEFT JOIN current ON true
 """
 
 _ALLOCATE = f"""
@@ -82,18 +97,43 @@ def supported() -> bool:
     return connection.vendor == "postgresql"
 
 
-def extend_current(pool, visitor_id: int, now: datetime) -> tuple[Lease | None, str, bool]:
-    """The visitor's unreleased lease in the pool (locked), its address, and
-    whether it was live and is now extended to `now` plus the hold."""
+@dataclass
+class Current:
+    """The visitor's unreleased lease in the pool before this request (None:
+    none), its address, whether it was live and is now extended, and whether
+    the client's IP holds the pool's cap of live leases."""
+
+    lease: Lease | None
+    email: str
+    live: bool
+    ip_capped: bool
+
+
+def settle_current(pool, visitor_id: int, now: datetime, ip_hash: str) -> Current:
+    """The visitor's unreleased lease in the pool, locked: extended to `now`
+    plus the hold when live, else released at its expiry (its address freed
+    as of then); and the per-IP cap checked for a new lease."""
     until = now + timedelta(minutes=pool.hold_minutes)
-    row = _fetch(_CURRENT, {"pool": pool.pk, "visitor": visitor_id, "at": now, "until": until})
-    if row is None:
-        return None, "", False
+    params = {
+        "pool": pool.pk,
+        "visitor": visitor_id,
+        "at": now,
+        "until": until,
+        "expired": Lease.EndReason.EXPIRED.value,
+        "cap": pool.max_live_leases_per_ip,
+        "ip": ip_hash,
+    }
+    row = _fetch(_CURRENT, params)
+    count = len(_FIELDS)
+    email, live, ip_capped = row[count:]
+    if row[0] is None:
+        return Current(None, "", False, bool(ip_capped))
     lease = _lease(row)
-    email, extended = row[len(_FIELDS)], row[len(_FIELDS) + 1]
-    if extended:
+    if live:
         lease.last_activity_at, lease.expires_at = now, until
-    return lease, email, extended
+    else:
+        lease.released_at, lease.end_reason = lease.expires_at, Lease.EndReason.EXPIRED
+    return Current(lease, email, live, bool(ip_capped))
 
 
 def allocate(pool, visitor_id: int, now: datetime, ip_hash: str, block_id) -> tuple[Lease | None, str]:

@@ -36,7 +36,10 @@ def release_expired_leases(pool: Pool, now: datetime) -> int:
         return 0
     if _activity_pending(candidates):
         activity.flush()
-    with transaction.atomic():
+    # Inside an allocation's transaction no savepoint of its own (two round
+    # trips): nothing here is expected to fail, and if it did the allocation
+    # would be rolled back with it.
+    with transaction.atomic(savepoint=False):
         # The expired leases locked in id order, and not for a key change (as
         # the flush locks them); those another transaction holds are left for
         # the next release. Then two statements whatever their number.
@@ -117,22 +120,27 @@ def _extend(lease: Lease, pool: Pool, now: datetime) -> Lease:
 
 
 def _lease_acquire_once(pool: Pool, visitor_id: int, now: datetime, ip_hash: str, block_id) -> Leased:
-    fast = leasing.supported()  # the two busiest steps in one statement each (leasing's docstring)
-    if fast:
-        current, email, live = leasing.extend_current(pool, visitor_id, now)
-        if live:
-            return Leased(email, current.expires_at, current)
-    else:
-        current = (
-            Lease.objects.select_for_update()
-            .select_related("address")
-            .filter(pool=pool, visitor_id=visitor_id, released_at__isnull=True)
-            .first()
-        )
-        if current is not None and current.expires_at > now:
+    if leasing.supported():  # the same steps in two statements (leasing's docstring)
+        current = leasing.settle_current(pool, visitor_id, now, ip_hash)
+        if current.live:
+            return Leased(current.email, current.lease.expires_at, current.lease)
+        if current.ip_capped:
+            return Leased(email="", expires_at=None, refused="ip_cap")
+        release_expired_leases(pool, now)
+        lease, email = leasing.allocate(pool, visitor_id, now, ip_hash, block_id)
+        if lease is None:
+            return _exhausted(pool, visitor_id, now, ip_hash, block_id)
+        return Leased(email, lease.expires_at, lease)
+    current = (
+        Lease.objects.select_for_update()
+        .select_related("address")
+        .filter(pool=pool, visitor_id=visitor_id, released_at__isnull=True)
+        .first()
+    )
+    if current is not None:
+        if current.expires_at > now:
             _extend(current, pool, now)
             return Leased(current.address.email, current.expires_at, current)
-    if current is not None:
         Lease.objects.filter(pk=current.pk).update(released_at=current.expires_at, end_reason=Lease.EndReason.EXPIRED)
         Address.objects.filter(pk=current.address_id).update(last_released_at=current.expires_at, held=False)
 
@@ -141,11 +149,6 @@ def _lease_acquire_once(pool: Pool, visitor_id: int, now: datetime, ip_hash: str
         if held.count() >= pool.max_live_leases_per_ip:
             return Leased(email="", expires_at=None, refused="ip_cap")
     release_expired_leases(pool, now)
-    if fast:
-        lease, email = leasing.allocate(pool, visitor_id, now, ip_hash, block_id)
-        if lease is None:
-            return _exhausted(pool, visitor_id, now, ip_hash, block_id)
-        return Leased(email, lease.expires_at, lease)
     address = _free_address(pool, visitor_id)
     if address is None:
         return _exhausted(pool, visitor_id, now, ip_hash, block_id)
