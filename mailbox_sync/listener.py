@@ -9,8 +9,9 @@ letters is one sync.
   PostgreSQL; several processes share the mailboxes, a dead one's lapse).
   A mailbox changed in admin is connected again; one switched off, deleted
   or handed to another process is let go.
-- Each connection sends DONE every IDLE_PING_SECONDS and begins IDLE again:
-  no answer within IDLE_ANSWER_SECONDS and it is taken for dead.
+- Each connection sends DONE at most every IDLE_PING_SECONDS and begins IDLE
+  again (on a grid shared by all, `idle.turn_at`, so that they come in
+  batches): no answer within IDLE_ANSWER_SECONDS and it is taken for dead.
 - A failed connection is retried with exponential backoff and jitter; on
   every (re)connection the folder is compared with what the sync has read
   (UIDVALIDITY, UIDNEXT), so a letter that came while it was down is read
