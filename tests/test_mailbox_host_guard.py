@@ -10,7 +10,6 @@ certificate for the host's name. IMAP_ALLOWED_PRIVATE_HOSTS names the
 installation's own servers (the test settings allow 127.0.0.1, where the
 test Dovecot listens; these tests clear it)."""
 
-import asyncio
 import socket
 import time
 from datetime import timedelta
@@ -24,6 +23,7 @@ from mailbox_sync.imap import Failure
 from mailbox_sync.models import Letter, Mailbox
 from mailbox_sync.services import check_connection, sync_mailbox
 from tests.factories import letter_bytes, make_setup
+from tests.test_mailbox_listener_support import run_coroutine
 from tests.test_mailbox_sync_connect import Blackhole, closed_port, now_s, refreshed
 
 INTERNAL_HOSTS = [
@@ -164,7 +164,7 @@ def test_the_listener_refuses_an_internal_server_with_the_same_message(guarded, 
         return raised.value
 
     for host in ("127.0.0.1", "64:ff9b::a00:1", "169.254.169.254"):
-        errors = [asyncio.run(open_at(host, port)) for port in (mail_server.port, closed_port())]
+        errors = [run_coroutine(open_at(host, port)) for port in (mail_server.port, closed_port())]
         assert {(error.kind, str(error)) for error in errors} == {(Failure.CONFIG, refused_message(host))}
 
 
@@ -207,7 +207,7 @@ def test_the_listener_connects_to_the_checked_address(settings, resolver, mail_s
         finally:
             await connection.logout()
 
-    peer, can_idle = asyncio.run(listen())
+    peer, can_idle = run_coroutine(listen())
     assert peer[:2] == ("127.0.0.1", mail_server.port)
     assert can_idle
     assert resolver.lookups.count("imap.example") == 1

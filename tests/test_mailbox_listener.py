@@ -19,7 +19,7 @@ from mailbox_sync.listening import refresh
 from mailbox_sync.models import Letter, ListenerProcess, Listening, Mailbox, Reply
 from mailbox_sync.services import sync_mailbox
 from tests.factories import letter_bytes, make_setup
-from tests.test_mailbox_listener_support import FAST, FaultyRelay, running_listener, wait_until
+from tests.test_mailbox_listener_support import FAST, FaultyRelay, run_coroutine, running_listener, wait_until
 
 pytestmark = [pytest.mark.imap, pytest.mark.django_db(transaction=True)]
 
@@ -414,7 +414,7 @@ def test_an_idle_is_renewed_on_one_connection_hears_a_letter_after_renewals_and_
         await asyncio.wait_for(idling, 10)
         await connection.logout()
 
-    asyncio.run(asyncio.wait_for(listen(), 60))  # a renewal that stalls fails here
+    run_coroutine(asyncio.wait_for(listen(), 60))  # a renewal that stalls fails here
     assert heard == ["new"]
 
 

@@ -25,6 +25,26 @@ FAST = {
 }
 
 
+def run_coroutine(coroutine):
+    """`coroutine` run to its end on an event loop of its own, on a thread of
+    its own: the test's thread may already run a loop (Playwright's sync API
+    leaves one there), where asyncio.run refuses to start."""
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = asyncio.run(coroutine)
+        except BaseException as error:  # noqa: BLE001 - raised again below
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
 def wait_until(check, seconds: float = 20.0, message: str = "the condition"):
     """Poll `check` (reading the database) until it returns something true."""
     deadline = time.monotonic() + seconds
