@@ -348,6 +348,22 @@ _LEGACY = {
 }
 
 
+def pending_for_leases(lease_ids: list[int]) -> bool:
+    """Whether activity written behind is queued for any of these leases (one
+    Redis round trip): only then can a flush move their expiry. The fast path
+    queues activity only for a lease whose database expiry is half a hold
+    away, so none is queued for an expired one after this look. (A copy a
+    concurrent flush has claimed is that flush's to apply, as before: this
+    release locks its leases after that flush's or skips them.)"""
+    if not enabled():
+        return False
+    names = [PENDING_LEASES]
+    if not redis_client.is_cluster():
+        names.append(_LEGACY[PENDING_LEASES])  # what an upgrade left, flushed too
+    replies = exchange(*(("HMGET", name, *lease_ids) for name in names))
+    return any(isinstance(reply, Exception) or any(value is not None for value in reply) for reply in replies)
+
+
 def flush(orphans: bool = False) -> int:
     """Apply pending activity to the database: lease last activity and
     expiry here, the sessions' and visitors' through the listeners.

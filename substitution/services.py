@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef
 
-from lib import redis_client, sql
+from lib import sql
 
 from . import activity, leasing
 from .models import Address, Lease, Pool, PoolExhaustion
@@ -34,7 +34,7 @@ def release_expired_leases(pool: Pool, now: datetime) -> int:
     candidates = list(expired.values_list("id", flat=True))
     if not candidates:
         return 0
-    if _activity_pending(candidates):
+    if activity.pending_for_leases(candidates):
         activity.flush()
     # Inside an allocation's transaction no savepoint of its own (two round
     # trips): nothing here is expected to fail, and if it did the allocation
@@ -56,22 +56,6 @@ def release_expired_leases(pool: Pool, now: datetime) -> int:
         freed = sorted((address_id, at, False) for _lease, address_id, at in rows)
         sql.update_rows(Address, ["last_released_at", "held"], freed)
         return len(rows)
-
-
-def _activity_pending(lease_ids: list[int]) -> bool:
-    """Whether activity written behind is queued for any of these leases (one
-    Redis round trip): only then can a flush move their expiry. The fast path
-    queues activity only for a lease whose database expiry is half a hold
-    away, so none is queued for an expired one after this look. (A copy a
-    concurrent flush has claimed is that flush's to apply, as before: this
-    release locks its leases after that flush's or skips them.)"""
-    if not activity.enabled():
-        return False
-    names = [activity.PENDING_LEASES]
-    if not redis_client.is_cluster():
-        names.append(activity._LEGACY[activity.PENDING_LEASES])  # what an upgrade left, flushed too
-    replies = activity.exchange(*(("HMGET", name, *lease_ids) for name in names))
-    return any(isinstance(reply, Exception) or any(value is not None for value in reply) for reply in replies)
 
 
 def release_all_expired(now: datetime) -> int:
