@@ -140,7 +140,39 @@ def step(tat: int | None, now: int, interval: int, limit: int) -> tuple[Verdict,
 
 def hit(rule: Rule, who: str) -> Verdict:
     """Count one request of `who` against `rule`; a refused one is not counted."""
-    return _decide(rule, who, dry=False)
+    return hit_later(rule, who).verdict()
+
+
+class Counting:
+    """A request being counted (hit_later): its verdict, once read."""
+
+    def __init__(self, count: Count, verdict: Verdict | None = None, pending=None):
+        self._count = count
+        self._verdict = verdict
+        self._pending = pending
+
+    def verdict(self) -> Verdict:
+        if self._verdict is None:
+            self._verdict = _verdict_of_redis(self._pending, self._count)
+            self._pending = None
+        return self._verdict
+
+
+def hit_later(rule: Rule, who: str) -> Counting:
+    """hit(), with Redis's verdict read only when asked for (Counting.verdict):
+    the request is counted now, and the caller works meanwhile instead of
+    waiting for the round trip (the collect endpoint builds its write
+    while the verdict comes; nothing is written or answered before it)."""
+    count = count_of(rule, who)
+    if redis_client.enabled():
+        if redis_client.available():
+            try:
+                pending = redis_client.send(_redis(), ("EVALSHA", _SHA, *_arguments(count, dry=False)))
+                return Counting(count, pending=pending)
+            except (redis_errors.ConnectionError, redis_errors.TimeoutError) as error:
+                redis_client.note_outage(error)
+        return Counting(count, _decide_in(_local, count, False))
+    return Counting(count, _decide_in(cache, count, False))
 
 
 def peek(rule: Rule, who: str) -> Verdict:
@@ -220,18 +252,35 @@ def _decide_in(store, count: Count, dry: bool) -> Verdict:
     return verdict
 
 
+def _arguments(count: Count, dry: bool) -> tuple:
+    return (1, count.key, count.now_ms, count.interval_ms, count.limit, "1" if dry else "0")
+
+
 def _decide_on_redis(rule: Rule, count: Count, dry: bool) -> Verdict | None:
     """The verdict of Redis; None when it cannot be reached (the caller counts
     in the process meanwhile)."""
-    args = (1, count.key, count.now_ms, count.interval_ms, count.limit, "1" if dry else "0")
     try:
-        client = _redis()
-        (reply,) = redis_client.exchange(client, ("EVALSHA", _SHA, *args))
-        if isinstance(reply, redis_errors.NoScriptError):  # Redis restarted: send the script itself
-            (reply,) = redis_client.exchange(client, ("EVAL", _SCRIPT, *args))
-        if isinstance(reply, Exception):
-            raise reply
+        (reply,) = redis_client.exchange(_redis(), ("EVALSHA", _SHA, *_arguments(count, dry)))
+        return _verdict_of_reply(reply, count, dry)
     except (redis_errors.ConnectionError, redis_errors.TimeoutError) as error:
         redis_client.note_outage(error)
         return None
+
+
+def _verdict_of_reply(reply, count: Count, dry: bool) -> Verdict:
+    if isinstance(reply, redis_errors.NoScriptError):  # Redis restarted: send the script itself
+        (reply,) = redis_client.exchange(_redis(), ("EVAL", _SCRIPT, *_arguments(count, dry)))
+    if isinstance(reply, Exception):
+        raise reply
     return Verdict.of_reply(reply)
+
+
+def _verdict_of_redis(pending, count: Count) -> Verdict:
+    """A hit's verdict from its reply; counted in the process when Redis
+    could not be reached."""
+    try:
+        (reply,) = pending.replies()
+        return _verdict_of_reply(reply, count, False)
+    except (redis_errors.ConnectionError, redis_errors.TimeoutError) as error:
+        redis_client.note_outage(error)
+        return _decide_in(_local, count, False)

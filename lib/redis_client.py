@@ -103,10 +103,84 @@ def exchange(client, *commands) -> list:
         if _clustered(client):
             client.nodes_manager.initialize()
         return _exchange_once(client, commands)
+    return _settled(client, commands, replies)
+
+
+def _settled(client, commands, replies: list) -> list:
     if _clustered(client) and any(isinstance(r, redis_errors.AskError) for r in replies):
         client.nodes_manager.initialize()  # MOVED / ASK: a resharding moved the slot
         replies = _exchange_once(client, commands)
     return replies
+
+
+class Pending:
+    """Commands sent by `send` whose replies are read later, by `replies()`:
+    the round trip runs while the caller does other work."""
+
+    def __init__(self, client, commands):
+        self.client = client
+        self.commands = commands
+        self._read = None  # (pool, connection) until the replies are read
+        self._replies = None
+        self._failure = None
+
+    def replies(self) -> list:
+        """The replies, as `exchange` gives them (and with its retry: a
+        connection that broke is replaced once and the commands sent again)."""
+        if self._read is not None:
+            self._finish()
+        if self._failure is not None:
+            if not isinstance(self._failure, redis_errors.ConnectionError):
+                raise self._failure
+            if _clustered(self.client):
+                self.client.nodes_manager.initialize()
+            self._failure = None
+            self._replies = _exchange_once(self.client, self.commands)
+        self._replies = _settled(self.client, self.commands, self._replies)
+        return self._replies
+
+    def _finish(self) -> None:
+        """Read the replies off the connection (also done by the next exchange
+        on this thread's connection, which must not read them as its own)."""
+        pool, connection = self._read
+        self._read = None
+        if not _clustered(self.client):
+            _held.unread.pop(id(pool), None)
+        broken = True
+        try:
+            self._replies = _read_replies(connection, self.commands)
+            broken = False
+        except Exception as error:  # noqa: BLE001 - given to replies(), which retries or raises it
+            self._failure = error
+        finally:
+            _done(self.client, pool, connection, broken)
+
+
+def send(client, *commands) -> Pending:
+    """Send `commands` in one write now and read their replies later, with
+    Pending.replies(): `exchange` split in two, so the wait for Redis overlaps
+    the caller's own work. Raises as `exchange` does when the commands cannot
+    be sent (after one retry on a fresh connection)."""
+    pending = Pending(client, commands)
+    try:
+        _send_once(client, pending)
+    except redis_errors.ConnectionError:
+        if _clustered(client):
+            client.nodes_manager.initialize()
+        _send_once(client, pending)
+    return pending
+
+
+def _send_once(client, pending: Pending) -> None:
+    pool, connection = _connection(client, pending.commands)
+    try:
+        connection.send_packed_command(_packed(connection, pending.commands), check_health=False)
+    except BaseException:
+        _done(client, pool, connection, True)
+        raise
+    pending._read = (pool, connection)
+    if not _clustered(client):
+        _held.unread[id(pool)] = pending
 
 
 class _Held(threading.local):
@@ -120,6 +194,7 @@ class _Held(threading.local):
     def __init__(self):
         self.pid = os.getpid()
         self.connections: dict[int, tuple] = {}  # id(pool) -> (pool, connection)
+        self.unread: dict[int, Pending] = {}  # id(pool) -> commands sent whose replies are still to read
 
 
 _held = _Held()
@@ -133,7 +208,10 @@ def _connection(client, commands):
         return pool, pool.get_connection()
     held = _held
     if held.pid != os.getpid():
-        held.pid, held.connections = os.getpid(), {}
+        held.pid, held.connections, held.unread = os.getpid(), {}, {}
+    unread = held.unread.get(id(pool))
+    if unread is not None:
+        unread._finish()  # its replies come first on the connection
     found = held.connections.get(id(pool))
     if found is None:
         found = held.connections[id(pool)] = (pool, pool.connection_class(**pool.connection_kwargs))
@@ -168,16 +246,21 @@ def _exchange_once(client, commands) -> list:
     broken = True
     try:
         connection.send_packed_command(_packed(connection, commands), check_health=False)
-        replies = []
-        for _command in commands:
-            try:
-                replies.append(connection.read_response())
-            except redis_errors.ResponseError as error:
-                replies.append(error)
+        replies = _read_replies(connection, commands)
         broken = False
         return replies
     finally:
         _done(client, pool, connection, broken)
+
+
+def _read_replies(connection, commands) -> list:
+    replies = []
+    for _command in commands:
+        try:
+            replies.append(connection.read_response())
+        except redis_errors.ResponseError as error:
+            replies.append(error)
+    return replies
 
 
 def send_without_reply(client, *command) -> None:

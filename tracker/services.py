@@ -136,11 +136,18 @@ def find_site(site_key: str) -> Site:
     return site
 
 
+@lru_cache(maxsize=4)
+def _keyed(secret_key: str):
+    return hmac.new(secret_key.encode(), digestmod=hashlib.sha256)
+
+
 def ip_hash(ip: str) -> str:
     """A keyed hash of the client IP, for the per-IP lease cap (the IP itself is not kept)."""
     if not ip:
         return ""
-    return hmac.new(settings.SECRET_KEY.encode(), ip.encode(), hashlib.sha256).hexdigest()[:32]
+    keyed = _keyed(settings.SECRET_KEY).copy()  # the key's part of HMAC worked out once
+    keyed.update(ip.encode())
+    return keyed.hexdigest()[:32]
 
 
 _domain_touched: dict[int, float] = {}
@@ -169,6 +176,12 @@ def _answer(vid, result) -> dict:
     }
 
 
+def _allowed(counting: ratelimit.Counting) -> None:
+    verdict = counting.verdict()
+    if not verdict.allowed:
+        raise CollectError(429, "Too many requests", verdict.retry_after)
+
+
 def collect(*, request: CollectRequest, origin: str, user_agent: str, now: datetime, ip: str = "") -> dict:
     """Record a page view (or heartbeat) and answer with the visitor's addresses.
 
@@ -183,30 +196,46 @@ def collect(*, request: CollectRequest, origin: str, user_agent: str, now: datet
     rule = collect_rule()
     known, snapshot = cached_snapshot(request.site_key)
     fast_eligible = request.consent and bool(request.vid) and redis_enabled()
-    counted = False
+    counting = None
     if not (known and fast_eligible):
         # Everything but a returning visitor's page view on a known site is
         # counted here; that one is counted inside its single Redis call.
-        verdict = ratelimit.hit(rule, ip)
-        if not verdict.allowed:
-            raise CollectError(429, "Too many requests", verdict.retry_after)
-        counted = True
+        # The count is sent now and its verdict read once the request's own
+        # values are worked out (nothing is written or refused before it).
+        counting = ratelimit.hit_later(rule, ip)
         if not known:
             snapshot = site_snapshot(request.site_key)
+    try:
+        own_host = host_of(origin)
+        domain_id = domain_of(snapshot.domains, own_host) if snapshot is not None else None
+        user_agent = clean_text(user_agent, 500)
+        device = inspect_user_agent(user_agent)
+        source = first_request = None
+        if domain_id is not None and not device.is_bot:
+            source = classify(request.url, request.ref, own_host=own_host, excluded=snapshot.excluded_referrers)
+            if request.consent and request.vid is None and first_visit.supported():
+                first_request = first_visit.visit_request(
+                    VisitRequest(site_id=snapshot.site_id, now=now, site_version=snapshot.fingerprint),
+                    request,
+                    source,
+                    user_agent,
+                    last_non_direct_days=snapshot.last_non_direct_days,
+                    device=device,
+                    ip=ip,
+                    ip_hash=ip_hash(ip),
+                )
+    finally:
+        if counting is not None:
+            _allowed(counting)  # over the limit: 429, before any other answer
     if snapshot is None:
         raise CollectError(404, "Unknown site key")
-    own_host = host_of(origin)
-    domain_id = domain_of(snapshot.domains, own_host)
     if domain_id is None:
         raise CollectError(403, "Origin is not one of the site's domains")
     _touch_domain(domain_id, now)
 
-    user_agent = clean_text(user_agent, 500)
-    device = inspect_user_agent(user_agent)
     if device.is_bot:
         count_bot_hit(snapshot.site_id, now)
         return {"vid": None, "subs": [], "exp": None, "hb": settings.HEARTBEAT_SECONDS}
-    source = classify(request.url, request.ref, own_host=own_host, excluded=snapshot.excluded_referrers)
     if not request.consent:
         facts = visit_without_session(request, source, device, geo.locate(ip))
         visit = VisitRequest(site_id=snapshot.site_id, now=now, site_version=snapshot.fingerprint, facts=facts)
@@ -217,7 +246,7 @@ def collect(*, request: CollectRequest, origin: str, user_agent: str, now: datet
         if not request.heartbeat and source.channel != Channel.DIRECT:
             campaign_key = session_key_of(source.channel, source.source, source.utm["utm_campaign"])
         returning = Returning(
-            rate=None if counted else ratelimit.count_of(rule, ip),
+            rate=None if counting is not None else ratelimit.count_of(rule, ip),
             session_timeout=settings.SESSION_TIMEOUT.total_seconds(),
             session_key=campaign_key,
             ga=request.ga,
@@ -242,17 +271,7 @@ def collect(*, request: CollectRequest, origin: str, user_agent: str, now: datet
 
     visit = VisitRequest(site_id=snapshot.site_id, now=now, site_version=snapshot.fingerprint, vid=request.vid or "")
 
-    if request.vid is None and first_visit.supported():
-        first_request = first_visit.visit_request(
-            visit,
-            request,
-            source,
-            user_agent,
-            last_non_direct_days=snapshot.last_non_direct_days,
-            device=device,
-            ip=ip,
-            ip_hash=ip_hash(ip),
-        )
+    if first_request is not None:
         first = substitute(first_request)
         if first is not None:
             return _answer(first_request.vid, first)
