@@ -199,7 +199,7 @@ class Simulation:
             with transaction.atomic():
                 self.sandbox = make_sandbox(self.shape)
             try:
-                with _commits_without_waiting():
+                with commits_without_waiting():
                     self._drive()
                     with self._timed("flush"):
                         flush_activity()  # nothing of the run left in Redis
@@ -331,7 +331,7 @@ class Simulation:
 
 
 @contextmanager
-def _commits_without_waiting():
+def commits_without_waiting():
     """synchronous_commit off on this connection while the run lasts
     (PostgreSQL): its commits do not wait for the disk."""
     if connection.vendor != "postgresql" or connection.in_atomic_block:

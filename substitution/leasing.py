@@ -18,7 +18,9 @@ here as one statement each instead of the ORM's several round trips:
   statement back and lease_acquire tries again.
 
 The rest of lease_acquire (the release of the pool's expired leases first)
-runs between the two, in the same transaction, as on every database.
+runs between the two, in the same transaction, as on every database. That
+release, once it has found some expired, ends them in one statement too
+(`release_expired`: locked, ended, their addresses freed; the ORM took three).
 """
 
 from dataclasses import dataclass
@@ -93,6 +95,29 @@ SELECT {_COLUMNS}, chosen.email FROM lease JOIN chosen ON chosen.id = lease.addr
 """
 
 
+# The pool's expired leases locked in id order (not for a key change, as the
+# flush locks them; those another transaction holds are left for the next
+# release), ended at their expiry, and their addresses freed as of then. The
+# lock re-checks a row's newest version, so a lease a flush has just extended
+# is not ended; an address follows its one live lease, so the two updates
+# lock no row that a concurrent release or allocation could wait for.
+_RELEASE = """
+WITH expired AS MATERIALIZED (
+    SELECT id FROM substitution_lease
+    WHERE pool_id = %(pool)s AND released_at IS NULL AND expires_at <= %(at)s
+    ORDER BY id FOR NO KEY UPDATE SKIP LOCKED
+), ended AS (
+    UPDATE substitution_lease SET released_at = substitution_lease.expires_at, end_reason = %(expired)s
+    FROM expired WHERE substitution_lease.id = expired.id
+    RETURNING substitution_lease.address_id, substitution_lease.released_at
+), freed AS (
+    UPDATE substitution_address SET last_released_at = ended.released_at, held = false
+    FROM ended WHERE substitution_address.id = ended.address_id
+)
+SELECT count(*) FROM ended
+"""
+
+
 def supported() -> bool:
     return connection.vendor == "postgresql"
 
@@ -151,6 +176,13 @@ def allocate(pool, visitor_id: int, now: datetime, ip_hash: str, block_id) -> tu
     if row is None:
         return None, ""
     return _lease(row), row[len(_FIELDS)]
+
+
+def release_expired(pool, now: datetime) -> int:
+    """End the pool's leases whose hold ran out by `now` (those not locked by
+    another transaction), their addresses free as of their expiry; how many."""
+    params = {"pool": pool.pk, "at": now, "expired": Lease.EndReason.EXPIRED.value}
+    return _fetch(_RELEASE, params)[0]
 
 
 def _fetch(sql: str, params: dict):
