@@ -3,10 +3,10 @@ active rule (by order) that covers the block and matches the visit decides:
 a dynamic rule leases from its pool, a static one shows its channel's
 address; a block no rule decides keeps its original address.
 
-A site's rules (with their conditions and blocks) are read once into an
-immutable snapshot and kept in process memory for SNAPSHOT_SECONDS, so the
-collect endpoint reads no configuration rows per request; a change in admin
-reaches every process within that time.
+A site's rules (with their conditions and blocks, and what leasing reads of
+their pools) are read once into an immutable snapshot and kept in process
+memory for SNAPSHOT_SECONDS, so the collect endpoint reads no configuration
+rows per request; a change in admin reaches every process within that time.
 """
 
 import hashlib
@@ -16,14 +16,16 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Prefetch
 
 from projects.models import Project
 
 from .conditions import Visit, condition_holds
-from .models import Block, Rule, RuleCondition
+from .models import Block, Pool, Rule, RuleCondition
 
 SNAPSHOT_SECONDS = 30
+POOL_FIELDS = ("id", "hold_minutes", "exhausted_policy", "max_live_leases_per_ip")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,17 @@ class RulesSnapshot:
     # decision itself (without and with a visitor), the same for every visit.
     reads_time: bool = True
     fixed: tuple | None = None
+    # What leasing reads of each dynamic rule's pool: (pool id, hold minutes,
+    # exhaustion policy, per-IP cap), by pool id.
+    pools: tuple = ()
+
+    def pool(self, pool_id: int) -> Pool:
+        """The pool as leasing reads it (its other fields are read from the
+        database if ever touched)."""
+        for row in self.pools:
+            if row[0] == pool_id:
+                return Pool.from_db(DEFAULT_DB_ALIAS, POOL_FIELDS, row)
+        return Pool.objects.get(pk=pool_id)
 
 
 _cache: dict[int, tuple[float, RulesSnapshot]] = {}
@@ -60,15 +73,18 @@ _lock = threading.Lock()
 def load_snapshot(site_id: int) -> RulesSnapshot:
     rules = (
         Rule.objects.filter(sites__id=site_id, active=True)
-        .select_related("static_address")
+        .select_related("static_address", "pool")
         .prefetch_related("blocks", Prefetch("conditions", queryset=RuleCondition.objects.order_by("id")))
         .order_by("order", "id")
     )
     views = []
     blocks: dict[int, tuple] = {}
+    pools: dict[int, tuple] = {}
     for rule in rules:
         if rule.kind == Rule.Kind.STATIC and not (rule.static_address and rule.static_address.active):
             continue
+        if rule.pool is not None:
+            pools[rule.pool_id] = tuple(getattr(rule.pool, name) for name in POOL_FIELDS)
         rule_blocks = sorted(rule.blocks.all(), key=lambda b: b.pk)
         for block in rule_blocks:
             blocks[block.pk] = (block.pk, block.kind, block.selector)
@@ -88,6 +104,7 @@ def load_snapshot(site_id: int) -> RulesSnapshot:
     snapshot = RulesSnapshot(
         *body,
         fingerprint=fingerprint,
+        pools=tuple(pools[k] for k in sorted(pools)),
         reads_time=any(condition[0] == "schedule" for view in views for condition in view.conditions),
     )
     if any(view.conditions for view in views):

@@ -36,7 +36,7 @@ from .activity import exchange as redis_exchange  # noqa: F401
 from .conditions import Visit  # noqa: F401 - what the rules read of a visit, given by the caller
 from .first_visit import NewRows, first_page_view
 from .models import Pool
-from .rules import Decision, decide, rules_snapshot
+from .rules import Decision, RulesSnapshot, decide, rules_snapshot
 
 
 class RateLimited(Exception):
@@ -102,7 +102,7 @@ def substitute(visit: VisitRequest) -> Substitution | None:
     with_visitor = visit.visitor_id is not None or visit.new_rows is not None
     decision = decide(snapshot, visit.facts, with_visitor=with_visitor, now=visit.now)
     if visit.new_rows is not None:
-        result = _first_visit(visit, decision)
+        result = _first_visit(visit, decision, snapshot)
         if result is not None and result.lease_ids:
             key = activity.visit_key(visit.site_id, visit.vid)
             session = SessionFacts(result.session_id, visit.session.key, visit.session.ga, visit.session.ym)
@@ -112,7 +112,7 @@ def substitute(visit: VisitRequest) -> Substitution | None:
         return Substitution(subs=list(decision.static))
     result = Substitution(subs=list(decision.static), visitor_id=visit.visitor_id)
     for pool_id, block_ids in decision.pools:
-        _lease(result, visit, pool_id, block_ids)
+        _lease(result, visit, snapshot.pool(pool_id), block_ids)
     result.subs.sort(key=lambda sub: sub["block"])
     if key and visit.session is not None and result.lease_ids:
         transaction.on_commit(lambda: _remember(key, fingerprint, result, visit.session, visit.now))
@@ -121,7 +121,7 @@ def substitute(visit: VisitRequest) -> Substitution | None:
     return result
 
 
-def _first_visit(visit: VisitRequest, decision: Decision) -> Substitution | None:
+def _first_visit(visit: VisitRequest, decision: Decision, snapshot: RulesSnapshot) -> Substitution | None:
     answered = first_page_view(visit.new_rows, decision.pools, visit.ip_hash, visit.now)
     if answered is None:
         return None
@@ -134,13 +134,15 @@ def _first_visit(visit: VisitRequest, decision: Decision) -> Substitution | None
             result.refused = result.refused or "ip_cap"
         else:
             # Expired leases to release first, or no free address: the ORM path decides.
-            _lease(result, visit, pool_id, block_ids)
+            _lease(result, visit, snapshot.pool(pool_id), block_ids)
     result.subs.sort(key=lambda sub: sub["block"])
     return result
 
 
-def _lease(result: Substitution, visit: VisitRequest, pool_id: int, block_ids: tuple) -> None:
-    pool = Pool.objects.get(pk=pool_id)
+def _lease(result: Substitution, visit: VisitRequest, pool: Pool, block_ids: tuple) -> None:
+    """One pool's lease for a known visitor (the pool as the rules' snapshot
+    read it: a change of its hold, policy or cap applies within
+    rules.SNAPSHOT_SECONDS, as a change of the rules does)."""
     leased = services.lease_acquire(
         pool=pool, visitor=result.visitor_id, now=visit.now, ip_hash=visit.ip_hash, block_id=block_ids[0]
     )
