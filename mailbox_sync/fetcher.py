@@ -30,6 +30,7 @@ on the other core.
 """
 
 import ctypes
+import gc
 import multiprocessing
 import os
 import signal
@@ -168,6 +169,11 @@ class ChildFetch:
             name="mailbox-fetch",
             daemon=True,
         )
+        # The parent's objects are moved out of the collector's sight while
+        # the children fork: a child's collections then never walk them, and
+        # so never copy the pages they sit on (copy-on-write) only to write
+        # their collection marks; the parent gets them back at once.
+        gc.freeze()
         try:
             self._process.start()
             for preparer in self._preparers:
@@ -180,6 +186,8 @@ class ChildFetch:
             for end in ends:
                 end.close()
             raise
+        finally:
+            gc.unfreeze()
         # The children's ends: the parent sees EOF when the children are gone.
         for end in ends:
             if end not in self._readers:
