@@ -290,9 +290,18 @@ class Lease(models.Model):
     )
     visitor = models.ForeignKey(VISITOR, on_delete=models.CASCADE, related_name="leases", verbose_name=_("visitor"))
     # The block the address was first shown in (a pool may serve several):
-    # which public address a lead came through.
+    # which public address a lead came through. No index of its own: leases
+    # are read by block only within a pool (pool health), and a block's
+    # deletion (an admin's rare act) may scan the leases; every new lease
+    # wrote an entry in it.
     block = models.ForeignKey(
-        Block, null=True, blank=True, on_delete=models.SET_NULL, related_name="leases", verbose_name=_("block")
+        Block,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="leases",
+        verbose_name=_("block"),
+        db_index=False,
     )
     started_at = models.DateTimeField(_("started at"))
     last_activity_at = models.DateTimeField(_("last activity at"))
