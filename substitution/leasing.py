@@ -6,8 +6,10 @@ here as one statement each instead of the ORM's several round trips:
 - `settle_current`: the visitor's unreleased lease in the pool, locked (with
   its address, as the ORM's select_for_update through select_related locked
   both) and, when its hold has not run out, extended, else released at its
-  expiry with its address freed; and the per-IP cap's count: the returning
-  visitor within the hold costs one statement, after it one more;
+  expiry with its address freed; the per-IP cap's count; and the pool's
+  other leases whose hold ran out, for the release that follows to look for
+  no more: the returning visitor within the hold costs one statement, after
+  it one more (and one when some leases ran out);
 - `allocate`: the visitor's previous address if it is free, else the free
   address released longest ago (never used ones first), each under a row
   lock (FOR UPDATE SKIP LOCKED, so concurrent allocations take different
@@ -60,7 +62,11 @@ SELECT current.*, EXISTS (SELECT 1 FROM extended),
     %(cap)s > 0 AND %(ip)s::text <> '' AND (
         SELECT count(*) FROM substitution_lease
         WHERE pool_id = %(pool)s AND released_at IS NULL AND expires_at > %(at)s AND ip_hash = %(ip)s::text
-    ) >= %(cap)s
+    ) >= %(cap)s,
+    ARRAY (
+        SELECT id FROM substitution_lease
+        WHERE pool_id = %(pool)s AND released_at IS NULL AND expires_at <= %(at)s ORDER BY id
+    )
 FROM (SELECT) one LEFT JOIN current ON true
 """
 
@@ -132,6 +138,9 @@ class Current:
     email: str
     live: bool
     ip_capped: bool
+    # The pool's other leases whose hold had run out, unreleased (what the
+    # release that follows looks for first).
+    expired: list[int]
 
 
 def settle_current(pool, visitor_id: int, now: datetime, ip_hash: str) -> Current:
@@ -150,15 +159,17 @@ def settle_current(pool, visitor_id: int, now: datetime, ip_hash: str) -> Curren
     }
     row = _fetch(_CURRENT, params)
     count = len(_FIELDS)
-    email, live, ip_capped = row[count:]
+    email, live, ip_capped, expired = row[count:]
     if row[0] is None:
-        return Current(None, "", False, bool(ip_capped))
+        return Current(None, "", False, bool(ip_capped), expired)
     lease = _lease(row)
     if live:
         lease.last_activity_at, lease.expires_at = now, until
     else:
         lease.released_at, lease.end_reason = lease.expires_at, Lease.EndReason.EXPIRED
-    return Current(lease, email, live, bool(ip_capped))
+        # Its own lease, ended by this statement, was still unreleased in its snapshot.
+        expired = [lease_id for lease_id in expired if lease_id != lease.pk]
+    return Current(lease, email, live, bool(ip_capped), expired)
 
 
 def allocate(pool, visitor_id: int, now: datetime, ip_hash: str, block_id) -> tuple[Lease | None, str]:

@@ -25,13 +25,15 @@ log = logging.getLogger(__name__)
 ALLOCATION_ATTEMPTS = 5
 
 
-def release_expired_leases(pool: Pool, now: datetime) -> int:
+def release_expired_leases(pool: Pool, now: datetime, candidates: list[int] | None = None) -> int:
     """End every lease of the pool whose hold has run out; the address becomes
     free as of the lease's expiry (which is what LRU and attribution read).
     Activity written behind is applied first, so no active lease is released
-    on a stale expiry."""
+    on a stale expiry. `candidates`: the pool's unreleased leases whose hold
+    had run out by `now`, when the caller has just read them."""
     expired = Lease.objects.filter(pool=pool, released_at__isnull=True, expires_at__lte=now)
-    candidates = list(expired.values_list("id", flat=True))
+    if candidates is None:
+        candidates = list(expired.values_list("id", flat=True))
     if not candidates:
         return 0
     if activity.pending_for_leases(candidates):
@@ -112,7 +114,7 @@ def _lease_acquire_once(pool: Pool, visitor_id: int, now: datetime, ip_hash: str
             return Leased(current.email, current.lease.expires_at, current.lease)
         if current.ip_capped:
             return Leased(email="", expires_at=None, refused="ip_cap")
-        release_expired_leases(pool, now)
+        release_expired_leases(pool, now, current.expired)
         lease, email = leasing.allocate(pool, visitor_id, now, ip_hash, block_id)
         if lease is None:
             return _exhausted(pool, visitor_id, now, ip_hash, block_id)
