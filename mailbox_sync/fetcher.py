@@ -172,8 +172,11 @@ class ChildFetch:
         # The parent's objects are moved out of the collector's sight while
         # the children fork: a child's collections then never walk them, and
         # so never copy the pages they sit on (copy-on-write) only to write
-        # their collection marks; the parent gets them back at once.
-        gc.freeze()
+        # their collection marks; the parent gets them back at once (unless
+        # the process froze its objects itself: those stay frozen).
+        thawing = gc.get_freeze_count() == 0
+        if thawing:
+            gc.freeze()
         try:
             self._process.start()
             for preparer in self._preparers:
@@ -187,7 +190,8 @@ class ChildFetch:
                 end.close()
             raise
         finally:
-            gc.unfreeze()
+            if thawing:
+                gc.unfreeze()
         # The children's ends: the parent sees EOF when the children are gone.
         for end in ends:
             if end not in self._readers:
