@@ -9,6 +9,7 @@ import re
 
 from django.db.models import Q
 
+from lib.lookups import AnyOf
 from mailbox_sync.models import Letter
 
 from . import storing
@@ -30,7 +31,7 @@ def record_replies_of_leads(lead_ids: list[int]) -> int:
     """Every letter of these leads that answers a tracked message of its
     project becomes a reply event (once per letter). Returns how many were new."""
     letters = list(
-        Letter.objects.filter(lead_id__in=lead_ids)
+        Letter.objects.filter(AnyOf("lead_id", lead_ids))
         .exclude(in_reply_to="", references=[])
         .values("pk", "lead_id", "lead__project_id", "sender_email", "in_reply_to", "references", "received_at")
     )
