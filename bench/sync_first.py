@@ -34,13 +34,13 @@ read the ratios, which compare runs made moments apart.
 import argparse
 import base64
 import cProfile
+import multiprocessing
 import os
 import pstats
 import quopri
 import random
 import statistics
 import sys
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -128,43 +128,53 @@ def bare_loop(server, user) -> int:
 class BackendCpu:
     """CPU seconds used by this database's PostgreSQL backends while running:
     /proc read every 50 ms (a backend's title names its database), so a
-    backend that ends between two readings loses at most its last 50 ms."""
-
-    def __init__(self):
-        self._ticks: dict[int, int] = {}
-        self._start: dict[int, int] = {}
-        self._stop = threading.Event()
-        self._thread = None
-
-    def _read(self) -> dict[int, int]:
-        found = {}
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                title = Path(f"/proc/{pid}/cmdline").read_bytes()
-                if not title.startswith(b"postgres: ") or DATABASE.encode() not in title:
-                    continue
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            found[int(pid)] = int(fields[11]) + int(fields[12])  # utime + stime
-        return found
-
-    def _run(self):
-        while not self._stop.wait(0.05):
-            self._ticks.update(self._read())
+    backend that ends between two readings loses at most its last 50 ms.
+    The readings are taken by a process of its own, started before the sync:
+    a thread of the sync's process would take the interpreter from the sync
+    it measures (a reading of /proc costs about a millisecond)."""
 
     def __enter__(self):
-        self._start = self._read()
-        self._ticks = dict(self._start)
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        context = multiprocessing.get_context("fork")
+        self._stop = context.Event()
+        self._ready = context.Event()
+        receiving, self._sending = context.Pipe(duplex=False)
+        self._receiving = receiving
+        self._process = context.Process(target=_sample_backends, args=(self._stop, self._ready, self._sending))
+        self._process.start()
+        self._ready.wait()  # the first reading is taken before the sync starts
         return self
 
     def __exit__(self, *exc_info):
         self._stop.set()
-        self._thread.join()
-        self._ticks.update(self._read())
-        self.seconds = sum(t - self._start.get(pid, 0) for pid, t in self._ticks.items()) / os.sysconf("SC_CLK_TCK")
+        ticks = self._receiving.recv()
+        self._process.join()
+        self.seconds = ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _backend_ticks() -> dict[int, int]:
+    found = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if not title.startswith(b"postgres: ") or DATABASE.encode() not in title:
+                continue
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        found[int(pid)] = int(fields[11]) + int(fields[12])  # utime + stime
+    return found
+
+
+def _sample_backends(stop, ready, sending) -> None:
+    """BackendCpu's process: the backends' CPU ticks from the first reading
+    to the last, sent back once `stop` is set."""
+    start = _backend_ticks()
+    ticks = dict(start)
+    ready.set()
+    while not stop.wait(0.05):
+        ticks.update(_backend_ticks())
+    ticks.update(_backend_ticks())
+    sending.send(sum(t - start.get(pid, 0) for pid, t in ticks.items()))
 
 
 def reset(mailbox):
@@ -238,16 +248,18 @@ def main():
             bare_cpu.append((time.process_time() - cpu) / args.letters * 1000)
             reset(setup.mailbox)
             profile = cProfile.Profile() if args.profile and round_ == 0 else None
-            children = os.times()
-            start, cpu = time.perf_counter(), time.process_time()
-            if profile:
-                profile.enable()
+            # Timed inside: the sampling process is started before and
+            # reaped after (its own CPU is not counted among the children).
             with BackendCpu() as database:
+                children = os.times()
+                start, cpu = time.perf_counter(), time.process_time()
+                if profile:
+                    profile.enable()
                 result = sync_mailbox(setup.mailbox.pk)
-            if profile:
-                profile.disable()
-            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
-            after = os.times()
+                if profile:
+                    profile.disable()
+                elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+                after = os.times()
             child_cpu = after.children_user + after.children_system - children.children_user - children.children_system
             ours.append(args.letters / elapsed)
             assert (result.error, result.stored) == ("", args.letters), result
