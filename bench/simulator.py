@@ -174,11 +174,22 @@ def _statement_kind(sql: str) -> str:
     """A statement's verb and the first table it reads or writes (for the tally)."""
     verb = sql.split(None, 1)[0].upper() if sql.strip() else ""
     if verb == "WITH":
-        return "WITH (first visit)" if "new_visitor" in sql else "WITH " + (_TABLE.findall(sql) or [""])[0]
+        if "new_visitor" in sql:
+            return "WITH (first visit)"
+        for marker, name in _LEASING:
+            if sql.lstrip().startswith(marker):
+                return name
+        return "WITH " + (_TABLE.findall(sql) or [""])[0]
     tables = _TABLE.findall(sql)
     return f"{verb} {tables[0] if tables else ''}".strip()
 
 
+# substitution.leasing's statements, told apart by their first common table expression.
+_LEASING = (
+    ("WITH current AS", "WITH (lease: settle the visitor's own)"),
+    ("WITH previous AS", "WITH (lease: allocate)"),
+    ("WITH expired AS", "WITH (lease: release expired)"),
+)
 _TABLE = re.compile(r'(?:FROM|UPDATE|INTO)\s+"?(\w+)')
 
 

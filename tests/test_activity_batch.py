@@ -100,3 +100,23 @@ def test_a_release_ends_any_number_of_leases_in_the_same_few_statements(count):
         address = Address.objects.get(pk=lease.address_id)
         assert (lease.released_at, lease.end_reason) == (lease.expires_at, Lease.EndReason.EXPIRED)
         assert (address.last_released_at, address.held) == (lease.expires_at, False)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the statements of PostgreSQL's leasing")
+def test_a_returning_visitor_after_the_hold_releases_the_pools_expired_leases_without_looking_for_them_again():
+    setup = make_setup(pool_size=10, hold_minutes=30)
+    now = timezone.now().replace(microsecond=0)
+    made = _visitors(setup, 3, now)
+    (returning, _session, own), *others = made
+    later = now + timedelta(hours=1)
+
+    with CaptureQueriesContext(connection) as queries:
+        leased = services.lease_acquire(pool=setup.pool, visitor=returning, now=later)
+
+    statements = [q["sql"] for q in queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE", "BEGIN", "COMMIT"))]
+    # Its own lease settled (and the pool's expired ones read), the others released, the new lease.
+    assert len(statements) == 3, statements
+    assert leased.lease.address_id == own.address_id and leased.lease.started_at == later
+    for _visitor, _session, lease in [(None, None, own), *others]:
+        lease.refresh_from_db()
+        assert (lease.released_at, lease.end_reason) == (lease.expires_at, Lease.EndReason.EXPIRED)
