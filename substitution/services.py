@@ -39,7 +39,7 @@ def release_expired_leases(pool: Pool, now: datetime, candidates: list[int] | No
     if activity.pending_for_leases(candidates):
         activity.flush()
     if leasing.supported():  # one statement (leasing's docstring)
-        return leasing.release_expired(pool, now)
+        return leasing.release_expired(pool, now, candidates)
     # Inside an allocation's transaction no savepoint of its own (two round
     # trips): nothing here is expected to fail, and if it did the allocation
     # would be rolled back with it.
