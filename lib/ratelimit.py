@@ -144,16 +144,17 @@ def hit(rule: Rule, who: str) -> Verdict:
 
 
 class Counting:
-    """A request being counted (hit_later): its verdict, once read."""
+    """A request being counted or peeked at (hit_later): its verdict, once read."""
 
-    def __init__(self, count: Count, verdict: Verdict | None = None, pending=None):
+    def __init__(self, count: Count, dry: bool, verdict: Verdict | None = None, pending=None):
         self._count = count
+        self._dry = dry
         self._verdict = verdict
         self._pending = pending
 
     def verdict(self) -> Verdict:
         if self._verdict is None:
-            self._verdict = _verdict_of_redis(self._pending, self._count)
+            self._verdict = _verdict_of_redis(self._pending, self._count, self._dry)
             self._pending = None
         return self._verdict
 
@@ -163,21 +164,12 @@ def hit_later(rule: Rule, who: str) -> Counting:
     the request is counted now, and the caller works meanwhile instead of
     waiting for the round trip (the collect endpoint builds its write
     while the verdict comes; nothing is written or answered before it)."""
-    count = count_of(rule, who)
-    if redis_client.enabled():
-        if redis_client.available():
-            try:
-                pending = redis_client.send(_redis(), ("EVALSHA", _SHA, *_arguments(count, dry=False)))
-                return Counting(count, pending=pending)
-            except (redis_errors.ConnectionError, redis_errors.TimeoutError) as error:
-                redis_client.note_outage(error)
-        return Counting(count, _decide_in(_local, count, False))
-    return Counting(count, _decide_in(cache, count, False))
+    return _counting(rule, who, dry=False)
 
 
 def peek(rule: Rule, who: str) -> Verdict:
     """Would one more request of `who` be allowed? Counts nothing."""
-    return _decide(rule, who, dry=True)
+    return _counting(rule, who, dry=True).verdict()
 
 
 def check(rule: Rule, who: str) -> Verdict:
@@ -232,15 +224,19 @@ class _Local:
 _local = _Local()
 
 
-def _decide(rule: Rule, who: str, *, dry: bool) -> Verdict:
+def _counting(rule: Rule, who: str, *, dry: bool) -> Counting:
+    """The count sent to Redis (its reply read by Counting.verdict), or
+    decided in the process: while Redis cannot be reached, or without it."""
     count = count_of(rule, who)
     if redis_client.enabled():
         if redis_client.available():
-            verdict = _decide_on_redis(rule, count, dry)
-            if verdict is not None:
-                return verdict
-        return _decide_in(_local, count, dry)
-    return _decide_in(cache, count, dry)
+            try:
+                pending = redis_client.send(_redis(), ("EVALSHA", _SHA, *_arguments(count, dry)))
+                return Counting(count, dry, pending=pending)
+            except (redis_errors.ConnectionError, redis_errors.TimeoutError) as error:
+                redis_client.note_outage(error)
+        return Counting(count, dry, _decide_in(_local, count, dry))
+    return Counting(count, dry, _decide_in(cache, count, dry))
 
 
 def _decide_in(store, count: Count, dry: bool) -> Verdict:
@@ -256,17 +252,6 @@ def _arguments(count: Count, dry: bool) -> tuple:
     return (1, count.key, count.now_ms, count.interval_ms, count.limit, "1" if dry else "0")
 
 
-def _decide_on_redis(rule: Rule, count: Count, dry: bool) -> Verdict | None:
-    """The verdict of Redis; None when it cannot be reached (the caller counts
-    in the process meanwhile)."""
-    try:
-        (reply,) = redis_client.exchange(_redis(), ("EVALSHA", _SHA, *_arguments(count, dry)))
-        return _verdict_of_reply(reply, count, dry)
-    except (redis_errors.ConnectionError, redis_errors.TimeoutError) as error:
-        redis_client.note_outage(error)
-        return None
-
-
 def _verdict_of_reply(reply, count: Count, dry: bool) -> Verdict:
     if isinstance(reply, redis_errors.NoScriptError):  # Redis restarted: send the script itself
         (reply,) = redis_client.exchange(_redis(), ("EVAL", _SCRIPT, *_arguments(count, dry)))
@@ -275,12 +260,12 @@ def _verdict_of_reply(reply, count: Count, dry: bool) -> Verdict:
     return Verdict.of_reply(reply)
 
 
-def _verdict_of_redis(pending, count: Count) -> Verdict:
-    """A hit's verdict from its reply; counted in the process when Redis
+def _verdict_of_redis(pending, count: Count, dry: bool) -> Verdict:
+    """The verdict from Redis's reply; decided in the process when Redis
     could not be reached."""
     try:
         (reply,) = pending.replies()
-        return _verdict_of_reply(reply, count, False)
+        return _verdict_of_reply(reply, count, dry)
     except (redis_errors.ConnectionError, redis_errors.TimeoutError) as error:
         redis_client.note_outage(error)
-        return _decide_in(_local, count, False)
+        return _decide_in(_local, count, dry)
