@@ -277,6 +277,9 @@ LOGGING = {
 # Product settings
 COLLECT_MAX_BODY_BYTES = 8 * 1024
 COLLECT_RATE_LIMIT_PER_MINUTE = env.int("COLLECT_RATE_LIMIT_PER_MINUTE", default=120)
+# A new visitor's first page view commits without waiting for PostgreSQL's
+# log flush unless this is on (substitution/first_visit.py says what it risks).
+COLLECT_WAIT_FOR_DISK = env.bool("COLLECT_WAIT_FOR_DISK", default=False)
 HEARTBEAT_SECONDS = 60
 SESSION_TIMEOUT = timedelta(minutes=30)
 FIRST_SYNC_WINDOW = timedelta(hours=24)

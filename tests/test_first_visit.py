@@ -225,3 +225,26 @@ def test_the_first_visit_statement_is_prepared_once_per_connection():
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'WITH new_visitor%%'")
         assert cursor.fetchone()[0] == 1
+
+
+def _flushed_after_each(setup, visits: int) -> list[bool]:
+    """For each first visit: whether PostgreSQL's log was already on disk up
+    to the end of its commit when the statement returned (read at once)."""
+    flushed = []
+    with connection.cursor() as cursor:
+        for n in range(visits):
+            first_visit(setup, ip=f"198.51.100.{n + 1}")
+            cursor.execute("SELECT pg_current_wal_flush_lsn() >= pg_current_wal_insert_lsn()")
+            flushed.append(cursor.fetchone()[0])
+    return flushed
+
+
+def test_a_first_visit_commits_without_waiting_for_the_log_flush_unless_asked_to(settings):
+    setup = make_setup(pool_size=20)
+    first_visit(setup, ip="203.0.113.9")  # the process now keeps the site's configuration
+    settings.COLLECT_WAIT_FOR_DISK = True
+    assert _flushed_after_each(setup, 5) == [True] * 5
+    settings.COLLECT_WAIT_FOR_DISK = False
+    # The log writer flushes by itself every 200 ms: most commits are read unflushed.
+    assert _flushed_after_each(setup, 5).count(False) >= 3
+    assert Lease.objects.filter(pool=setup.pool, released_at=None).count() == 11
