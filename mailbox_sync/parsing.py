@@ -1,7 +1,8 @@
 """Raw RFC 822 bytes → the fields a letter keeps.
 
 The letter is read once into the standard library's compat32 message tree
-(the parser mail-parser itself uses; mail-parser's full parse would also
+(built by `mimetree`, which cuts the bodies out whole instead of reading
+them line by line; the parser mail-parser itself uses; mail-parser's full parse would also
 decode every part by its declared charset and build two dicts we would throw
 away). Dates, the Date header's and the top Received header's, are read by
 mail-parser's RFC 5322 date parser. Headers, names and text are decoded by
@@ -11,7 +12,6 @@ malformed with the reason.
 """
 
 import binascii
-import email
 import hashlib
 import html
 import re
@@ -24,7 +24,7 @@ from email.utils import getaddresses
 import nh3
 from mailparser.dates import parse_mail_date
 
-from . import charsets, identity
+from . import charsets, identity, mimetree
 
 BLOCK_END_RE = re.compile(r"(?i)<\s*(br\s*/?|/p|/div|/tr|/li|/h[1-6])\s*>")
 BLANK_LINES_RE = re.compile(r"\n\s*\n\s*\n+")
@@ -122,7 +122,7 @@ def parse(raw: bytes, text_limit: int) -> ParsedLetter:
 
 def _parse(raw: bytes, text_limit: int) -> ParsedLetter:
     try:
-        message = email.message_from_bytes(raw, policy=RAW_VALUES)
+        message = mimetree.message_from_bytes(raw, RAW_VALUES)
     except Exception as error:  # noqa: BLE001 - any parser failure (deep nesting too) still stores the letter
         return _unparsed(raw, text_limit, f"{type(error).__name__}: {error}")
     letter = ParsedLetter()
