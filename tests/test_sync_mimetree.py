@@ -122,10 +122,13 @@ AWKWARD = {
     "a part of headers only": MULTIPART + b"--zz\r\nContent-Type: text/plain\r\n--zz--\r\n",
     "a part without headers": MULTIPART + b"--zz\r\n\r\nbare\r\n--zz--\r\n",
     "a boundary-like line": MULTIPART + b"--zz\r\n" + PART + b"--zzz\r\n--zz-x\r\n--zz--\r\n",
-    "a boundary inside a line": MULTIPART + b"--zz\r\nContent-Type: text/plain\r\n\r\nsee --zz\r\nx--zz--\r\n--zz--\r\n",
+    "a boundary inside a line": MULTIPART
+    + b"--zz\r\nContent-Type: text/plain\r\n\r\nsee --zz\r\nx--zz--\r\n--zz--\r\n",
     "preamble and epilogue": MULTIPART + b"pre\r\n\r\n--zz\r\n" + PART + b"--zz--\r\n\r\npost\r\n--zz\r\n",
     "an empty preamble line": MULTIPART + b"\r\n--zz\r\n" + PART + b"--zz--\r\n",
-    "a regex character in the boundary": MULTIPART.replace(b"zz", b"a.b+(c)") + b"--a.b+(c)\r\n" + PART
+    "a regex character in the boundary": MULTIPART.replace(b"zz", b"a.b+(c)")
+    + b"--a.b+(c)\r\n"
+    + PART
     + b"--a.b+(c)--\r\n",
     "nested without an epilogue": MULTIPART
     + b'--zz\r\nContent-Type: multipart/alternative; boundary="in"\r\n\r\n--in\r\n'
@@ -143,7 +146,8 @@ AWKWARD = {
     + b"--zz--\r\n",
     "a digest": b'From: a@b.test\r\nContent-Type: multipart/digest; boundary="zz"\r\n\r\n--zz\r\n\r\n'
     + b"From: c@d.test\r\n\r\nx\r\n--zz--\r\n",
-    "an attached letter": MULTIPART + b"--zz\r\nContent-Type: message/rfc822\r\n\r\nFrom: c@d.test\r\n\r\nx\r\n--zz--\r\n",
+    "an attached letter": MULTIPART
+    + b"--zz\r\nContent-Type: message/rfc822\r\n\r\nFrom: c@d.test\r\n\r\nx\r\n--zz--\r\n",
     "a delivery status": b"From: a@b.test\r\nContent-Type: message/delivery-status\r\n\r\nA: b\r\n\r\nC: d\r\n",
     "8-bit bytes": "From: Иван <a@b.test>\r\n\r\nПривет\r\n".encode("cp1251"),
     "garbage": bytes(range(256)) * 4,
