@@ -263,14 +263,18 @@ def _read_replies(connection, commands) -> list:
     return replies
 
 
-def send_without_reply(client, *command) -> None:
-    """Send one command whose answer nobody waits for (CLIENT REPLY SKIP):
-    a cache write that costs a request no round trip. A failure is logged,
-    never raised: the cache only saves work, the database has the truth."""
+_SKIP = ("CLIENT", "REPLY", "SKIP")
+
+
+def send_without_reply(client, *commands: tuple) -> None:
+    """Send `commands` (each a tuple) whose answers nobody waits for (CLIENT
+    REPLY SKIP before each), in one write: a cache write that costs a request
+    no round trip. A failure is logged, never raised: the cache only saves
+    work, the database has the truth."""
     if not available():
         return
     try:
-        pool, connection = _connection(client, [command])
+        pool, connection = _connection(client, list(commands))
         if not connection.is_connected:
             connection.connect()
     except Exception as error:  # noqa: BLE001 - Redis unreachable: the next request takes the slow path
@@ -278,7 +282,8 @@ def send_without_reply(client, *command) -> None:
         return
     broken = True
     try:
-        connection.send_packed_command(_packed(connection, [("CLIENT", "REPLY", "SKIP"), command]))
+        skipped = [part for command in commands for part in (_SKIP, command)]
+        connection.send_packed_command(_packed(connection, skipped))
         broken = False
     except Exception:  # noqa: BLE001 - as above; the connection is not reused half-written
         log.warning("Redis write failed: a cache write was skipped", exc_info=True)

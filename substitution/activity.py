@@ -124,13 +124,6 @@ if ARGV[8] == '1' then redis.call('RPUSH', KEYS[5], e[8] .. ' ' .. ARGV[9]) end
 return {1, e[11], hold}
 """
 )
-# A cached answer written whole: what was there before goes (no field of an
-# older answer stays), and it expires after the hold.
-_REMEMBER = """
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-"""
 _FAST_SHA = hashlib.sha1(_FAST.encode()).hexdigest()
 _FAST_KEYS = (PENDING_SESSIONS, PENDING_VISITORS, PENDING_LEASES, PAGE_VIEWS)
 
@@ -224,9 +217,13 @@ def remember(
         "subs": json.dumps(subs),
     }
     fields = [part for name in ENTRY_FIELDS for part in (name, entry[name])]
-    # Sent without waiting for Redis's answer: the answer to the snippet
-    # does not depend on it, and a lost entry only means one more slow path.
-    send_without_reply("EVAL", _REMEMBER, 1, key, hold_minutes * 60, *fields)
+    # Sent without waiting for Redis's answers: the answer to the snippet
+    # does not depend on them, and a lost entry only means one more slow path.
+    # Written whole (no field of an older answer stays) and expiring after
+    # the hold; a page view read between the three finds no answer or a whole
+    # one, and takes the slow path or the answer. (Three plain commands cost
+    # Redis a third of what one script doing the same did.)
+    send_without_reply(("DEL", key), ("HSET", key, *fields), ("EXPIRE", key, hold_minutes * 60))
 
 
 def forget(key: str) -> None:
@@ -430,10 +427,10 @@ def _apply_leases(leases: dict[int, float]) -> None:
     sql.update_rows(Lease, ["last_activity_at", "expires_at"], changed)
 
 
-def send_without_reply(*command) -> None:
-    """One command on this process's client whose answer nobody waits for
+def send_without_reply(*commands: tuple) -> None:
+    """Commands on this process's client whose answers nobody waits for
     (lib.redis_client.send_without_reply): logged, never raised, on failure."""
-    redis_client.send_without_reply(redis(), *command)
+    redis_client.send_without_reply(redis(), *commands)
 
 
 def visit_key(site_id: int, vid: str) -> str:

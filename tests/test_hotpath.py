@@ -205,12 +205,41 @@ def test_the_fast_path_counts_against_the_rate_limit(client, settings, monkeypat
 
 
 def test_a_cache_write_sent_without_reply_lands_and_leaves_the_connection_clean():
-    activity.send_without_reply("SET", "et:test:key", "value", "EX", 60)
+    activity.send_without_reply(("SET", "et:test:key", "value", "EX", 60))
     # The thread's own connection, which sent it with no reply awaited, reads
     # its next answer as its own (the connection is clean); a read on the
     # client's pooled connection may come a moment before the write lands.
     assert activity.exchange(("GET", "et:test:key")) == [b"value"]
     assert activity.redis().ttl("et:test:key") > 0
+
+
+def test_several_cache_writes_sent_without_reply_land_in_order_and_leave_the_connection_clean():
+    activity.send_without_reply(
+        ("SET", "et:test:key", "first"), ("APPEND", "et:test:key", "+second"), ("EXPIRE", "et:test:key", 60)
+    )
+    assert activity.exchange(("GET", "et:test:key"), ("TTL", "et:test:key")) == [b"first+second", 60]
+
+
+def test_a_remembered_answer_replaces_an_older_one_whole_and_expires_after_the_hold():
+    key = activity.visit_key(1, "a" * 32)
+    activity.redis().hset(key, mapping={"stale": "older answer's", "cfg": "old"})
+    session = type("Facts", (), {"id": 7, "key": "", "ga": "", "ym": ""})()
+    now = timezone.now()
+    activity.remember(
+        key=key,
+        fingerprint="cfg-1",
+        lease_ids=[3, 4],
+        visitor_id=5,
+        session=session,
+        subs=[{"block": 1, "email": "a@shop.test"}],
+        hold_minutes=30,
+        db_expires_at=now + timedelta(minutes=30),
+        now=now,
+    )
+    entry = {k.decode(): v.decode() for k, v in activity.exchange(("HGETALL", key))[0].items()}
+    assert set(entry) == set(activity.ENTRY_FIELDS)
+    assert (entry["cfg"], entry["leases"], entry["visitor"], entry["hold"]) == ("cfg-1", "3 4", "5", "30")
+    assert 1790 <= activity.redis().ttl(key) <= 1800
 
 
 def test_an_exchange_sends_any_argument_redis_py_would():
@@ -232,9 +261,9 @@ def test_a_cache_write_to_an_unreachable_redis_is_skipped_without_an_error(caplo
     activity._client = redis_lib.Redis(port=free_port(), socket_connect_timeout=1)
     try:
         with caplog.at_level(logging.WARNING):
-            assert activity.send_without_reply("SET", "et:test:key", "value") is None  # returned, raised nothing
+            assert activity.send_without_reply(("SET", "et:test:key", "value")) is None  # returned, raised nothing
             # Redis is left alone for a few seconds: the next write does not try.
-            assert activity.send_without_reply("SET", "et:test:key", "skipped") is None
+            assert activity.send_without_reply(("SET", "et:test:key", "skipped")) is None
     finally:
         activity._client = reachable
     said = [record.getMessage() for record in caplog.records if record.name == redis_client.log.name]
@@ -243,7 +272,7 @@ def test_a_cache_write_to_an_unreachable_redis_is_skipped_without_an_error(caplo
     assert activity.redis().get("et:test:key") is None
     # Redis back, the pause over: the next write lands.
     redis_client._down_until = 0.0
-    activity.send_without_reply("SET", "et:test:key", "again")
+    activity.send_without_reply(("SET", "et:test:key", "again"))
     # Sent on a connection of its own with no reply awaited: it lands, maybe
     # a moment after a read on another connection.
     deadline = time.monotonic() + 5
