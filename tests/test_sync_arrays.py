@@ -1,0 +1,103 @@
+"""A batch's values as one array literal (mailbox_sync/arrays.py): PostgreSQL
+reads back exactly the values given, whatever their characters, and a
+filter by AnyOfArray matches what AnyOf (and `__in`) match."""
+
+from datetime import UTC, datetime
+
+import pytest
+from django.db import connection
+
+from lib.lookups import AnyOf
+from mailbox_sync.arrays import AnyOfArray, array_literal, array_param
+from mailbox_sync.models import Letter
+from mailbox_sync.services import store_letter
+from tests.factories import letter_bytes, make_setup
+
+pytestmark = pytest.mark.django_db
+postgres_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="an IN list elsewhere")
+
+T0 = datetime(2025, 7, 1, 12, 0, tzinfo=UTC)
+AWKWARD_TEXTS = [
+    "",
+    "plain@client.test",
+    'a "quoted" word',
+    'back\\slash and \\" both',
+    "{braces}, commas, and spaces ",
+    "NULL",
+    "  leading",
+    "Заявка на кирпич",
+    "\t\ttabs\nand a newline",
+    "'single' quotes",
+]
+
+
+def read_back(sql_type: str, values):
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT %s::{sql_type}[]", [array_param(values)])
+        return cursor.fetchone()[0]
+
+
+def test_literals_of_ints_and_texts():
+    assert array_literal([3, 1, 2]) == "{3,1,2}"
+    assert array_literal(["a", "b"]) == '{"a","b"}'
+    assert array_literal(['say "hi"', "a\\b"]) == '{"say \\"hi\\"","a\\\\b"}'
+    assert array_literal([5, None]) == "{5,NULL}"
+    assert array_literal([]) == "{}"
+
+
+def test_other_values_are_left_to_psycopg():
+    when = datetime(2025, 1, 1, tzinfo=UTC)
+    assert array_literal([when]) is None
+    assert array_literal([True, False]) is None  # booleans are ints to Python, not to PostgreSQL
+    assert array_param([when]) == [when]
+
+
+@postgres_only
+def test_postgresql_reads_back_every_text_as_it_was():
+    assert read_back("text", AWKWARD_TEXTS) == AWKWARD_TEXTS
+    assert read_back("text", AWKWARD_TEXTS[1:2] * 3) == AWKWARD_TEXTS[1:2] * 3
+    assert read_back("text", ["a", None, 'b"']) == ["a", None, 'b"']
+
+
+@postgres_only
+def test_postgresql_reads_back_every_id_as_it_was():
+    ids = [1, 2**62, 17, 9_999_999_999]
+    assert read_back("bigint", ids) == ids
+    assert read_back("bigint", [4, None, 6]) == [4, None, 6]
+
+
+@postgres_only
+def test_the_array_goes_as_one_text_parameter_not_a_list_of_values():
+    queryset = Letter.objects.filter(AnyOfArray("sender_email", ["x@y.test", 'q"@y.test']))
+    sql, params = queryset.query.sql_with_params()
+    assert "= ANY(%s::text[])" in sql
+    assert params[-1] == '{"x@y.test","q\\"@y.test"}'
+
+
+def test_a_filter_matches_what_any_of_matches():
+    setup = make_setup()
+    stored = [
+        store_letter(
+            mailbox=setup.mailbox,
+            raw=letter_bytes(to="info@shop.test", sender=f"c{n}@client.test", message_id=f"<m{n}@client.test>"),
+            received_at=T0,
+        )
+        for n in range(4)
+    ]
+
+    def ids(lookup) -> set[int]:
+        return set(Letter.objects.filter(lookup).values_list("id", flat=True))
+
+    senders = ["c0@client.test", "c3@client.test", "nobody@client.test"]
+    assert (
+        ids(AnyOfArray("sender_email", senders))
+        == ids(AnyOf("sender_email", senders))
+        == {
+            stored[0].pk,
+            stored[3].pk,
+        }
+    )
+    message_ids = [stored[1].message_id, stored[2].message_id]
+    assert ids(AnyOfArray("message_id", message_ids)) == {stored[1].pk, stored[2].pk}
+    assert ids(AnyOfArray("id", [stored[2].pk, 10**12])) == {stored[2].pk}
+    assert ids(AnyOfArray("id", [])) == set()
