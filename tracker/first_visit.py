@@ -84,18 +84,19 @@ def _sql() -> str:
         raise RuntimeError(f"The first-visit statement does not fill visitor columns {sorted(unknown)}")
     table = Session._meta.db_table
     visitor_values = ",".join(f"%({_VISITOR_PARAMS[field.column]})s" for field in _fields(Visitor))
-    # The session's row with its visitor's new id put in: one parameter for a
-    # whole row, read back by jsonb_populate_record (dozens of parameters cost
-    # more to send one by one).
-    given = (
-        f"jsonb_populate_record(NULL::{table},"
-        "%(t_session)s::jsonb||jsonb_build_object('visitor_id',(SELECT id FROM new_visitor)))"
+    # The session's row: one parameter for a whole row, read back by
+    # json_populate_record (dozens of parameters cost more to send one by
+    # one), with its visitor's new id put in.
+    values = ",".join(
+        "(SELECT id FROM new_visitor)" if column == "visitor_id" else f"r.{column}"
+        for column in _columns(Session).split(",")
     )
     return (
         f"WITH new_visitor AS (INSERT INTO {Visitor._meta.db_table}({_columns(Visitor)}) "
         f"VALUES({visitor_values}) RETURNING *),"
-        f"new_session AS (INSERT INTO {table}({_columns(Session)}) SELECT {_columns(Session)} "
-        f"FROM {given} RETURNING *)" + "".join(f",{cte}" for cte in _also)
+        f"new_session AS (INSERT INTO {table}({_columns(Session)}) SELECT {values} "
+        f"FROM json_populate_record(NULL::{table},%(t_session)s::json) r RETURNING *)"
+        + "".join(f",{cte}" for cte in _also)
     )
 
 
