@@ -21,9 +21,11 @@ def array_literal(values) -> str | None:
     if all(type(value) is int for value in values):
         return "{" + ",".join(map(str, values)) + "}"
     if all(type(value) is str for value in values):
-        joined = '","'.join(values)
-        if not any(sign in joined for sign in _NEEDS_ESCAPE):
-            return '{"' + joined + '"}' if values else "{}"
+        if not values:
+            return "{}"
+        whole = "".join(values)
+        if not any(sign in whole for sign in _NEEDS_ESCAPE):
+            return '{"' + '","'.join(values) + '"}'
         return "{" + ",".join(_quoted(value) for value in values) + "}"
     if all(value is None or type(value) in (int, str) for value in values):
         return "{" + ",".join("NULL" if value is None else _element(value) for value in values) + "}"
@@ -31,7 +33,7 @@ def array_literal(values) -> str | None:
 
 
 def _element(value) -> str:
-    return str(value) if type(value) is int else _quoted(value)
+    return str(value) if type(value) is int else _quoted(value)  # one quoted: no join to look through
 
 
 def _quoted(value: str) -> str:

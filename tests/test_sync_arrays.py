@@ -8,6 +8,7 @@ import pytest
 from django.db import connection
 
 from lib.lookups import AnyOf
+from mailbox_sync import arrays
 from mailbox_sync.arrays import AnyOfArray, array_literal, array_param
 from mailbox_sync.models import Letter
 from mailbox_sync.services import store_letter
@@ -43,6 +44,15 @@ def test_literals_of_ints_and_texts():
     assert array_literal(['say "hi"', "a\\b"]) == '{"say \\"hi\\"","a\\\\b"}'
     assert array_literal([5, None]) == "{5,NULL}"
     assert array_literal([]) == "{}"
+
+
+def test_texts_without_quotes_or_backslashes_are_joined_without_escaping_each(monkeypatch):
+    quoted = []
+    monkeypatch.setattr(arrays, "_quoted", lambda value: quoted.append(value) or '"' + value + '"')
+    assert array_literal(["a@b.test", "", "c d"]) == '{"a@b.test","","c d"}'
+    assert quoted == []
+    array_literal(["a@b.test", 'say "hi"'])
+    assert quoted == ["a@b.test", 'say "hi"']
 
 
 def test_other_values_are_left_to_psycopg():
