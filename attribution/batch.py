@@ -105,7 +105,7 @@ def _lock_unattributed(order: list[int], stored: dict[int, Letter]) -> dict[int,
             found[pk] = letter
     rest = [pk for pk in order if pk not in stored]
     if rest:
-        found.update((letter.pk, letter) for letter in unattributed.filter(AnyOfArray("id", rest)).only(*LETTER_FIELDS))
+        found.update((letter.id, letter) for letter in unattributed.filter(AnyOfArray("id", rest)).only(*LETTER_FIELDS))
     return found
 
 
@@ -124,6 +124,10 @@ def _ordered_recipients(letter: Letter) -> list[str]:
 
 
 class _ProjectBatch:
+    # Letters and leads are known by `.id`, not `.pk`: a plain attribute
+    # read, where `.pk` is a property that looks the field up (some twenty
+    # times a letter: 125,000 calls in a first sync of 5,000 letters).
+
     def __init__(self, project_id: int, letters: list[Letter], now: datetime):
         self.project_id = project_id
         self.letters = letters
@@ -203,7 +207,7 @@ class _ProjectBatch:
         visitor_times = defaultdict(list)
         for letter, decoded in to_match:
             lease, kind = self._match(letter, decoded)
-            self.matches[letter.pk] = (lease, kind)
+            self.matches[letter.id] = (lease, kind)
             if lease is not None:
                 visitor_times[lease.visitor_id].append(letter.received_at)
         self.sessions = None
@@ -243,26 +247,26 @@ class _ProjectBatch:
         own = self._own_addresses(senders)
         exclusions = set(Exclusion.objects.filter(project_id=self.project_id).values_list("value", flat=True))
         own_domains = own_mail_domains(self.project_id, self.own_mail)
-        recipients = {letter.pk: _ordered_recipients(letter) for letter in self.letters}
+        recipients = {letter.id: _ordered_recipients(letter) for letter in self.letters}
         decoder = RecipientDecoder(self.project_id, {e for emails in recipients.values() for e in emails})
         wanted, to_match = [], []
         self.recipient = {}
         for letter in self.letters:
             reason = not_lead_reason(letter, own, exclusions, own_domains)
             decoded, recipient = None, ""
-            for email in recipients[letter.pk]:
+            for email in recipients[letter.id]:
                 decoded = decoder.decode(email)
                 if decoded is not None:
                     recipient = email
                     break
             else:
-                recipient = recipients[letter.pk][0] if recipients[letter.pk] else ""
+                recipient = recipients[letter.id][0] if recipients[letter.id] else ""
             if not reason and decoded is None and letter.mailbox.tracked_only:
                 reason = "sent to an untracked address"
             if reason:
-                self.reasons[letter.pk] = reason
+                self.reasons[letter.id] = reason
                 continue
-            self.recipient[letter.pk] = (decoded, recipient)
+            self.recipient[letter.id] = (decoded, recipient)
             wanted.append(letter)
             if decoded is None or decoded.kind != Match.STATIC:
                 to_match.append((letter, decoded))
@@ -279,7 +283,7 @@ class _ProjectBatch:
             c
             for i in threads.thread_ids(letter.in_reply_to, letter.references)
             for c in self.by_message_id.get(i, ())
-            if c.letter_id != letter.pk
+            if c.letter_id != letter.id
         ]
         parent = threads.thread_parent(sender=letter.sender_email, recipients=letter.recipients, candidates=candidates)
         if parent is not None:
@@ -290,14 +294,14 @@ class _ProjectBatch:
         nearby = [
             k
             for k in self.by_sender_recipient.get((letter.sender_email, recipient), ())
-            if k.letter_id != letter.pk and at - period < k.received_at < at + period
+            if k.letter_id != letter.id and at - period < k.received_at < at + period
         ]
         if nearby:
             return min(nearby, key=lambda k: (k.received_at, k.letter_id)).lead
         return None
 
     def _decide(self, letter: Letter) -> None:
-        decoded, recipient = self.recipient[letter.pk]
+        decoded, recipient = self.recipient[letter.id]
         at = letter.received_at
         lead = self._existing(letter, recipient)
         if isinstance(lead, Lead):
@@ -307,13 +311,13 @@ class _ProjectBatch:
         else:
             lead = self._new_lead(letter, decoded, recipient)
             self.new_leads.append(lead)
-        self.lead_of[letter.pk] = lead
+        self.lead_of[letter.id] = lead
         # Now a letter with a lead, for the letters after it.
-        known = _Known(letter.pk, at, lead)
+        known = _Known(letter.id, at, lead)
         if letter.message_id:
             self.by_message_id[letter.message_id].append(
                 threads.Candidate.of(
-                    (letter.pk, at, lead, letter.sender_email, letter.recipients, letter.message_id_reused)
+                    (letter.id, at, lead, letter.sender_email, letter.recipients, letter.message_id_reused)
                 )
             )
         lead_recipient = lead.recipient if isinstance(lead, Lead) else self.lead_recipient[lead]
@@ -328,7 +332,7 @@ class _ProjectBatch:
         if decoded is not None and decoded.kind == Match.STATIC:
             kind = MatchKind.STATIC
         else:
-            lease, kind = self.matches[letter.pk]
+            lease, kind = self.matches[letter.id]
             if lease is not None:
                 session = self.sessions.session_at(lease.visitor_id, letter.received_at)
         first = self.first_letter_at.get(letter.sender_email)
@@ -351,16 +355,16 @@ class _ProjectBatch:
             _mark_joined(self.joined, self.now)
         outcome = {}
         for letter in self.letters:
-            lead = self.lead_of.get(letter.pk)
-            outcome[letter.pk] = lead.pk if isinstance(lead, Lead) else lead
+            lead = self.lead_of.get(letter.id)
+            outcome[letter.id] = lead.id if isinstance(lead, Lead) else lead
         _mark_attributed(
             [
-                (letter.pk, outcome[letter.pk], self.reasons.get(letter.pk, letter.not_lead_reason))
+                (letter.id, outcome[letter.id], self.reasons.get(letter.id, letter.not_lead_reason))
                 for letter in self.letters
             ],
             self.now,
         )
-        events.emit_many(events.LEAD_CREATED, [lead.pk for lead in self.new_leads])
+        events.emit_many(events.LEAD_CREATED, [lead.id for lead in self.new_leads])
         events.emit_many(events.LEAD_UPDATED, list(self.joined))
         return outcome
 

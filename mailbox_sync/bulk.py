@@ -16,6 +16,7 @@ storing the rows one by one.
 """
 
 import functools
+import operator
 
 from django.db import connection
 from django.db.models.base import ModelState
@@ -98,8 +99,10 @@ def _copy_rows(cursor, model, objects: list, layout) -> None:
         table = connection.ops.quote_name(model._meta.db_table)
         with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(types)
+            # The row's values in one C call (a tuple; of one name, the value alone).
+            values_of = operator.attrgetter(*attnames)
             for instance in objects:
-                copy.write_row([getattr(instance, attname) for attname in attnames])
+                copy.write_row(values_of(instance) if len(attnames) > 1 else (values_of(instance),))
 
 
 @functools.cache
