@@ -31,8 +31,8 @@ from django.db.models import Case, DateTimeField, F, Min, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from lib.lookups import AnyOf, array_param
 from mailbox_sync import threads
-from mailbox_sync.arrays import AnyOfArray, array_param
 from mailbox_sync.bulk import copy_insert
 from mailbox_sync.models import Letter, Mailbox
 from substitution.decoder import Match
@@ -98,14 +98,14 @@ def _lock_unattributed(order: list[int], stored: dict[int, Letter]) -> dict[int,
     held = [pk for pk in order if pk in stored]
     found = {}
     if held:
-        rows = unattributed.filter(AnyOfArray("id", held)).values_list("id", "message_id_reused", "not_lead_reason")
+        rows = unattributed.filter(AnyOf("id", held)).values_list("id", "message_id_reused", "not_lead_reason")
         for pk, reused, reason in rows:
             letter = stored[pk]
             letter.message_id_reused, letter.not_lead_reason = reused, reason
             found[pk] = letter
     rest = [pk for pk in order if pk not in stored]
     if rest:
-        found.update((letter.id, letter) for letter in unattributed.filter(AnyOfArray("id", rest)).only(*LETTER_FIELDS))
+        found.update((letter.id, letter) for letter in unattributed.filter(AnyOf("id", rest)).only(*LETTER_FIELDS))
     return found
 
 
@@ -146,7 +146,7 @@ class _ProjectBatch:
         original addresses, pools' base addresses), kept for the domains."""
         project = self.project_id
         self.own_mail = own_mail_addresses(project)
-        wanted = AnyOfArray("email", senders)
+        wanted = AnyOf("email", senders)
         own = set(Address.objects.filter(wanted, pool__project_id=project).values_list("email", flat=True))
         own |= self.own_mail
         own |= set(StaticAddress.objects.filter(wanted, project_id=project).values_list("email", flat=True))
@@ -162,7 +162,7 @@ class _ProjectBatch:
         self.lead_recipient: dict[int, str] = {}  # of the leads from before the batch
         thread_ids = {i for letter in leads_wanted for i in threads.thread_ids(letter.in_reply_to, letter.references)}
         if thread_ids:
-            rows = in_project.filter(AnyOfArray("message_id", thread_ids)).values_list(
+            rows = in_project.filter(AnyOf("message_id", thread_ids)).values_list(
                 *threads.FIELDS, "message_id", "lead__recipient"
             )
             for *fields, message_id, recipient in rows:
@@ -175,7 +175,7 @@ class _ProjectBatch:
             periods = [letter.mailbox.repeat_period for letter in leads_wanted]
             times = [letter.received_at for letter in leads_wanted]
             rows = in_project.filter(
-                AnyOfArray("sender_email", named),
+                AnyOf("sender_email", named),
                 received_at__gt=min(times) - max(periods),
                 received_at__lt=max(times) + max(periods),
             ).values_list("id", "sender_email", "received_at", "lead_id", "lead__recipient")
@@ -184,7 +184,7 @@ class _ProjectBatch:
                 self.lead_recipient[lead_id] = recipient
         if senders:
             firsts = (
-                in_project.filter(AnyOfArray("sender_email", senders))
+                in_project.filter(AnyOf("sender_email", senders))
                 .values("sender_email")
                 .annotate(first=Min("received_at"))
                 .values_list("sender_email", "first")
@@ -398,7 +398,7 @@ def _mark_attributed(rows: list[tuple[int, int | None, str]], now: datetime) -> 
     on PostgreSQL in one UPDATE from three arrays (three parameters however
     many letters), elsewhere one from a VALUES list per thousand letters,
     whose columns are column1..3 in both PostgreSQL and SQLite; the arrays
-    as their literals (`mailbox_sync.arrays`). (Django's
+    as their literals (`lib.lookups.array_param`). (Django's
     bulk_update builds a CASE per field and letter, which takes longer to
     build than to run.)"""
     table = connection.ops.quote_name(Letter._meta.db_table)

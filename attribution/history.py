@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from django.db.models import Max, Min, Q
 
-from mailbox_sync.arrays import AnyOfArray
+from lib.lookups import AnyOf
 from substitution.decoder import Decoded, Match, one_edit_variants, token_of
 from substitution.models import Address, Lease, Pool, PoolExhaustion, StaticAddress
 from tracker.models import Session
@@ -35,12 +35,12 @@ class RecipientDecoder:
         self._decoded: dict[str, Decoded | None] = {}
         if not wanted:
             return
-        addresses = Address.objects.filter(AnyOfArray("email", wanted), pool__project_id=project_id)
+        addresses = Address.objects.filter(AnyOf("email", wanted), pool__project_id=project_id)
         for address in addresses.select_related("pool"):
             self._decoded[address.email] = Decoded(address.email, Match.EXACT, address=address, pool=address.pool)
         rest = wanted - self._decoded.keys()
         if rest:
-            for static in StaticAddress.objects.filter(AnyOfArray("email", rest), project_id=project_id):
+            for static in StaticAddress.objects.filter(AnyOf("email", rest), project_id=project_id):
                 self._decoded[static.email] = Decoded(static.email, Match.STATIC, static_address=static)
             rest -= self._decoded.keys()
         if rest:
@@ -63,7 +63,7 @@ class RecipientDecoder:
         if variants_by_pool:
             condition = Q()
             for pool_id, variants in variants_by_pool.items():
-                condition |= Q(AnyOfArray("token", variants), pool_id=pool_id)
+                condition |= Q(AnyOf("token", variants), pool_id=pool_id)
             for address in Address.objects.filter(condition).select_related("pool"):
                 near_by_pool[address.pool_id].append(address)
         for email in emails:

@@ -18,8 +18,9 @@ from django.db import IntegrityError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from lib.lookups import AnyOf
+
 from . import bulk, events, identity, parsing
-from .arrays import AnyOfArray
 from .imap import is_spam_folder
 from .models import Letter, LetterCopy, LetterSource, Mailbox
 
@@ -160,9 +161,9 @@ def _known(mailbox: Mailbox, rows) -> tuple[dict, dict]:
     message_ids = {_clean(parsed.message_id) for _key, _item, parsed in rows} - {""}
     by_key: dict[str, Letter | int] = {}
     by_message_id: dict[str, list[tuple[Letter | int, str]]] = defaultdict(list)
-    same_mailbox = Q(AnyOfArray("dedupe_key", keys), mailbox=mailbox)
+    same_mailbox = Q(AnyOf("dedupe_key", keys), mailbox=mailbox)
     if message_ids:
-        same_mailbox |= Q(AnyOfArray("message_id", message_ids), mailbox__project_id=mailbox.project_id)
+        same_mailbox |= Q(AnyOf("message_id", message_ids), mailbox__project_id=mailbox.project_id)
     known = Letter.objects.filter(same_mailbox).order_by("id")
     for letter_id, mailbox_id, key, message_id in known.values_list("id", "mailbox_id", "dedupe_key", "message_id"):
         if mailbox_id == mailbox.pk and key in keys:
@@ -178,8 +179,8 @@ def _taken_uids(mailbox: Mailbox, folder: str, uidvalidity: int | None, uids: li
     if not uids:
         return set()
     where = {"mailbox": mailbox, "folder": folder, "uidvalidity": uidvalidity}
-    letters = Letter.objects.filter(AnyOfArray("uid", uids), **where).values_list("uid", flat=True).order_by()
-    copies = LetterCopy.objects.filter(AnyOfArray("uid", uids), **where).values_list("uid", flat=True).order_by()
+    letters = Letter.objects.filter(AnyOf("uid", uids), **where).values_list("uid", flat=True).order_by()
+    copies = LetterCopy.objects.filter(AnyOf("uid", uids), **where).values_list("uid", flat=True).order_by()
     return set(letters.union(copies, all=True))
 
 
