@@ -51,12 +51,16 @@ def _fields(model) -> tuple:
     return tuple(field for field in model._meta.concrete_fields if not field.primary_key)
 
 
-def _columns(model) -> str:
+def _column_names(model) -> list[str]:
     # Plain names unquoted: the statement's text stays short (see substitution.first_visit).
-    return ",".join(
+    return [
         c if c.isidentifier() and c.islower() else connection.ops.quote_name(c)
         for c in (field.column for field in _fields(model))
-    )
+    ]
+
+
+def _columns(model) -> str:
+    return ",".join(_column_names(model))
 
 
 @cache
@@ -88,8 +92,7 @@ def _sql() -> str:
     # json_populate_record (dozens of parameters cost more to send one by
     # one), with its visitor's new id put in.
     values = ",".join(
-        "(SELECT id FROM new_visitor)" if column == "visitor_id" else f"r.{column}"
-        for column in _columns(Session).split(",")
+        "(SELECT id FROM new_visitor)" if column == "visitor_id" else f"r.{column}" for column in _column_names(Session)
     )
     return (
         f"WITH new_visitor AS (INSERT INTO {Visitor._meta.db_table}({_columns(Visitor)}) "
